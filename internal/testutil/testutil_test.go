@@ -222,4 +222,3 @@ func TestLeakCheckIgnoresOtherTestsAndNoise(t *testing.T) {
 		t.Fatalf("noise reported as leaks: %v, %v", leaks, err)
 	}
 }
-
