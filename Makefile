@@ -1,0 +1,54 @@
+# Berth. Run as root on Debian 12: `make demo`, `make test`, `make bench`.
+# Each target installs the Debian packages it needs (skipping quickly when
+# they are present).
+
+GO         ?= go
+BIN        := bin
+BUILD_DEPS := gcc pkg-config libseccomp-dev
+TEST_DEPS  := $(BUILD_DEPS) busybox-static runc crun containerd jq
+BENCH_DEPS := $(BUILD_DEPS) busybox-static runc crun
+DEMO_DEPS  := $(BUILD_DEPS)
+RUNTIME    ?= $(BIN)/berth-runtime
+N          ?= 30
+TEST_FLAGS ?= -count=1 -timeout 25m -p 2
+
+.PHONY: all build deps-build demo test bench vet clean
+
+all: build
+
+deps-build:
+	@scripts/ensure-deps.sh $(BUILD_DEPS)
+
+# Every command into ./bin; berth-whoami static (it runs in FROM-scratch
+# rootfs), the rest with cgo (berth-runtime links libseccomp).
+build: deps-build
+	@mkdir -p $(BIN)
+	CGO_ENABLED=1 $(GO) build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/berth-whoami ./cmd/berth-whoami
+
+# The main job: berth-whoami run by berth-runtime inside its walls.
+# `make demo RUNTIME=runc` runs the same bundle with runc.
+demo:
+	@scripts/ensure-deps.sh $(DEMO_DEPS)
+	@$(MAKE) --no-print-directory build
+	@scripts/cgroup-setup.sh
+	@scripts/demo.sh $(RUNTIME)
+
+test:
+	@scripts/ensure-deps.sh $(TEST_DEPS)
+	@$(MAKE) --no-print-directory build
+	@scripts/cgroup-setup.sh
+	$(GO) test $(TEST_FLAGS) ./...
+
+# Side-by-side lifecycle benchmarks vs runc and crun; N iterations each.
+bench:
+	@scripts/ensure-deps.sh $(BENCH_DEPS)
+	@$(MAKE) --no-print-directory build
+	@scripts/cgroup-setup.sh
+	$(GO) run ./bench/cmd/berthbench -n $(N) -berth $(BIN)/berth-runtime -out bench/results/latest.md
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# ensure-deps.sh PKG... — install the Debian packages that are missing, and
+# only those. Quick when everything is present (one dpkg -s call); runs
+# apt-get update only when something must be installed.
+set -euo pipefail
+missing=()
+for p in "$@"; do
+	if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
+		missing+=("$p")
+	fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+	echo "ensure-deps: missing ${missing[*]} and not root: install them first" >&2
+	exit 1
+fi
+echo "ensure-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
