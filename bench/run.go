@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,7 +27,8 @@ type Config struct {
 // is missing, or whose Setup or Run fails, gets an error result and is left
 // out of that scenario's remaining iterations; the others go on.
 func Run(cfg Config, systems []System, scenarios []Scenario) []Result {
-	prefix := fmt.Sprintf("berthbench-%d", os.Getpid())
+	// Not "berth...": test leak checks treat such names as the engine's.
+	prefix := fmt.Sprintf("bb%d", os.Getpid())
 	var results []Result
 	for si, sc := range scenarios {
 		type slot struct {
@@ -123,8 +125,17 @@ func shortName(s string) string {
 	return strings.ReplaceAll(s, "-", "")
 }
 
+// oneLine shortens err for a table cell, keeping the runtime's own message.
 func oneLine(err error) string {
-	s := strings.Join(strings.Fields(err.Error()), " ")
+	msg := err.Error()
+	var re *fixture.RunError
+	if errors.As(err, &re) && len(re.Sub) > 0 {
+		msg = re.Sub[0] + ": " + re.Err.Error() + ": " + re.Stderr
+		if prefix, _, ok := strings.Cut(err.Error(), re.Args[0]); ok {
+			msg = prefix + msg // keep "setup: " / "create: " context
+		}
+	}
+	s := strings.Join(strings.Fields(msg), " ")
 	if len(s) > 160 {
 		s = s[:160] + "…"
 	}

@@ -90,7 +90,7 @@ func (splitScenario) Setup(env *Env) (Trial, error) {
 			d, err := timed(fn)
 			if err != nil {
 				forceDelete(env, id)
-				return fmt.Errorf("%s: %w", phase, err)
+				return err
 			}
 			out = append(out, Sample{Phase: phase, D: d})
 			return nil
