@@ -1,0 +1,290 @@
+package linux
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/runtime/cgroups"
+)
+
+// CreateOptions are the knobs of `create` and `run`.
+type CreateOptions struct {
+	Root          string // state directory (--root)
+	ID            string
+	Bundle        string
+	PidFile       string
+	ConsoleSocket string // path of a unix socket that receives the pty master
+	NoPivot       bool
+	PreserveFds   int
+	Stdin         *os.File
+	Stdout        *os.File
+	Stderr        *os.File
+	console       *os.File // already-connected console socket (run with a terminal)
+}
+
+// Create builds the container up to the point where only the user's
+// program is left to exec, and leaves it waiting for Start.
+func Create(o CreateOptions) (*State, error) {
+	return create(o, true)
+}
+
+func create(o CreateOptions, wait bool) (_ *State, retErr error) {
+	if err := ValidateID(o.ID); err != nil {
+		return nil, err
+	}
+	bundle, err := filepath.Abs(o.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := loadSpec(bundle)
+	if err != nil {
+		return nil, err
+	}
+	rootfs := spec.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
+	}
+	if rootfs, err = filepath.EvalSymlinks(rootfs); err != nil {
+		return nil, fmt.Errorf("rootfs %s: %w", spec.Root.Path, err)
+	}
+	if st, err := os.Stat(rootfs); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("rootfs %s is not a directory", rootfs)
+	}
+	if err := validate(spec); err != nil {
+		return nil, err
+	}
+
+	if err := os.MkdirAll(o.Root, 0o700); err != nil {
+		return nil, fmt.Errorf("create state root %s: %w", o.Root, err)
+	}
+	dir := filepath.Join(o.Root, o.ID)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("container with id %q already exists", o.ID)
+		}
+		return nil, fmt.Errorf("create state directory: %w", err)
+	}
+	s := &State{ID: o.ID, Bundle: bundle, Rootfs: rootfs, Created: time.Now().UTC(), Config: spec, dir: dir}
+	if u, err := user.Current(); err == nil {
+		s.Owner = u.Username
+	}
+	var cg cgroups.Manager
+	defer func() {
+		if retErr != nil {
+			if cg != nil {
+				if pids, err := cg.Pids(); err == nil {
+					for _, p := range pids {
+						unix.Kill(p, unix.SIGKILL)
+					}
+				}
+				destroyCgroup(cg)
+			}
+			os.RemoveAll(dir)
+		}
+	}()
+
+	cgPath := ""
+	if spec.Linux != nil {
+		cgPath = spec.Linux.CgroupsPath
+	}
+	if cg, err = cgroups.New(cgPath, o.ID); err != nil {
+		return nil, err
+	}
+	resources := withDefaultDevices(spec)
+	req := &spawnRequest{
+		cgroup:      cg,
+		preserve:    o.PreserveFds,
+		stdio:       stdio{o.Stdin, o.Stdout, o.Stderr},
+		oomScoreAdj: spec.Process.OOMScoreAdj,
+		console:     o.console,
+		resources:   resources,
+	}
+	if err := namespacesFor(spec, req); err != nil {
+		return nil, err
+	}
+	if spec.Process.Terminal && req.console == nil {
+		if o.ConsoleSocket == "" {
+			return nil, errors.New("process.terminal is set: --console-socket is required")
+		}
+		if req.console, err = dialConsole(o.ConsoleSocket); err != nil {
+			return nil, err
+		}
+		defer req.console.Close()
+	} else if !spec.Process.Terminal && o.ConsoleSocket != "" {
+		return nil, errors.New("--console-socket given but process.terminal is false")
+	}
+	if wait {
+		fifo := filepath.Join(dir, fifoName)
+		if err := unix.Mkfifo(fifo, 0o622); err != nil {
+			return nil, fmt.Errorf("create exec fifo: %w", err)
+		}
+		if req.fifo, err = os.OpenFile(fifo, unix.O_PATH|unix.O_CLOEXEC, 0); err != nil {
+			return nil, fmt.Errorf("open exec fifo: %w", err)
+		}
+		defer req.fifo.Close()
+	}
+	hooks := spec.Hooks
+	hasRuntimeHooks := hooks != nil && (len(hooks.Prestart) > 0 || len(hooks.CreateRuntime) > 0)
+	req.config = &initConfig{
+		ID: o.ID, Spec: spec, Rootfs: rootfs, Bundle: bundle, NoPivot: o.NoPivot,
+		SyncHooks: hasRuntimeHooks, CgroupNS: req.cloneFlags&unix.CLONE_NEWCGROUP != 0,
+		NewUserNS: req.cloneFlags&unix.CLONE_NEWUSER != 0 || hasNSType(spec, specs.UserNamespace),
+	}
+	if hasRuntimeHooks {
+		req.onHooks = func(pid int) error {
+			st := s.OCIState()
+			st.Status, st.Pid = Creating, pid
+			if err := runHooks("prestart", hooks.Prestart, st); err != nil {
+				return err
+			}
+			return runHooks("createRuntime", hooks.CreateRuntime, st)
+		}
+	}
+	req.config.CgroupPaths = cg.Paths()
+	sp, err := spawn(req)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", o.ID, err)
+	}
+	sp.sock.Close()
+	s.InitPid = sp.pid
+	s.CgroupPaths = cg.Paths()
+	if _, s.InitStart, err = procStat(sp.pid); err != nil {
+		return nil, fmt.Errorf("container process %d: %w", sp.pid, err)
+	}
+	if err := s.save(); err != nil {
+		return nil, err
+	}
+	if o.PidFile != "" {
+		if err := writePidFile(o.PidFile, sp.pid); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func writePidFile(path string, pid int) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(abs, []byte(strconv.Itoa(pid)), 0o644)
+}
+
+func loadSpec(bundle string) (*specs.Spec, error) {
+	path := filepath.Join(bundle, "config.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read bundle config: %w", err)
+	}
+	spec := &specs.Spec{}
+	if err := json.Unmarshal(b, spec); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return spec, nil
+}
+
+func destroyCgroup(cg cgroups.Manager) {
+	// The kernel needs a moment to let go of a cgroup whose last process just died.
+	for i := 0; i < 50; i++ {
+		if err := cg.Destroy(); err == nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func dialConsole(path string) (*os.File, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("connect to console socket %s: %w", path, err)
+	}
+	return os.NewFile(uintptr(fd), "console-socket"), nil
+}
+
+var nsFlags = map[specs.LinuxNamespaceType]uint32{
+	specs.PIDNamespace:     unix.CLONE_NEWPID,
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.MountNamespace:   unix.CLONE_NEWNS,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+	specs.UserNamespace:    unix.CLONE_NEWUSER,
+	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
+	specs.TimeNamespace:    unix.CLONE_NEWTIME,
+}
+
+func hasNSType(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
+	if spec.Linux == nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
+// namespacesFor turns linux.namespaces into clone flags and joins.
+func namespacesFor(spec *specs.Spec, req *spawnRequest) error {
+	for _, ns := range spec.Linux.Namespaces {
+		flag := nsFlags[ns.Type]
+		if ns.Path == "" {
+			req.cloneFlags |= flag
+		} else {
+			req.joins = append(req.joins, nsPath{flag: flag, path: ns.Path})
+		}
+	}
+	if req.cloneFlags&unix.CLONE_NEWUSER != 0 {
+		req.uidMaps, req.gidMaps = spec.Linux.UIDMappings, spec.Linux.GIDMappings
+	}
+	if req.cloneFlags&unix.CLONE_NEWTIME != 0 {
+		for clock, off := range spec.Linux.TimeOffsets {
+			req.timeOffsets += fmt.Sprintf("%s %d %d\n", clock, off.Secs, off.Nanosecs)
+		}
+	}
+	return nil
+}
+
+// withDefaultDevices adds to a device allow-list the devices every
+// container has (and those the spec creates), as runc does: the v2 device
+// program denies whatever no rule allows.
+func withDefaultDevices(spec *specs.Spec) *specs.LinuxResources {
+	r := spec.Linux.Resources
+	if r == nil || len(r.Devices) == 0 {
+		return r
+	}
+	c := *r
+	rule := func(typ string, major, minor int64, access string) specs.LinuxDeviceCgroup {
+		d := specs.LinuxDeviceCgroup{Allow: true, Type: typ, Access: access}
+		if major >= 0 {
+			d.Major = &major
+		}
+		if minor >= 0 {
+			d.Minor = &minor
+		}
+		return d
+	}
+	c.Devices = append([]specs.LinuxDeviceCgroup{}, r.Devices...)
+	c.Devices = append(c.Devices,
+		rule("c", -1, -1, "m"), rule("b", -1, -1, "m"),
+		rule("c", 1, 3, "rwm"), rule("c", 1, 5, "rwm"), rule("c", 1, 7, "rwm"), rule("c", 1, 8, "rwm"),
+		rule("c", 1, 9, "rwm"), rule("c", 5, 0, "rwm"), rule("c", 5, 1, "rwm"), rule("c", 5, 2, "rwm"),
+		rule("c", 136, -1, "rwm"))
+	for _, d := range spec.Linux.Devices {
+		c.Devices = append(c.Devices, rule(d.Type, d.Major, d.Minor, "rwm"))
+	}
+	return &c
+}

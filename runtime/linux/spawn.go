@@ -1,0 +1,284 @@
+package linux
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/runtime/cgroups"
+	"github.com/berth-dev/berth/runtime/nsenter"
+)
+
+// initConfig is what the Go half of a container process is told to do.
+type initConfig struct {
+	ID          string            `json:"id"`
+	Exec        bool              `json:"exec"` // join a running container instead of creating one
+	Spec        *specs.Spec       `json:"spec"`
+	Process     *specs.Process    `json:"process"`
+	Rootfs      string            `json:"rootfs"`
+	Bundle      string            `json:"bundle"`
+	NoPivot     bool              `json:"no_pivot"`
+	FifoFd      int               `json:"fifo_fd"`    // -1: exec at once
+	ConsoleFd   int               `json:"console_fd"` // -1: no terminal socket
+	PreserveFds int               `json:"preserve_fds"`
+	SyncHooks   bool              `json:"sync_hooks"` // ask the runtime to run prestart/createRuntime hooks
+	CgroupPaths map[string]string `json:"cgroup_paths"`
+	CgroupNS    bool              `json:"cgroup_ns"`
+	NewUserNS   bool              `json:"new_user_ns"`
+}
+
+// stdio is what a container process gets as fds 0-2.
+type stdio struct{ in, out, err *os.File }
+
+func (s stdio) orDefault() stdio {
+	if s.in == nil {
+		s.in = os.Stdin
+	}
+	if s.out == nil {
+		s.out = os.Stdout
+	}
+	if s.err == nil {
+		s.err = os.Stderr
+	}
+	return s
+}
+
+// spawnRequest describes one container process to start.
+type spawnRequest struct {
+	cloneFlags  uint32
+	joins       []nsPath
+	timeOffsets string
+	uidMaps     []specs.LinuxIDMapping
+	gidMaps     []specs.LinuxIDMapping
+	cgroup      cgroups.Manager // joined before any namespace is made
+	resources   *specs.LinuxResources
+	preserve    int             // fds 3..3+preserve-1 are passed through
+	fifo        *os.File
+	console     *os.File
+	stdio       stdio
+	config      *initConfig
+	oomScoreAdj *int
+	onHooks     func(pid int) error // runs the runtime-side hooks when asked
+}
+
+type nsPath struct {
+	flag uint32
+	path string
+}
+
+// spawned is a container process that finished its setup.
+type spawned struct {
+	pid  int
+	sock *os.File // still open: for exec, EOF means execve succeeded
+}
+
+// spawn starts a container process and drives it through its setup. On
+// error the process is gone.
+func spawn(req *spawnRequest) (_ *spawned, retErr error) {
+	exe, err := cloneSelf()
+	if err != nil {
+		return nil, err
+	}
+	defer exe.Close()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("init socket: %w", err)
+	}
+	parent := os.NewFile(uintptr(fds[0]), "init-parent")
+	child := os.NewFile(uintptr(fds[1]), "init-child")
+	defer child.Close()
+
+	// fds 3.. in the child: the preserved ones, then ours.
+	var extra []*os.File
+	for i := 0; i < req.preserve; i++ {
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	next := func(f *os.File) int {
+		if f == nil {
+			return -1
+		}
+		extra = append(extra, f)
+		return 2 + len(extra)
+	}
+	sockFd := next(child)
+	req.config.FifoFd = next(req.fifo)
+	req.config.ConsoleFd = next(req.console)
+	req.config.PreserveFds = req.preserve
+
+	io := req.stdio.orDefault()
+	cmd := &exec.Cmd{
+		// Executing a sealed copy: the container can never write the
+		// runtime binary through /proc/<pid>/exe (CVE-2019-5736).
+		Path:       "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(int(exe.Fd())),
+		Args:       []string{"berth-runtime", "init"},
+		Env:        []string{nsenter.EnvInitPipe + "=" + strconv.Itoa(sockFd)},
+		Stdin:      io.in,
+		Stdout:     io.out,
+		Stderr:     io.err,
+		ExtraFiles: extra,
+	}
+	if err := cmd.Start(); err != nil {
+		parent.Close()
+		return nil, fmt.Errorf("start container process: %w", err)
+	}
+	child.Close()
+	pid := 0
+	defer func() {
+		if retErr != nil {
+			parent.Close()
+			if pid > 0 && pid != cmd.Process.Pid {
+				unix.Kill(pid, unix.SIGKILL)
+				var ws unix.WaitStatus
+				unix.Wait4(pid, &ws, 0, nil)
+			}
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
+
+	if req.cgroup != nil {
+		if err := req.cgroup.Apply(cmd.Process.Pid); err != nil {
+			return nil, err
+		}
+		// Limits hold before any namespace, hook or user code exists.
+		if req.resources != nil {
+			if err := req.cgroup.Set(req.resources); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var bs bootstrap
+	bs.u32(nsenter.AttrCloneFlags, req.cloneFlags)
+	for _, j := range req.joins {
+		bs.join(j.flag, j.path)
+	}
+	if req.timeOffsets != "" {
+		bs.str(nsenter.AttrTimeOffsets, req.timeOffsets)
+	}
+	if err := writeMsg(parent, nsenter.MsgBootstrap, bs.buf); err != nil {
+		return nil, fmt.Errorf("send bootstrap: %w", err)
+	}
+	for pid == 0 {
+		typ, payload, err := readMsg(parent)
+		if err != nil {
+			return nil, fmt.Errorf("container process exited during namespace setup: %s", describeExit(cmd))
+		}
+		switch typ {
+		case nsenter.MsgMapReq:
+			if err := writeIDMaps(cmd.Process.Pid, req.uidMaps, req.gidMaps); err != nil {
+				return nil, err
+			}
+			if err := writeMsg(parent, nsenter.MsgMapAck, nil); err != nil {
+				return nil, err
+			}
+		case nsenter.MsgPid:
+			if len(payload) != 4 {
+				return nil, fmt.Errorf("bad pid message")
+			}
+			pid = int(int32(binary.NativeEndian.Uint32(payload)))
+		case nsenter.MsgError:
+			return nil, fmt.Errorf("%s", payload)
+		default:
+			return nil, fmt.Errorf("unexpected message %d during namespace setup", typ)
+		}
+	}
+	if pid != cmd.Process.Pid {
+		// The intermediate exits right after reporting; reap it.
+		if err := cmd.Wait(); err != nil {
+			return nil, fmt.Errorf("namespace setup: %w", err)
+		}
+	}
+	if req.oomScoreAdj != nil {
+		if err := os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(strconv.Itoa(*req.oomScoreAdj)), 0); err != nil {
+			return nil, fmt.Errorf("set oom_score_adj %d: %w", *req.oomScoreAdj, err)
+		}
+	}
+	if err := writeJSON(parent, msgConfig, req.config); err != nil {
+		return nil, fmt.Errorf("send config: %w", err)
+	}
+	for {
+		typ, payload, err := readMsg(parent)
+		if err != nil {
+			return nil, fmt.Errorf("container process exited during setup")
+		}
+		switch typ {
+		case msgHooks:
+			if req.onHooks != nil {
+				if err := req.onHooks(pid); err != nil {
+					return nil, err
+				}
+			}
+			if err := writeMsg(parent, msgHooksDone, nil); err != nil {
+				return nil, err
+			}
+		case msgReady:
+			return &spawned{pid: pid, sock: parent}, nil
+		case nsenter.MsgError:
+			return nil, fmt.Errorf("%s", payload)
+		default:
+			return nil, fmt.Errorf("unexpected message %d during setup", typ)
+		}
+	}
+}
+
+func describeExit(cmd *exec.Cmd) string {
+	if err := cmd.Wait(); err != nil {
+		return err.Error()
+	}
+	return "exit status 0"
+}
+
+func writeIDMaps(pid int, uids, gids []specs.LinuxIDMapping) error {
+	format := func(ms []specs.LinuxIDMapping) []byte {
+		var b strings.Builder
+		for _, m := range ms {
+			fmt.Fprintf(&b, "%d %d %d\n", m.ContainerID, m.HostID, m.Size)
+		}
+		return []byte(b.String())
+	}
+	base := "/proc/" + strconv.Itoa(pid) + "/"
+	if len(uids) > 0 {
+		if err := os.WriteFile(base+"uid_map", format(uids), 0); err != nil {
+			return fmt.Errorf("write uid_map: %w", err)
+		}
+	}
+	if len(gids) > 0 {
+		if err := os.WriteFile(base+"gid_map", format(gids), 0); err != nil {
+			return fmt.Errorf("write gid_map: %w", err)
+		}
+	}
+	return nil
+}
+
+// cloneSelf copies the runtime binary into a sealed memfd. The container
+// process runs from the copy, so /proc/<pid>/exe inside the container
+// names an immutable anonymous file, not the host's binary.
+func cloneSelf() (*os.File, error) {
+	src, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return nil, fmt.Errorf("open own binary: %w", err)
+	}
+	defer src.Close()
+	fd, err := unix.MemfdCreate("berth-runtime", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	dst := os.NewFile(uintptr(fd), "berth-runtime")
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return nil, fmt.Errorf("copy own binary: %w", err)
+	}
+	const seals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(dst.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+		dst.Close()
+		return nil, fmt.Errorf("seal own binary: %w", err)
+	}
+	return dst, nil
+}

@@ -1,0 +1,214 @@
+package linux
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/runtime/cgroups"
+)
+
+// Status values, as the OCI runtime spec names them (plus runc's "paused").
+const (
+	Creating = "creating"
+	Created  = "created"
+	Running  = "running"
+	Stopped  = "stopped"
+	Paused   = "paused"
+)
+
+const (
+	stateFile = "state.json"
+	fifoName  = "exec.fifo"
+)
+
+// State is what survives between runtime invocations: each command is a
+// fresh process that finds its container here, in <root>/<id>/state.json.
+type State struct {
+	ID          string            `json:"id"`
+	Bundle      string            `json:"bundle"`
+	Rootfs      string            `json:"rootfs"`
+	InitPid     int               `json:"init_pid"`
+	InitStart   uint64            `json:"init_start"` // guards against pid reuse
+	Created     time.Time         `json:"created"`
+	CgroupPaths map[string]string `json:"cgroup_paths"`
+	Owner       string            `json:"owner"`
+	Config      *specs.Spec       `json:"config"`
+
+	dir string
+}
+
+var validID = regexp.MustCompile(`^[\w+\-.]+$`)
+
+// ValidateID refuses ids that are not safe as a single path element.
+func ValidateID(id string) error {
+	if id == "" || id == "." || id == ".." || len(id) > 1024 || !validID.MatchString(id) {
+		return fmt.Errorf("invalid container id %q: use letters, digits, and . _ + -", id)
+	}
+	return nil
+}
+
+// Load reads the state of container id under root.
+func Load(root, id string) (*State, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(root, id)
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			if _, derr := os.Stat(dir); derr == nil {
+				return &State{ID: id, dir: dir}, nil // still being created
+			}
+			return nil, fmt.Errorf("container %q does not exist", id)
+		}
+		return nil, fmt.Errorf("container %q: read state: %w", id, err)
+	}
+	s := &State{}
+	if err := json.Unmarshal(b, s); err != nil {
+		return nil, fmt.Errorf("container %q: corrupt state %s: %w", id, filepath.Join(dir, stateFile), err)
+	}
+	s.dir = dir
+	return s, nil
+}
+
+// save replaces the state atomically (temp file, rename). No fsync: the
+// state lives on /run and means nothing after a power loss, when every
+// container is gone too.
+func (s *State) save() error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(s.dir, stateFile), b, 0o600)
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), mode)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// Status derives the container's status from the kernel's view of its
+// first process, never from a recorded string that could go stale.
+func (s *State) Status() string {
+	if s.InitPid == 0 {
+		return Creating
+	}
+	if !s.initAlive() {
+		return Stopped
+	}
+	if _, err := os.Lstat(filepath.Join(s.dir, fifoName)); err == nil {
+		return Created
+	}
+	if s.CgroupPaths != nil {
+		if m, err := cgroups.Load(s.CgroupPaths); err == nil {
+			if st, err := m.State(); err == nil && st == cgroups.Frozen {
+				return Paused
+			}
+		}
+	}
+	return Running
+}
+
+func (s *State) initAlive() bool {
+	st, start, err := procStat(s.InitPid)
+	return err == nil && start == s.InitStart && st != 'Z' && st != 'X'
+}
+
+// procStat returns a process's state letter and start time (clock ticks).
+func procStat(pid int) (byte, uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	// The command name may hold spaces and parentheses: fields start after the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	start, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+	}
+	return f[0][0], start, nil
+}
+
+// OCIState is the state document of the OCI runtime spec (what `state`
+// prints and what hooks read on stdin).
+func (s *State) OCIState() specs.State {
+	st := specs.State{Version: specs.Version, ID: s.ID, Status: specs.ContainerState(s.Status()), Bundle: s.Bundle}
+	if st.Status != Stopped {
+		st.Pid = s.InitPid
+	}
+	if s.Config != nil {
+		st.Annotations = s.Config.Annotations
+	}
+	return st
+}
+
+// lock takes an exclusive lock on the container's directory for the
+// lifetime of one command, so that start/kill/delete do not interleave.
+func (s *State) lock() (func(), error) {
+	fd, err := unix.Open(s.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("container %q: %w", s.ID, err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("container %q: lock: %w", s.ID, err)
+	}
+	return func() { unix.Close(fd) }, nil
+}
+
+// List returns the states of every container under root.
+func List(root string) ([]*State, error) {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []*State
+	for _, e := range ents {
+		if !e.IsDir() || ValidateID(e.Name()) != nil {
+			continue
+		}
+		s, err := Load(root, e.Name())
+		if err != nil {
+			continue // removed while we looked
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
