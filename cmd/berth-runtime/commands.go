@@ -49,13 +49,13 @@ func (c *createFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.pidFile, "pid-file", "", "write the container's pid here")
 	fs.StringVar(&c.consoleSocket, "console-socket", "", "unix socket that receives the pty master")
 	fs.BoolVar(&c.noPivot, "no-pivot", false, "use MS_MOVE+chroot instead of pivot_root")
-	fs.BoolVar(&c.noNewKeyring, "no-new-keyring", false, "accepted; berth-runtime never creates session keyrings")
+	fs.BoolVar(&c.noNewKeyring, "no-new-keyring", false, "keep the caller's session keyring")
 	fs.IntVar(&c.preserveFds, "preserve-fds", 0, "pass fds 3..3+N-1 to the container")
 }
 
 func (c *createFlags) options(g *globals, id string) linux.CreateOptions {
 	return linux.CreateOptions{Root: g.root, ID: id, Bundle: c.bundle, PidFile: c.pidFile,
-		ConsoleSocket: c.consoleSocket, NoPivot: c.noPivot, PreserveFds: c.preserveFds}
+		ConsoleSocket: c.consoleSocket, NoPivot: c.noPivot, NoNewKeyring: c.noNewKeyring, PreserveFds: c.preserveFds}
 }
 
 func cmdCreate(g *globals, args []string) error {

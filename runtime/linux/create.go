@@ -24,6 +24,7 @@ type CreateOptions struct {
 	PidFile       string
 	ConsoleSocket string // path of a unix socket that receives the pty master
 	NoPivot       bool
+	NoNewKeyring  bool // share the caller's session keyring instead of a fresh one
 	PreserveFds   int
 	Stdin         *os.File
 	Stdout        *os.File
@@ -135,7 +136,7 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 	hooks := spec.Hooks
 	hasRuntimeHooks := hooks != nil && (len(hooks.Prestart) > 0 || len(hooks.CreateRuntime) > 0)
 	req.config = &initConfig{
-		ID: o.ID, Spec: spec, Rootfs: rootfs, Bundle: bundle, NoPivot: o.NoPivot,
+		ID: o.ID, Spec: spec, Rootfs: rootfs, Bundle: bundle, NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring,
 		SyncHooks: hasRuntimeHooks, CgroupNS: req.cloneFlags&unix.CLONE_NEWCGROUP != 0,
 		NewUserNS: req.cloneFlags&unix.CLONE_NEWUSER != 0 || hasNSType(spec, specs.UserNamespace),
 	}

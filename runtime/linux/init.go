@@ -50,6 +50,13 @@ func initMain(sock *os.File) error {
 
 func initContainer(sock *os.File, cfg *initConfig) error {
 	spec := cfg.Spec
+	// Keyrings are not namespaced: without a session keyring of its own the
+	// container would share the caller's keys.
+	if !cfg.NoNewKeyring {
+		if _, err := unix.KeyctlJoinSessionKeyring("_ses." + cfg.ID); err != nil && !errors.Is(err, unix.ENOSYS) {
+			return fmt.Errorf("join a new session keyring: %w", err)
+		}
+	}
 	if err := setupRootfs(sock, cfg); err != nil {
 		return err
 	}

@@ -18,20 +18,21 @@ import (
 
 // initConfig is what the Go half of a container process is told to do.
 type initConfig struct {
-	ID          string            `json:"id"`
-	Exec        bool              `json:"exec"` // join a running container instead of creating one
-	Spec        *specs.Spec       `json:"spec"`
-	Process     *specs.Process    `json:"process"`
-	Rootfs      string            `json:"rootfs"`
-	Bundle      string            `json:"bundle"`
-	NoPivot     bool              `json:"no_pivot"`
-	FifoFd      int               `json:"fifo_fd"`    // -1: exec at once
-	ConsoleFd   int               `json:"console_fd"` // -1: no terminal socket
-	PreserveFds int               `json:"preserve_fds"`
-	SyncHooks   bool              `json:"sync_hooks"` // ask the runtime to run prestart/createRuntime hooks
-	CgroupPaths map[string]string `json:"cgroup_paths"`
-	CgroupNS    bool              `json:"cgroup_ns"`
-	NewUserNS   bool              `json:"new_user_ns"`
+	ID           string            `json:"id"`
+	Exec         bool              `json:"exec"` // join a running container instead of creating one
+	Spec         *specs.Spec       `json:"spec"`
+	Process      *specs.Process    `json:"process"`
+	Rootfs       string            `json:"rootfs"`
+	Bundle       string            `json:"bundle"`
+	NoPivot      bool              `json:"no_pivot"`
+	NoNewKeyring bool              `json:"no_new_keyring"`
+	FifoFd       int               `json:"fifo_fd"`    // -1: exec at once
+	ConsoleFd    int               `json:"console_fd"` // -1: no terminal socket
+	PreserveFds  int               `json:"preserve_fds"`
+	SyncHooks    bool              `json:"sync_hooks"` // ask the runtime to run prestart/createRuntime hooks
+	CgroupPaths  map[string]string `json:"cgroup_paths"`
+	CgroupNS     bool              `json:"cgroup_ns"`
+	NewUserNS    bool              `json:"new_user_ns"`
 }
 
 // stdio is what a container process gets as fds 0-2.
@@ -59,7 +60,7 @@ type spawnRequest struct {
 	gidMaps     []specs.LinuxIDMapping
 	cgroup      cgroups.Manager // joined before any namespace is made
 	resources   *specs.LinuxResources
-	preserve    int             // fds 3..3+preserve-1 are passed through
+	preserve    int // fds 3..3+preserve-1 are passed through
 	fifo        *os.File
 	console     *os.File
 	stdio       stdio
