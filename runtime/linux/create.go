@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/runtime/cgroups"
+	"github.com/berth-dev/berth/runtime/seccomp"
 )
 
 // CreateOptions are the knobs of `create` and `run`.
@@ -62,6 +63,10 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 	}
 	if err := validate(spec); err != nil {
 		return nil, err
+	}
+	filter, err := seccomp.Compile(spec.Linux.Seccomp)
+	if err != nil {
+		return nil, fmt.Errorf("config: linux.seccomp: %w", err)
 	}
 
 	if err := os.MkdirAll(o.Root, 0o700); err != nil {
@@ -136,7 +141,7 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 	hooks := spec.Hooks
 	hasRuntimeHooks := hooks != nil && (len(hooks.Prestart) > 0 || len(hooks.CreateRuntime) > 0)
 	req.config = &initConfig{
-		ID: o.ID, Spec: spec, Rootfs: rootfs, Bundle: bundle, NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring,
+		ID: o.ID, Spec: spec, Rootfs: rootfs, Bundle: bundle, NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring, Seccomp: filter,
 		SyncHooks: hasRuntimeHooks, CgroupNS: req.cloneFlags&unix.CLONE_NEWCGROUP != 0,
 		NewUserNS: req.cloneFlags&unix.CLONE_NEWUSER != 0 || hasNSType(spec, specs.UserNamespace),
 	}

@@ -95,7 +95,7 @@ func initContainer(sock *os.File, cfg *initConfig) error {
 			return fmt.Errorf("make rootfs read-only: %w", err)
 		}
 	}
-	proc, err := prepareProcess(p, spec)
+	proc, err := prepareProcess(p, cfg.Seccomp)
 	if err != nil {
 		return err
 	}
@@ -206,7 +206,7 @@ func initExec(sock *os.File, cfg *initConfig) error {
 			return err
 		}
 	}
-	proc, err := prepareProcess(p, cfg.Spec)
+	proc, err := prepareProcess(p, cfg.Seccomp)
 	if err != nil {
 		return err
 	}
@@ -227,8 +227,8 @@ type process struct {
 
 // prepareProcess does everything that can fail in a way the runtime should
 // report before the container counts as created: rlimits, the executable's
-// lookup, capability names, the seccomp program.
-func prepareProcess(p *specs.Process, spec *specs.Spec) (*process, error) {
+// lookup, capability names.
+func prepareProcess(p *specs.Process, filter *seccomp.Filter) (*process, error) {
 	if len(p.Args) == 0 {
 		return nil, errors.New("process.args must not be empty")
 	}
@@ -249,11 +249,7 @@ func prepareProcess(p *specs.Process, spec *specs.Spec) (*process, error) {
 	if proc.caps, err = caps.New(p.Capabilities); err != nil {
 		return nil, err
 	}
-	if spec != nil && spec.Linux != nil && spec.Linux.Seccomp != nil {
-		if proc.filter, err = seccomp.Compile(spec.Linux.Seccomp); err != nil {
-			return nil, err
-		}
-	}
+	proc.filter = filter
 	return proc, nil
 }
 

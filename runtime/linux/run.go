@@ -12,6 +12,7 @@ import (
 
 	"github.com/berth-dev/berth/runtime/cgroups"
 	"github.com/berth-dev/berth/runtime/nsenter"
+	"github.com/berth-dev/berth/runtime/seccomp"
 )
 
 // Run creates and starts a container; unless detached it waits for the
@@ -162,7 +163,11 @@ func Exec(o ExecOptions) (int, error) {
 			req.console = tty.child
 		}
 	}
-	req.config = &initConfig{ID: o.ID, Exec: true, Spec: s.Config, Process: o.Process, Bundle: s.Bundle}
+	filter, err := seccomp.Compile(s.Config.Linux.Seccomp)
+	if err != nil {
+		return -1, fmt.Errorf("container %q: seccomp: %w", o.ID, err)
+	}
+	req.config = &initConfig{ID: o.ID, Exec: true, Spec: s.Config, Process: o.Process, Bundle: s.Bundle, Seccomp: filter}
 	var sigs chan os.Signal
 	if !o.Detach {
 		sigs = forwardSignals()

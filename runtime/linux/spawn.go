@@ -14,6 +14,7 @@ import (
 
 	"github.com/berth-dev/berth/runtime/cgroups"
 	"github.com/berth-dev/berth/runtime/nsenter"
+	"github.com/berth-dev/berth/runtime/seccomp"
 )
 
 // initConfig is what the Go half of a container process is told to do.
@@ -25,6 +26,7 @@ type initConfig struct {
 	Rootfs       string            `json:"rootfs"`
 	Bundle       string            `json:"bundle"`
 	NoPivot      bool              `json:"no_pivot"`
+	Seccomp      *seccomp.Filter   `json:"seccomp"` // compiled by the runtime, loaded by init
 	NoNewKeyring bool              `json:"no_new_keyring"`
 	FifoFd       int               `json:"fifo_fd"`    // -1: exec at once
 	ConsoleFd    int               `json:"console_fd"` // -1: no terminal socket

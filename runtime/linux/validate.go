@@ -8,7 +8,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/runtime/caps"
-	"github.com/berth-dev/berth/runtime/seccomp"
 )
 
 // validate refuses, before anything is created, a config this runtime
@@ -74,9 +73,6 @@ func validate(spec *specs.Spec) error {
 	}
 	if l.Personality != nil {
 		return errors.New("config: linux.personality is not supported by berth-runtime")
-	}
-	if _, err := seccomp.Compile(l.Seccomp); err != nil {
-		return fmt.Errorf("config: linux.seccomp: %w", err)
 	}
 	for _, m := range spec.Mounts {
 		if m.Destination == "" {
