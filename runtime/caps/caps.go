@@ -168,9 +168,10 @@ func New(c *specs.LinuxCapabilities) (*Set, error) {
 	if extra := s.effective &^ s.permitted; extra != 0 {
 		return nil, fmt.Errorf("caps: effective capabilities not in the permitted set: %s", strings.Join(extra.names(), ", "))
 	}
-	if extra := s.ambient &^ (s.permitted & s.inheritable); extra != 0 {
-		return nil, fmt.Errorf("caps: ambient capabilities must also be permitted and inheritable: %s", strings.Join(extra.names(), ", "))
-	}
+	// An ambient capability outside permitted∩inheritable cannot exist;
+	// runc ignores such entries (its own `runc spec` lists ambient caps
+	// without inheritable ones), so configs written for it keep working.
+	s.ambient &= s.permitted & s.inheritable
 	return s, nil
 }
 

@@ -255,7 +255,6 @@ func TestNewErrors(t *testing.T) {
 		{"unknown", specs.LinuxCapabilities{Bounding: []string{"CAP_CHOWN", "CAP_FOO"}, Ambient: []string{"CAP_BAR"}}, []string{"CAP_FOO", "CAP_BAR"}},
 		{"no prefix", specs.LinuxCapabilities{Effective: []string{"NET_ADMIN"}}, []string{"NET_ADMIN"}},
 		{"effective not permitted", specs.LinuxCapabilities{Effective: []string{"CAP_KILL"}}, []string{"effective", "CAP_KILL"}},
-		{"ambient not inheritable", specs.LinuxCapabilities{Permitted: []string{"CAP_KILL"}, Ambient: []string{"CAP_KILL"}}, []string{"ambient", "CAP_KILL"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(&tt.c)
@@ -334,5 +333,15 @@ func TestKeepCaps(t *testing.T) {
 	}
 	if get() != 0 {
 		t.Error("KEEPCAPS not cleared")
+	}
+}
+
+func TestAmbientOutsideInheritableIsDropped(t *testing.T) {
+	s, err := New(&specs.LinuxCapabilities{Permitted: []string{"CAP_KILL", "CAP_CHOWN"}, Inheritable: []string{"CAP_CHOWN"}, Ambient: []string{"CAP_KILL", "CAP_CHOWN"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.ambient.names(); len(got) != 1 || got[0] != "CAP_CHOWN" {
+		t.Fatalf("ambient = %v, want [CAP_CHOWN]", got)
 	}
 }
