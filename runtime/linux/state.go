@@ -57,6 +57,14 @@ func ValidateID(id string) error {
 	return nil
 }
 
+// notExistError says container id has no state under the root. It
+// matches os.ErrNotExist (delete --force treats it as done, as runc does),
+// and its text says "does not exist", which containerd's shim looks for.
+type notExistError string
+
+func (e notExistError) Error() string        { return fmt.Sprintf("container %q does not exist", string(e)) }
+func (e notExistError) Is(target error) bool { return target == os.ErrNotExist }
+
 // Load reads the state of container id under root.
 func Load(root, id string) (*State, error) {
 	if err := ValidateID(id); err != nil {
@@ -69,7 +77,7 @@ func Load(root, id string) (*State, error) {
 			if _, derr := os.Stat(dir); derr == nil {
 				return &State{ID: id, dir: dir}, nil // still being created
 			}
-			return nil, fmt.Errorf("container %q does not exist", id)
+			return nil, notExistError(id)
 		}
 		return nil, fmt.Errorf("container %q: read state: %w", id, err)
 	}
