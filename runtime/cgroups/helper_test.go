@@ -206,3 +206,27 @@ func mknodNull(t *testing.T) string {
 	}
 	return p
 }
+
+// smallestHugePage returns the host's smallest huge page size, as cgroup
+// file names spell it ("2MB") and in bytes, or ok=false if there is none.
+// The kernel rounds hugetlb limits down to whole pages (8 MiB of 1 GB pages
+// reads back as 0), so tests use multiples of this size, and the smallest
+// because it is the one the tests' limits fit.
+func smallestHugePage() (name string, size int, ok bool) {
+	ents, _ := os.ReadDir("/sys/kernel/mm/hugepages")
+	for _, e := range ents {
+		kb, found := strings.CutPrefix(e.Name(), "hugepages-")
+		kb, isKB := strings.CutSuffix(kb, "kB")
+		n, err := strconv.Atoi(kb)
+		if !found || !isKB || err != nil || n <= 0 {
+			continue
+		}
+		if !ok || n*1024 < size {
+			size, ok = n*1024, true
+		}
+	}
+	if !ok {
+		return "", 0, false
+	}
+	return pageSizeName(uint64(size)), size, true
+}

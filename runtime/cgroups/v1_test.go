@@ -62,9 +62,9 @@ func TestV1Lifecycle(t *testing.T) {
 		r.BlockIO = &specs.LinuxBlockIO{ThrottleReadBpsDevice: []specs.LinuxThrottleDevice{
 			{LinuxBlockIODevice: specs.LinuxBlockIODevice{Major: major, Minor: minor}, Rate: 1 << 20}}}
 	}
-	sizes := HugePageSizes()
-	if len(sizes) > 0 {
-		r.HugepageLimits = []specs.LinuxHugepageLimit{{Pagesize: sizes[0], Limit: 4 << 20}}
+	hpSize, hpBytes, haveHP := smallestHugePage()
+	if haveHP {
+		r.HugepageLimits = []specs.LinuxHugepageLimit{{Pagesize: hpSize, Limit: uint64(2 * hpBytes)}}
 	}
 	if err := m.Set(r); err != nil {
 		t.Fatal(err)
@@ -85,16 +85,16 @@ func TestV1Lifecycle(t *testing.T) {
 	if haveBlk {
 		wantFile(t, m.v1("blkio"), "blkio.throttle.read_bps_device", itoa(int(major))+":"+itoa(int(minor))+" 1048576")
 	}
-	if len(sizes) > 0 {
+	if haveHP {
 		dir, v2, err := m.controllerDir("hugetlb")
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := "hugetlb." + sizes[0] + ".limit_in_bytes"
+		f := "hugetlb." + hpSize + ".limit_in_bytes"
 		if v2 {
-			f = "hugetlb." + sizes[0] + ".max"
+			f = "hugetlb." + hpSize + ".max"
 		}
-		wantFile(t, dir, f, itoa(4<<20))
+		wantFile(t, dir, f, itoa(2*hpBytes))
 	}
 
 	// Lower then raise memory+swap: exercises both write orders.
