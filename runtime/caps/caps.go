@@ -227,6 +227,23 @@ func (s *Set) Apply() error {
 	return nil
 }
 
+// Verify reports whether the calling thread can take on s before anything
+// is applied: a permitted set beyond what the thread holds (a capability
+// missing from the host's bounding set, say) would make Apply fail with
+// EPERM only after the container counts as created. The error wraps
+// unix.EPERM and names the capabilities at fault.
+func (s *Set) Verify() error {
+	cur, err := current()
+	if err != nil {
+		return fmt.Errorf("caps: reading the current capabilities: %w", err)
+	}
+	if extra := s.permitted &^ cur.permitted; extra != 0 {
+		return fmt.Errorf("caps: %w: permitted set asks for capabilities this process does not hold (not in the host's bounding set?): %s",
+			unix.EPERM, strings.Join(extra.names(), ", "))
+	}
+	return nil
+}
+
 // explainEPERM works out which requested set the kernel refused, so that an
 // EPERM from capset names the set and the capabilities at fault.
 func (s *Set) explainEPERM() string {

@@ -249,6 +249,11 @@ func prepareProcess(p *specs.Process, filter *seccomp.Filter) (*process, error) 
 	if proc.caps, err = caps.New(p.Capabilities); err != nil {
 		return nil, err
 	}
+	// Still root with every capability the runtime has: a request beyond
+	// them fails here, while create can still report it and clean up.
+	if err := proc.caps.Verify(); err != nil {
+		return nil, err
+	}
 	proc.filter = filter
 	return proc, nil
 }
