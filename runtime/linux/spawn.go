@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -85,7 +86,7 @@ type spawned struct {
 // spawn starts a container process and drives it through its setup. On
 // error the process is gone.
 func spawn(req *spawnRequest) (_ *spawned, retErr error) {
-	exe, err := cloneSelf()
+	exe, err := sealedSelf()
 	if err != nil {
 		return nil, err
 	}
@@ -260,9 +261,52 @@ func writeIDMaps(pid int, uids, gids []specs.LinuxIDMapping) error {
 	return nil
 }
 
-// cloneSelf copies the runtime binary into a sealed memfd. The container
-// process runs from the copy, so /proc/<pid>/exe inside the container
-// names an immutable anonymous file, not the host's binary.
+// sealedSelf returns an executable handle on the runtime binary that no
+// one can write through. The container process runs from it, so its
+// /proc/<pid>/exe never names a writable host binary (CVE-2019-5736).
+// The cheap way is a read-only, detached clone of the binary's mount: it
+// is in no mount namespace, so nobody can remount it writable. Where
+// open_tree is refused (no CAP_SYS_ADMIN), a sealed memfd copy does it.
+func sealedSelf() (*os.File, error) {
+	if f, err := roSelf(); err == nil {
+		return f, nil
+	}
+	return cloneSelf()
+}
+
+func roSelf() (*os.File, error) {
+	var self unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &self); err != nil {
+		return nil, err
+	}
+	path, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return nil, err
+	}
+	tree, err := unix.OpenTree(unix.AT_FDCWD, filepath.Dir(path), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(tree)
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+		return nil, err
+	}
+	fd, err := unix.Openat(tree, filepath.Base(path), unix.O_PATH|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "berth-runtime")
+	// The path may name a newer binary than the one running: use it only
+	// if it is the same file.
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Dev != self.Dev || st.Ino != self.Ino {
+		f.Close()
+		return nil, fmt.Errorf("%s changed while running", path)
+	}
+	return f, nil
+}
+
+// cloneSelf copies the runtime binary into a sealed memfd.
 func cloneSelf() (*os.File, error) {
 	src, err := os.Open("/proc/self/exe")
 	if err != nil {
