@@ -133,6 +133,13 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 		if err := unix.Mkfifo(fifo, 0o622); err != nil {
 			return nil, fmt.Errorf("create exec fifo: %w", err)
 		}
+		// In a new user namespace the container's root has no power over
+		// host root's files: give it the fifo it must open for writing.
+		if uid, gid, ok := mappedRoot(req.uidMaps, req.gidMaps); ok {
+			if err := os.Chown(fifo, uid, gid); err != nil {
+				return nil, fmt.Errorf("chown exec fifo to the container's root %d:%d: %w", uid, gid, err)
+			}
+		}
 		if req.fifo, err = os.OpenFile(fifo, unix.O_PATH|unix.O_CLOEXEC, 0); err != nil {
 			return nil, fmt.Errorf("open exec fifo: %w", err)
 		}
@@ -241,6 +248,23 @@ func hasNSType(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
 		}
 	}
 	return false
+}
+
+// mappedRoot returns the host uid and gid of the container's root in the
+// user namespace the mappings describe; ok is false without mappings or
+// when root is not mapped.
+func mappedRoot(uidMaps, gidMaps []specs.LinuxIDMapping) (uid, gid int, ok bool) {
+	host := func(maps []specs.LinuxIDMapping) (int, bool) {
+		for _, m := range maps {
+			if m.ContainerID == 0 && m.Size > 0 {
+				return int(m.HostID), true
+			}
+		}
+		return 0, false
+	}
+	uid, uok := host(uidMaps)
+	gid, gok := host(gidMaps)
+	return uid, gid, uok && gok
 }
 
 // namespacesFor turns linux.namespaces into clone flags and joins.
