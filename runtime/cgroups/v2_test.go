@@ -2,6 +2,7 @@ package cgroups
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -222,6 +223,16 @@ func TestV2Lifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantFile(t, m.unified(), "memory.max", "max")
+		// On v2 a process's memory stays charged where it was when it moves,
+		// so the idle helper may add nothing: charge page cache here by
+		// writing a file from inside the cgroup.
+		w := startHelper(t, "", "sh", "-c", "read x; head -c 1048576 /dev/zero > "+filepath.Join(t.TempDir(), "f"))
+		if err := m.Apply(w.pid); err != nil {
+			t.Fatal(err)
+		}
+		if code := w.run(t); code != 0 {
+			t.Fatalf("writer exited %d", code)
+		}
 		st, err := m.Stats()
 		if err != nil || st.Memory.Usage.Usage == 0 || st.Memory.Usage.Limit != ^uint64(0) {
 			t.Errorf("memory stats = %+v, %v", st.Memory.Usage, err)
