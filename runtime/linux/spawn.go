@@ -116,6 +116,15 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 	req.config.ConsoleFd = next(req.console)
 	req.config.PreserveFds = req.preserve
 
+	// Only the fds listed above may reach the container process. One the
+	// runtime inherited from its caller (not marked close-on-exec, beyond
+	// --preserve-fds) would otherwise stay open in the init until its
+	// final execve, and /proc/self/fd/N would lead out of the root, e.g.
+	// as process.args[0] (CVE-2024-21626 class).
+	if err := closeExtraFds(3 + req.preserve); err != nil {
+		return nil, err
+	}
+
 	io := req.stdio.orDefault()
 	cmd := &exec.Cmd{
 		// Executing a sealed copy: the container can never write the
