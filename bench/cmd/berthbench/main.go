@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -59,12 +60,14 @@ func run(n int, berth, out, only string) error {
 			fmt.Fprintf(os.Stderr, "note: %s skipped: %s\n", s.Name, s.Missing)
 		}
 	}
+	loadBefore := loadavg()
 	start := time.Now()
 	results := bench.Run(bench.Config{N: n, WorkDir: work, Log: os.Stderr}, systems, bench.Lifecycle())
 
 	var b strings.Builder
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "# berthbench %s\n\nhost %s, %s, took %s\n\n", time.Now().UTC().Format(time.RFC3339), host, versions(systems), time.Since(start).Round(time.Second))
+	fmt.Fprintf(&b, "# berthbench %s\n\nhost %s, %d CPUs, %s, took %s; load average %s before, %s after (other work on the machine skews the figures)\n\n",
+		time.Now().UTC().Format(time.RFC3339), host, runtime.NumCPU(), versions(systems), time.Since(start).Round(time.Second), loadBefore, loadavg())
 	if err := bench.WriteMarkdown(&b, n, systems, results); err != nil {
 		return err
 	}
@@ -86,4 +89,17 @@ func versions(systems []bench.System) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// loadavg returns the 1-minute load average from /proc/loadavg.
+func loadavg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
