@@ -64,6 +64,14 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
+	// Bind sources are relative to the bundle (OCI runtime spec), not to
+	// wherever the runtime happens to be started.
+	for i, m := range spec.Mounts {
+		bind := m.Type == "bind" || hasOption(m.Options, "bind") || hasOption(m.Options, "rbind")
+		if bind && m.Source != "" && !filepath.IsAbs(m.Source) {
+			spec.Mounts[i].Source = filepath.Join(bundle, m.Source)
+		}
+	}
 	filter, err := seccomp.Compile(spec.Linux.Seccomp)
 	if err != nil {
 		return nil, fmt.Errorf("config: linux.seccomp: %w", err)
