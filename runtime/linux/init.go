@@ -241,6 +241,7 @@ func prepareProcess(p *specs.Process, filter *seccomp.Filter) (*process, error) 
 			return nil, fmt.Errorf("set rlimit %s soft=%d hard=%d: %w", rl.Type, rl.Soft, rl.Hard, err)
 		}
 	}
+	p.Env = dedupEnv(p.Env)
 	proc := &process{spec: p}
 	var err error
 	if proc.path, err = lookPath(p.Args[0], p.Env); err != nil {
@@ -356,6 +357,25 @@ func closeExtraFds(min int) error {
 		unix.CloseOnExec(fd)
 	}
 	return nil
+}
+
+// dedupEnv keeps one entry per name, as setenv in order would: the last
+// value wins, in the place of the first. execve passes duplicates through,
+// and getenv(3) would then see the first (`exec --env TERM=dumb` must
+// override the config's TERM).
+func dedupEnv(env []string) []string {
+	pos := map[string]int{}
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := pos[k]; ok {
+			out[i] = kv
+			continue
+		}
+		pos[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
 }
 
 // lookPath resolves the program the way execvp would, with the
