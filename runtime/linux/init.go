@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -241,7 +242,7 @@ func prepareProcess(p *specs.Process, filter *seccomp.Filter) (*process, error) 
 			return nil, fmt.Errorf("set rlimit %s soft=%d hard=%d: %w", rl.Type, rl.Soft, rl.Hard, err)
 		}
 	}
-	p.Env = dedupEnv(p.Env)
+	p.Env = withHome(dedupEnv(p.Env), p.User.UID)
 	proc := &process{spec: p}
 	var err error
 	if proc.path, err = lookPath(p.Args[0], p.Env); err != nil {
@@ -376,6 +377,34 @@ func dedupEnv(env []string) []string {
 		out = append(out, kv)
 	}
 	return out
+}
+
+// withHome adds HOME when the process has none, as runc does: the user's
+// directory from the container's /etc/passwd (we are inside its root by
+// now), or "/". The file is read only if it is a regular file: a fifo
+// planted by the image must not hang the runtime.
+func withHome(env []string, uid uint32) []string {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "HOME=") {
+			return env
+		}
+	}
+	home := "/"
+	if f, err := os.OpenFile("/etc/passwd", os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			data, _ := io.ReadAll(io.LimitReader(f, 1<<20))
+			want := strconv.FormatUint(uint64(uid), 10)
+			for _, line := range strings.Split(string(data), "\n") {
+				// name:password:uid:gid:gecos:home:shell
+				if fl := strings.Split(line, ":"); len(fl) >= 6 && fl[2] == want && fl[5] != "" {
+					home = fl[5]
+					break
+				}
+			}
+		}
+		f.Close()
+	}
+	return append(env, "HOME="+home)
 }
 
 // lookPath resolves the program the way execvp would, with the
