@@ -169,13 +169,16 @@ func TestExecSeesContainer(t *testing.T) {
 
 func TestExecStoppedContainer(t *testing.T) {
 	rt := newRuntime(t)
-	id, _ := startContainer(t, rt, testutil.WithArgs("true"))
+	id, _ := createContainer(t, rt, testutil.WithArgs("true"))
+	rt.MustRun("start", id)
 	waitStatus(t, rt, id, "stopped")
-	_, errOut, err := rt.Run("exec", id, "true")
+	lr, log := logRuntime(t, rt)
+	_, errOut, err := lr.Run("exec", id, "true")
 	if err == nil {
 		t.Fatal("exec into a stopped container succeeded")
 	}
 	wantContains(t, "exec stderr", errOut, "stopped")
+	wantJSONErrorLog(t, log, "stopped")
 	// --process spelling, too
 	pf := filepath.Join(t.TempDir(), "p.json")
 	os.WriteFile(pf, []byte(`{"args":["true"],"cwd":"/"}`), 0o644)

@@ -252,7 +252,9 @@ func TestCreatePidFile(t *testing.T) {
 
 func TestStoppedOnItsOwn(t *testing.T) {
 	rt := newRuntime(t)
-	id, _ := startContainer(t, rt, testutil.WithArgs("sleep", "0.3"))
+	id, _ := createContainer(t, rt, testutil.WithArgs("sleep", "1"))
+	rt.MustRun("start", id)
+	waitStatus(t, rt, id, "running")
 	waitStatus(t, rt, id, "stopped")
 	s := state(t, rt, id)
 	if pid, _ := s["pid"].(float64); pid != 0 {

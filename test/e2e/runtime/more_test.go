@@ -168,7 +168,8 @@ func TestKillCreated(t *testing.T) {
 
 func TestEventsStatsStopped(t *testing.T) {
 	rt := newRuntime(t)
-	id, _ := startContainer(t, rt, testutil.WithArgs("true"))
+	id, _ := createContainer(t, rt, testutil.WithArgs("true"))
+	rt.MustRun("start", id)
 	waitStatus(t, rt, id, "stopped")
 	if _, errOut, err := rt.Run("events", "--stats", id); err == nil || !strings.Contains(errOut, "stopped") {
 		t.Errorf("events --stats of a stopped container: %v %q", err, errOut)
@@ -180,5 +181,30 @@ func TestEventsStatsStopped(t *testing.T) {
 	_ = entries
 	if out := rt.MustRun("list"); !strings.Contains(out, "stopped") {
 		t.Errorf("list: %q", out)
+	}
+}
+
+// TestHomeFromPasswd: without HOME in the environment the process gets
+// its user's home from the container's /etc/passwd (or "/"), as with runc;
+// a HOME in the config is kept.
+func TestHomeFromPasswd(t *testing.T) {
+	rt := newRuntime(t)
+	cases := []struct {
+		uid  uint32
+		env  string
+		want string
+	}{{1000, "", "/home/user"}, {0, "", "/root"}, {4242, "", "/"}, {1000, "HOME=/custom", "/custom"}}
+	for _, c := range cases {
+		opts := []testutil.Option{testutil.WithUser(c.uid, c.uid), sh("echo $HOME")}
+		if c.env != "" {
+			opts = append(opts, testutil.WithEnv(c.env))
+		}
+		if out := mustRunContainer(t, rt, opts...); out != c.want+"\n" {
+			t.Errorf("uid %d env %q: HOME %q, want %q", c.uid, c.env, out, c.want)
+		}
+	}
+	id, _ := startContainer(t, rt)
+	if out := execOut(t, rt, "--user", "1000", id, "sh", "-c", "echo $HOME"); out != "/home/user\n" {
+		t.Errorf("exec --user 1000: HOME %q", out)
 	}
 }
