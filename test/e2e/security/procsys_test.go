@@ -12,6 +12,7 @@ import (
 // an open with O_TRUNC and no data, so even a successful attempt changes
 // nothing on the host.
 const procSysScript = `
+mkdir -p /mnt
 try() { if (eval "$2") >/dev/null 2>&1; then echo "$1 allowed"; else echo "$1 denied"; fi; }
 probe() {
 	echo "$1 keys $(wc -c < /proc/keys)"
