@@ -112,7 +112,8 @@ func initContainer(sock *os.File, cfg *initConfig) error {
 		if _, err := unix.Write(fd, []byte{0}); err != nil {
 			return fmt.Errorf("write exec fifo: %w", err)
 		}
-		unix.Close(fd)
+		// fd stays open, close-on-exec: `start` waits for its EOF, the
+		// sign that the program runs, before the poststart hooks.
 		sock.Close()
 	}
 	if spec.Hooks != nil && len(spec.Hooks.StartContainer) > 0 {

@@ -253,7 +253,10 @@ func (s *State) openFifo() error {
 	for {
 		n, err := unix.Read(fd, buf)
 		if n == 1 {
-			return os.Remove(fifo)
+			if err := os.Remove(fifo); err != nil {
+				return err
+			}
+			return s.waitExec(fd)
 		}
 		if err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
 			return fmt.Errorf("read exec fifo: %w", err)
@@ -266,5 +269,26 @@ func (s *State) openFifo() error {
 			continue
 		}
 		unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 5)
+	}
+}
+
+// waitExec waits until the container process has exec'd its program. The
+// init keeps its end of the exec fifo open, close-on-exec, through the
+// startContainer hooks: EOF means the program runs (or the process died),
+// so poststart hooks run after it, as the spec orders them.
+func (s *State) waitExec(fd int) error {
+	buf := make([]byte, 1)
+	for {
+		n, err := unix.Read(fd, buf)
+		if n == 0 && err == nil {
+			return nil
+		}
+		if err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("read exec fifo: %w", err)
+		}
+		if !s.initAlive() {
+			return nil
+		}
+		unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 10)
 	}
 }
