@@ -30,7 +30,8 @@ type CreateOptions struct {
 	Stdin         *os.File
 	Stdout        *os.File
 	Stderr        *os.File
-	console       *os.File // already-connected console socket (run with a terminal)
+	console       *os.File    // already-connected console socket (run with a terminal)
+	spec          *specs.Spec // already loaded by the caller
 }
 
 // Create builds the container up to the point where only the user's
@@ -47,9 +48,11 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := loadSpec(bundle)
-	if err != nil {
-		return nil, err
+	spec := o.spec
+	if spec == nil {
+		if spec, err = loadSpec(bundle); err != nil {
+			return nil, err
+		}
 	}
 	rootfs := spec.Root.Path
 	if !filepath.IsAbs(rootfs) {
@@ -156,7 +159,7 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 	hooks := spec.Hooks
 	hasRuntimeHooks := hooks != nil && (len(hooks.Prestart) > 0 || len(hooks.CreateRuntime) > 0)
 	req.config = &initConfig{
-		ID: o.ID, Spec: spec, Rootfs: rootfs, Bundle: bundle, NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring, Seccomp: filter,
+		ID: o.ID, Spec: initSpec(spec), Rootfs: rootfs, Bundle: bundle, NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring, Seccomp: filter,
 		SyncHooks: hasRuntimeHooks, CgroupNS: req.cloneFlags&unix.CLONE_NEWCGROUP != 0,
 		NewUserNS: req.cloneFlags&unix.CLONE_NEWUSER != 0 || hasNSType(spec, specs.UserNamespace),
 	}
@@ -325,4 +328,25 @@ func withDefaultDevices(spec *specs.Spec) *specs.LinuxResources {
 		c.Devices = append(c.Devices, rule(d.Type, d.Major, d.Minor, "rwm"))
 	}
 	return &c
+}
+
+// initSpec is the part of the spec the container process acts on. The
+// rest (resources, seccomp, namespaces) the runtime has already applied;
+// leaving it out spares the process decoding it: decoding JSON into a type
+// for the first time is a large share of a Go process's start-up.
+func initSpec(spec *specs.Spec) *specs.Spec {
+	s := &specs.Spec{
+		Process: spec.Process, Root: spec.Root, Hostname: spec.Hostname, Domainname: spec.Domainname,
+		Mounts: spec.Mounts, Annotations: spec.Annotations,
+	}
+	if h := spec.Hooks; h != nil && (len(h.CreateContainer) > 0 || len(h.StartContainer) > 0) {
+		s.Hooks = &specs.Hooks{CreateContainer: h.CreateContainer, StartContainer: h.StartContainer}
+	}
+	if l := spec.Linux; l != nil {
+		s.Linux = &specs.Linux{
+			Sysctl: l.Sysctl, MaskedPaths: l.MaskedPaths, ReadonlyPaths: l.ReadonlyPaths,
+			RootfsPropagation: l.RootfsPropagation, Devices: l.Devices,
+		}
+	}
+	return s
 }

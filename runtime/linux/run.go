@@ -31,8 +31,12 @@ func Run(o CreateOptions, detach bool) (int, error) {
 		defer tty.close()
 		o.console = tty.child
 	}
-	sigs := forwardSignals()
-	defer signal.Stop(sigs)
+	o.spec = spec
+	var sigs chan os.Signal
+	if !detach {
+		sigs = forwardSignals()
+		defer signal.Stop(sigs)
+	}
 	s, err := create(o, false)
 	if err != nil {
 		return -1, err
@@ -64,9 +68,11 @@ func Run(o CreateOptions, detach bool) (int, error) {
 
 // forwardSignals catches what a user would send to the container; the
 // runtime relays them to the container's process.
+// Registering takes a millisecond or more (the runtime starts its signal
+// loop), so it runs alongside the container's setup instead of before it.
 func forwardSignals() chan os.Signal {
 	c := make(chan os.Signal, 32)
-	signal.Notify(c)
+	go signal.Notify(c)
 	return c
 }
 
@@ -167,7 +173,7 @@ func Exec(o ExecOptions) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("container %q: seccomp: %w", o.ID, err)
 	}
-	req.config = &initConfig{ID: o.ID, Exec: true, Spec: s.Config, Process: o.Process, Bundle: s.Bundle, Seccomp: filter}
+	req.config = &initConfig{ID: o.ID, Exec: true, Process: o.Process, Bundle: s.Bundle, Seccomp: filter}
 	var sigs chan os.Signal
 	if !o.Detach {
 		sigs = forwardSignals()

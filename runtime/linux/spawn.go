@@ -131,7 +131,7 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 		// runtime binary through /proc/<pid>/exe (CVE-2019-5736).
 		Path:       "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(int(exe.Fd())),
 		Args:       []string{"berth-runtime", "init"},
-		Env:        []string{nsenter.EnvInitPipe + "=" + strconv.Itoa(sockFd)},
+		Env:        []string{nsenter.EnvInitPipe + "=" + strconv.Itoa(sockFd), "GOGC=off"},
 		Stdin:      io.in,
 		Stdout:     io.out,
 		Stderr:     io.err,
