@@ -45,6 +45,7 @@ var commands = map[string]command{
 	"events":   {"events [--stats] [--interval DURATION] ID", cmdEvents},
 	"spec":     {"spec [--bundle DIR] [--rootless]", cmdSpec},
 	"features": {"features", cmdFeatures},
+	"update":   {"update [--resources FILE|-] [--memory N] [--memory-swap N] [--memory-reservation N] [--cpu-shares N] [--cpu-quota N] [--cpu-period N] [--cpuset-cpus L] [--cpuset-mems L] [--pids-limit N] [--blkio-weight N] ID", cmdUpdate},
 }
 
 func main() {
@@ -121,7 +122,7 @@ func defaultRoot() string {
 
 func usage() {
 	fmt.Fprintf(os.Stderr, "usage: berth-runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND [ARGS]\n\ncommands:\n")
-	names := []string{"create", "start", "run", "state", "kill", "delete", "exec", "ps", "list", "pause", "resume", "events", "spec", "features"}
+	names := []string{"create", "start", "run", "state", "kill", "delete", "exec", "ps", "list", "pause", "resume", "events", "update", "spec", "features"}
 	for _, n := range names {
 		fmt.Fprintf(os.Stderr, "  %s\n", commands[n].usage)
 	}

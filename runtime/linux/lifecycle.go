@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/runtime/cgroups"
@@ -290,5 +291,59 @@ func (s *State) waitExec(fd int) error {
 			return nil
 		}
 		unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 10)
+	}
+}
+
+// Update changes the resource limits of a created, running or paused
+// container and records them in its state.
+func Update(root, id string, r *specs.LinuxResources) error {
+	s, err := Load(root, id)
+	if err != nil {
+		return err
+	}
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if st := s.Status(); st == Stopped || st == Creating {
+		return fmt.Errorf("cannot update container %q: it is %s", id, st)
+	}
+	cg, err := cgroups.Load(s.CgroupPaths)
+	if err != nil {
+		return err
+	}
+	if err := cg.Set(r); err != nil {
+		return fmt.Errorf("update container %q: %w", id, err)
+	}
+	if s.Config.Linux.Resources == nil {
+		s.Config.Linux.Resources = &specs.LinuxResources{}
+	}
+	mergeResources(s.Config.Linux.Resources, r)
+	return s.save()
+}
+
+// mergeResources records in dst every limit that src sets.
+func mergeResources(dst, src *specs.LinuxResources) {
+	if src.Memory != nil {
+		dst.Memory = src.Memory
+	}
+	if src.CPU != nil {
+		dst.CPU = src.CPU
+	}
+	if src.Pids != nil {
+		dst.Pids = src.Pids
+	}
+	if src.BlockIO != nil {
+		dst.BlockIO = src.BlockIO
+	}
+	if len(src.HugepageLimits) > 0 {
+		dst.HugepageLimits = src.HugepageLimits
+	}
+	if len(src.Unified) > 0 {
+		dst.Unified = src.Unified
+	}
+	if len(src.Devices) > 0 {
+		dst.Devices = src.Devices
 	}
 }
