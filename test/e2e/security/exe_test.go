@@ -3,10 +3,12 @@ package security
 import (
 	"bytes"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +24,8 @@ type exeReport struct {
 	OpenErrs  map[string]int `json:"open_errs"`
 	WriteErrs map[string]int `json:"write_errs"`
 	MountErrs map[string]int `json:"mount_errs"`
+	InitFds   int            `json:"init_fds"`
+	InitErrs  map[string]int `json:"init_errs"`
 	Wrote     []string       `json:"wrote"`
 	Pids      int            `json:"pids"`
 }
@@ -37,10 +41,16 @@ type exeReport struct {
 // bin/berth-runtime, so the real one is never at risk; the test asserts the
 // copy is byte-identical afterwards.
 //
-// Defense: the container process runs from a sealed memfd copy of the
-// runtime (runtime/linux/spawn.go cloneSelf). With the memfd clone disabled
-// (exec /proc/self/exe instead) this test fails: the attacker overwrites
-// the copy as soon as the host's `exec` returns.
+// Meanwhile it also tries to follow the fds of every "berth-runtime init"
+// process it sees, i.e. of the exec's setup in the container.
+//
+// Defense: the container process runs from a handle no one can write
+// through: a read-only detached clone of the binary's mount, or a sealed
+// memfd copy (runtime/linux/spawn.go sealedSelf). With both disabled (exec
+// /proc/self/exe instead) this test fails: the attacker overwrites the
+// copy as soon as the host's `exec` returns. And nsenter.c makes the
+// process non-dumpable before it joins the container; without that the
+// default-caps case fails on the followed init fds.
 func TestRuntimeBinaryNotWritableFromContainer(t *testing.T) {
 	t.Run("default-caps", func(t *testing.T) { testExeOverwrite(t, nil) })
 	// CAP_SYS_PTRACE also lets it open /proc/<pid>/exe of the runtime while
@@ -124,6 +134,17 @@ func testExeOverwrite(t *testing.T, caps []string) {
 	if len(rep.Held) == 0 {
 		t.Fatalf("attacker never got hold of the runtime's /proc/<pid>/exe: the attack did not happen")
 	}
+	// The exec's setup process is non-dumpable until it execs the user's
+	// program: without CAP_SYS_PTRACE nothing in the container may follow
+	// its fds (the init socket to the host's runtime among them).
+	if caps == nil {
+		if rep.InitFds > 0 {
+			t.Errorf("attacker followed %d fds of a runtime init process during setup", rep.InitFds)
+		}
+		if rep.InitErrs["EACCES"] == 0 {
+			t.Errorf("attacker never met a runtime init process during setup: the dumpable probe did not happen")
+		}
+	}
 	attempts := 0
 	for k := range rep.MountErrs {
 		if strings.HasSuffix(k, ":ok") && !strings.HasPrefix(k, "open_tree") {
@@ -144,9 +165,18 @@ func testExeOverwrite(t *testing.T, caps []string) {
 }
 
 // installSharedLibs copies the shared libraries and ELF interpreter that
-// bin needs into rootfs, at the paths ldd reports.
+// bin needs into rootfs, at the paths ldd reports. A static bin needs none.
 func installSharedLibs(t *testing.T, rootfs, bin string) {
 	t.Helper()
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dynamic := slices.ContainsFunc(f.Progs, func(p *elf.Prog) bool { return p.Type == elf.PT_INTERP })
+	f.Close()
+	if !dynamic {
+		return
+	}
 	out, err := exec.Command("ldd", bin).Output()
 	if err != nil {
 		t.Fatalf("ldd %s: %v", bin, err)

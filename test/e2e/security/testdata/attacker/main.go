@@ -135,6 +135,8 @@ type exeReport struct {
 	OpenErrs  map[string]int `json:"open_errs"`  // reopen-for-write failures
 	WriteErrs map[string]int `json:"write_errs"` // write(2) failures after an open succeeded
 	MountErrs map[string]int `json:"mount_errs"` // attempts to make the exe's mount writable
+	InitFds   int            `json:"init_fds"`   // runtime init processes whose fds we could open: a breach
+	InitErrs  map[string]int `json:"init_errs"`  // failures to open a runtime init's /proc/<pid>/fd
 	Wrote     []string       `json:"wrote"`      // targets written to: a breach
 	Pids      int            `json:"pids"`       // processes seen
 }
@@ -148,7 +150,7 @@ type exeReport struct {
 func exewatch(args []string) {
 	ready, stop, report := args[0], args[1], args[2]
 	timeout, _ := time.ParseDuration(args[3])
-	rep := exeReport{LookErrs: map[string]int{}, OpenErrs: map[string]int{}, WriteErrs: map[string]int{}, MountErrs: map[string]int{}}
+	rep := exeReport{LookErrs: map[string]int{}, OpenErrs: map[string]int{}, WriteErrs: map[string]int{}, MountErrs: map[string]int{}, InitErrs: map[string]int{}}
 	self := os.Getpid()
 	held := map[int]bool{}
 	type handle struct {
@@ -190,6 +192,25 @@ func exewatch(args []string) {
 				continue
 			}
 			seen[pid] = true
+			// A runtime process still setting up ("berth-runtime init")
+			// holds the host's init socket: its fds must be out of reach.
+			if cmd, err := os.ReadFile("/proc/" + name + "/cmdline"); err == nil && strings.HasPrefix(string(cmd), "berth-runtime\x00init") {
+				// Listing the directory is allowed to root; following an
+				// entry needs ptrace access.
+				if fds, err := os.ReadDir("/proc/" + name + "/fd"); err == nil {
+					for _, fd := range fds {
+						if _, err := os.Readlink("/proc/" + name + "/fd/" + fd.Name()); err == nil {
+							// Only a breach if it has not exec'd the user's
+							// program in the meantime (exec is one-way).
+							if again, _ := os.ReadFile("/proc/" + name + "/cmdline"); string(again) == string(cmd) {
+								rep.InitFds++
+							}
+						} else {
+							rep.InitErrs[errName(err)]++
+						}
+					}
+				}
+			}
 			exe := "/proc/" + name + "/exe"
 			target, err := os.Readlink(exe)
 			if err != nil {
