@@ -3,6 +3,7 @@ package cgroups
 import (
 	"errors"
 	"fmt"
+	"github.com/berth-dev/berth/runtime/mountinfo"
 	"os"
 	"strings"
 )
@@ -35,33 +36,23 @@ func discover() (*hierarchies, error) {
 // mount of a sub-directory. A cgroup2 mount at /sys/fs/cgroup is preferred
 // over one elsewhere (e.g. /sys/fs/cgroup/unified).
 func parseMountinfo(s string) (*hierarchies, error) {
+	entries, err := mountinfo.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("cgroups: %w", err)
+	}
 	h := &hierarchies{v1: map[string]*mount{}}
-	for _, line := range strings.Split(s, "\n") {
-		if line == "" {
+	for _, e := range entries {
+		if e.FSType != "cgroup" && e.FSType != "cgroup2" {
 			continue
 		}
-		// 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			return nil, fmt.Errorf("cgroups: malformed mountinfo line %q", line)
-		}
-		f := strings.Fields(pre)
-		g := strings.Fields(post)
-		if len(f) < 5 || len(g) < 3 {
-			return nil, fmt.Errorf("cgroups: malformed mountinfo line %q", line)
-		}
-		fstype := g[0]
-		if fstype != "cgroup" && fstype != "cgroup2" {
-			continue
-		}
-		m := &mount{root: unescapeOctal(f[3]), mountpoint: unescapeOctal(f[4])}
-		if fstype == "cgroup2" {
+		m := &mount{root: e.Root, mountpoint: e.Mountpoint}
+		if e.FSType == "cgroup2" {
 			if h.v2 == nil || (m.mountpoint == unifiedMountpoint && h.v2.mountpoint != unifiedMountpoint) {
 				h.v2 = m
 			}
 			continue
 		}
-		for _, opt := range strings.Split(g[2], ",") {
+		for _, opt := range strings.Split(e.SuperOptions, ",") {
 			if !isV1Controller(opt) {
 				continue
 			}
@@ -82,25 +73,6 @@ func isV1Controller(opt string) bool {
 		return true
 	}
 	return strings.HasPrefix(opt, "name=")
-}
-
-// unescapeOctal undoes mountinfo's \040-style escaping of spaces etc.
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, ok := octal3(s[i+1 : i+4]); ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func octal3(s string) (byte, bool) {

@@ -78,9 +78,6 @@ func TestParseMountinfoV2(t *testing.T) {
 	if len(h.v1) != 0 || h.v2 == nil || h.v2.mountpoint != "/sys/fs/cgroup" {
 		t.Fatalf("got v1=%v v2=%+v", h.v1, h.v2)
 	}
-	if got := unescapeOctal(`/mnt/other\040cg`); got != "/mnt/other cg" {
-		t.Errorf("unescape = %q", got)
-	}
 }
 
 func TestParseMountinfoJoined(t *testing.T) {

@@ -1,7 +1,6 @@
 package linux
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,8 @@ import (
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/runtime/mountinfo"
 )
 
 // procFd names an open file for mount(2): mounting onto the resolved
@@ -43,55 +44,15 @@ func prepareRoot(root string, propagation string) error {
 }
 
 func makeParentMountPrivate(path string) error {
-	mp, err := mountPointOf(path)
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return err
 	}
+	mp := mountinfo.MountPointOf(mounts, path)
 	if err := unix.Mount("", mp, "", unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mount %s private: %w", mp, err)
 	}
 	return nil
-}
-
-// mountPointOf finds the mount point holding path, from mountinfo.
-func mountPointOf(path string) (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	best := "/"
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMountPath(fields[4])
-		if (path == mp || strings.HasPrefix(path, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
-			best = mp
-		}
-	}
-	return best, sc.Err()
-}
-
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // rootfs carries what mounting needs: the rootfs and an open handle to it
@@ -346,28 +307,17 @@ type cgroupMount struct{ mountpoint, fstype string }
 // cgroupMounts lists the host's cgroup hierarchies (the init still sees
 // the host's mount table when it mounts).
 func cgroupMounts() ([]cgroupMount, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	var out []cgroupMount
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		i := strings.Index(line, " - ")
-		if i < 0 {
-			continue
+	for _, m := range mounts {
+		if m.FSType == "cgroup" || m.FSType == "cgroup2" {
+			out = append(out, cgroupMount{mountpoint: m.Mountpoint, fstype: m.FSType})
 		}
-		post := strings.Fields(line[i+3:])
-		pre := strings.Fields(line[:i])
-		if len(post) < 1 || len(pre) < 5 || (post[0] != "cgroup" && post[0] != "cgroup2") {
-			continue
-		}
-		out = append(out, cgroupMount{mountpoint: unescapeMountPath(pre[4]), fstype: post[0]})
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // pivotRoot makes the rootfs the process's / and detaches the host's
