@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -47,11 +46,16 @@ type State struct {
 	dir string
 }
 
-var validID = regexp.MustCompile(`^[\w+\-.]+$`)
+
+// badIDRune is false for what runc allows in ids: [A-Za-z0-9_+.-]. (A
+// regexp would do, but compiling one costs every runtime invocation.)
+func badIDRune(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_+-.", r))
+}
 
 // ValidateID refuses ids that are not safe as a single path element.
 func ValidateID(id string) error {
-	if id == "" || id == "." || id == ".." || len(id) > 1024 || !validID.MatchString(id) {
+	if id == "" || id == "." || id == ".." || len(id) > 1024 || strings.IndexFunc(id, badIDRune) >= 0 {
 		return fmt.Errorf("invalid container id %q: use letters, digits, and . _ + -", id)
 	}
 	return nil
