@@ -15,11 +15,7 @@ import (
 
 // Start lets a created container exec its program.
 func Start(root, id string) error {
-	s, err := Load(root, id)
-	if err != nil {
-		return err
-	}
-	unlock, err := s.lock()
+	s, unlock, err := loadLocked(root, id)
 	if err != nil {
 		return err
 	}
@@ -100,15 +96,11 @@ func killAll(s *State, sig unix.Signal) error {
 // Delete removes a stopped (or, with force, any) container: its processes,
 // cgroups and state. Poststop hooks run last.
 func Delete(root, id string, force bool) error {
-	s, err := Load(root, id)
+	s, unlock, err := loadLocked(root, id)
 	if err != nil {
 		if force && errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
-		return err
-	}
-	unlock, err := s.lock()
-	if err != nil {
 		return err
 	}
 	defer unlock()
@@ -297,11 +289,7 @@ func (s *State) waitExec(fd int) error {
 // Update changes the resource limits of a created, running or paused
 // container and records them in its state.
 func Update(root, id string, r *specs.LinuxResources) error {
-	s, err := Load(root, id)
-	if err != nil {
-		return err
-	}
-	unlock, err := s.lock()
+	s, unlock, err := loadLocked(root, id)
 	if err != nil {
 		return err
 	}

@@ -202,6 +202,20 @@ func (s *State) lock() (func(), error) {
 	return func() { unix.Close(fd) }, nil
 }
 
+// loadLocked loads a container and holds its lock for the rest of the
+// command (release with the returned func).
+func loadLocked(root, id string) (*State, func(), error) {
+	s, err := Load(root, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock, err := s.lock()
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, unlock, nil
+}
+
 // List returns the states of every container under root.
 func List(root string) ([]*State, error) {
 	ents, err := os.ReadDir(root)
