@@ -46,7 +46,6 @@ type State struct {
 	dir string
 }
 
-
 // badIDRune is false for what runc allows in ids: [A-Za-z0-9_+.-]. (A
 // regexp would do, but compiling one costs every runtime invocation.)
 func badIDRune(r rune) bool {
