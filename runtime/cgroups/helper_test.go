@@ -230,3 +230,20 @@ func smallestHugePage() (name string, size int, ok bool) {
 	}
 	return pageSizeName(uint64(size)), size, true
 }
+
+// checkFreezeThaw freezes and thaws m, checking the state after each step.
+func checkFreezeThaw(t *testing.T, m Manager) {
+	t.Helper()
+	if err := m.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := m.State(); err != nil || st != Frozen {
+		t.Errorf("State = %q, %v; want FROZEN", st, err)
+	}
+	if err := m.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := m.State(); err != nil || st != Thawed {
+		t.Errorf("State = %q, %v; want THAWED", st, err)
+	}
+}

@@ -112,18 +112,7 @@ func TestV1Lifecycle(t *testing.T) {
 		t.Errorf("Pids = %v, %v; want %d in it", pids, err, h.pid)
 	}
 
-	if err := m.Freeze(); err != nil {
-		t.Fatal(err)
-	}
-	if st, err := m.State(); err != nil || st != Frozen {
-		t.Errorf("State = %q, %v; want FROZEN", st, err)
-	}
-	if err := m.Thaw(); err != nil {
-		t.Fatal(err)
-	}
-	if st, err := m.State(); err != nil || st != Thawed {
-		t.Errorf("State = %q, %v; want THAWED", st, err)
-	}
+	checkFreezeThaw(t, m)
 
 	st, err := m.Stats()
 	if err != nil {

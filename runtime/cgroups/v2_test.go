@@ -137,18 +137,7 @@ func TestV2Lifecycle(t *testing.T) {
 		t.Errorf("Pids = %v, %v", pids, err)
 	}
 
-	if err := m.Freeze(); err != nil {
-		t.Fatal(err)
-	}
-	if st, err := m.State(); err != nil || st != Frozen {
-		t.Errorf("State = %q, %v; want FROZEN", st, err)
-	}
-	if err := m.Thaw(); err != nil {
-		t.Fatal(err)
-	}
-	if st, err := m.State(); err != nil || st != Thawed {
-		t.Errorf("State = %q, %v; want THAWED", st, err)
-	}
+	checkFreezeThaw(t, m)
 
 	st, err := m.Stats()
 	if err != nil {
