@@ -5,6 +5,7 @@ package mountinfo
 import (
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -87,4 +88,17 @@ func MountPointOf(entries []Entry, path string) string {
 		}
 	}
 	return best
+}
+
+// Under lists the mount points at or below dir, deepest first (the order
+// to unmount them in).
+func Under(entries []Entry, dir string) []string {
+	var out []string
+	for _, e := range entries {
+		if e.Mountpoint == dir || strings.HasPrefix(e.Mountpoint, strings.TrimSuffix(dir, "/")+"/") {
+			out = append(out, e.Mountpoint)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
 }

@@ -37,3 +37,11 @@ func TestReadSelf(t *testing.T) {
 		t.Fatalf("Read: %v, %d entries", err, len(es))
 	}
 }
+
+func TestUnder(t *testing.T) {
+	es, _ := Parse("1 0 0:1 / /a rw - x x rw\n2 1 0:2 / /a/b rw - x x rw\n3 0 0:3 / /ab rw - x x rw\n")
+	got := Under(es, "/a")
+	if len(got) != 2 || got[0] != "/a/b" || got[1] != "/a" {
+		t.Fatalf("Under(/a) = %v", got)
+	}
+}

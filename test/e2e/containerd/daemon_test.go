@@ -1,7 +1,6 @@
 package containerd_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/runtime/mountinfo"
 )
 
 // daemon is a private containerd: its own root, state, sockets and
@@ -296,40 +297,11 @@ func (d *daemon) shimPids() []int {
 
 // mountsUnder lists mount points under dir, deepest first.
 func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
+	entries, err := mountinfo.Read()
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
-	var ms []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeOctal(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			ms = append(ms, mp)
-		}
-	}
-	sort.Slice(ms, func(i, j int) bool { return len(ms[i]) > len(ms[j]) })
-	return ms
-}
-
-func unescapeOctal(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return mountinfo.Under(entries, dir)
 }
 
 // removeNamespaceCgroups removes the cgroups ctr's default cgroupsPath
