@@ -16,5 +16,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "ensure-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Installing must never start services (docker.io and containerd would
+# otherwise start host daemons): deny them for the install, as Docker's
+# own images do, unless the host already has a policy.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
