@@ -29,7 +29,8 @@ deps-build:
 STATIC_LDFLAGS := -s -w -linkmode external -extldflags "-static"
 build: deps-build
 	@mkdir -p $(BIN)
-	CGO_ENABLED=1 $(GO) build -o $(BIN)/ ./cmd/...
+	@others=$$($(GO) list ./cmd/... | grep -v -e /berth-runtime$$ -e /berth-whoami$$); \
+	if [ -n "$$others" ]; then echo "go build -o $(BIN)/ $$others"; CGO_ENABLED=1 $(GO) build -o $(BIN)/ $$others; fi
 	CGO_ENABLED=1 $(GO) build -tags osusergo,netgo -ldflags '$(STATIC_LDFLAGS) -X github.com/berth-dev/berth/runtime/linux.Version=$(VERSION)' -o $(BIN)/berth-runtime ./cmd/berth-runtime
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/berth-whoami ./cmd/berth-whoami
 
