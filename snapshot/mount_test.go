@@ -63,7 +63,9 @@ func TestMountLongOverlay(t *testing.T) {
 		name  string
 		mount func(target string) error
 	}{
-		{"Mount", func(target string) error { return Mount{Type: "overlay", Source: "overlay", Options: data}.Mount(target) }},
+		{"Mount", func(target string) error {
+			return Mount{Type: "overlay", Source: "overlay", Options: data}.Mount(target)
+		}},
 		{"fsconfig", func(target string) error { return mountFS("overlay", "overlay", target, 0, data) }},
 		{"relative", func(target string) error { return mountRelative("overlay", "overlay", target, 0, data) }},
 	} {
