@@ -1,7 +1,7 @@
 // Package snapshot owns Berth's filesystem snapshots: the Snapshotter
-// interface every snapshot driver implements, the Mount type that turns a
-// snapshot into a mounted directory, and the error categories snapshot
-// operations return. The overlay implementation lives in snapshot/overlay,
+// interface every snapshot driver implements and the Mount type that turns
+// a snapshot into a mounted directory (errors wrap the categories of
+// package errdefs). The overlay implementation lives in snapshot/overlay,
 // upper-dir diffs in snapshot/diff, and the conformance tests every
 // implementation must pass in snapshot/testsuite.
 package snapshot
@@ -10,6 +10,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/berth-dev/berth/errdefs"
 )
 
 // Kind is the state of a snapshot in its lifecycle.
@@ -57,7 +59,7 @@ func (k *Kind) UnmarshalText(b []byte) error {
 	case "unknown":
 		*k = KindUnknown
 	default:
-		return fmt.Errorf("snapshot kind %q: %w", b, ErrInvalidArgument)
+		return fmt.Errorf("snapshot kind %q: %w", b, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -134,7 +136,7 @@ func WithLabels(labels map[string]string) Opt {
 // it is gone, and Cleaner.Cleanup reclaims any leftover data.
 //
 // Errors wrap the categories of this package (ErrNotFound,
-// ErrAlreadyExists, ErrFailedPrecondition, ErrInvalidArgument) so callers
+// ErrAlreadyExists, ErrFailedPrecondition, errdefs.ErrInvalidArgument) so callers
 // test them with errors.Is.
 //
 // Implementations are safe for concurrent use.
@@ -162,7 +164,7 @@ type Snapshotter interface {
 	// Prepare makes the active snapshot key on top of the committed
 	// snapshot parent ("" for an empty tree) and returns its mounts. It
 	// fails with ErrAlreadyExists when key exists, ErrNotFound when parent
-	// does not, and ErrInvalidArgument when parent is not committed.
+	// does not, and errdefs.ErrInvalidArgument when parent is not committed.
 	Prepare(ctx context.Context, key, parent string, opts ...Opt) ([]Mount, error)
 
 	// View makes the read-only snapshot key of the committed snapshot

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/snapshot"
 )
@@ -70,7 +71,7 @@ func TestCrashPoints(t *testing.T) {
 			_, err := s.Prepare(ctx, "new", "base")
 			return err
 		}, func(t *testing.T, s *Snapshotter) {
-			if _, err := s.Stat(ctx, "new"); !errors.Is(err, snapshot.ErrNotFound) {
+			if _, err := s.Stat(ctx, "new"); !errors.Is(err, errdefs.ErrNotFound) {
 				t.Errorf("half-made snapshot is visible: %v", err)
 			}
 			if len(entries(t, filepath.Join(s.root, "staging"))) != 1 {
@@ -84,14 +85,14 @@ func TestCrashPoints(t *testing.T) {
 			if err != nil || info.Kind != snapshot.KindActive {
 				t.Errorf("interrupted commit: active = %+v, %v; want it still active", info, err)
 			}
-			if _, err := s.Stat(ctx, "committed"); !errors.Is(err, snapshot.ErrNotFound) {
+			if _, err := s.Stat(ctx, "committed"); !errors.Is(err, errdefs.ErrNotFound) {
 				t.Errorf("interrupted commit is visible: %v", err)
 			}
 		}},
 		{"remove:trashed", func(s *Snapshotter) error {
 			return s.Remove(ctx, "active")
 		}, func(t *testing.T, s *Snapshotter) {
-			if _, err := s.Stat(ctx, "active"); !errors.Is(err, snapshot.ErrNotFound) {
+			if _, err := s.Stat(ctx, "active"); !errors.Is(err, errdefs.ErrNotFound) {
 				t.Errorf("removed snapshot is back: %v", err)
 			}
 			if len(entries(t, filepath.Join(s.root, "trash"))) != 1 {

@@ -43,6 +43,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/snapshot"
 )
 
@@ -202,11 +203,11 @@ func (s *Snapshotter) Stat(ctx context.Context, key string) (snapshot.Info, erro
 // get looks key up; s.mu is held.
 func (s *Snapshotter) get(key string) (*record, error) {
 	if s.closed {
-		return nil, fmt.Errorf("overlay snapshotter is closed: %w", snapshot.ErrFailedPrecondition)
+		return nil, fmt.Errorf("overlay snapshotter is closed: %w", errdefs.ErrFailedPrecondition)
 	}
 	r := s.records[key]
 	if r == nil {
-		return nil, fmt.Errorf("snapshot %q: %w", key, snapshot.ErrNotFound)
+		return nil, fmt.Errorf("snapshot %q: %w", key, errdefs.ErrNotFound)
 	}
 	return r, nil
 }
@@ -243,7 +244,7 @@ func (s *Snapshotter) Update(ctx context.Context, info snapshot.Info, fieldpaths
 					delete(labels, name)
 				}
 			default:
-				return snapshot.Info{}, fmt.Errorf("update snapshot %q: field %q cannot be changed: %w", info.Name, p, snapshot.ErrInvalidArgument)
+				return snapshot.Info{}, fmt.Errorf("update snapshot %q: field %q cannot be changed: %w", info.Name, p, errdefs.ErrInvalidArgument)
 			}
 		}
 	}
@@ -382,7 +383,7 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 		return nil, fmt.Errorf("%s snapshot %q on %q: %w", op, key, parent, err)
 	}
 	if key == "" {
-		return fail(fmt.Errorf("empty key: %w", snapshot.ErrInvalidArgument))
+		return fail(fmt.Errorf("empty key: %w", errdefs.ErrInvalidArgument))
 	}
 	info := snapshot.Info{}
 	for _, o := range opts {
@@ -396,18 +397,18 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return fail(fmt.Errorf("closed: %w", snapshot.ErrFailedPrecondition))
+		return fail(fmt.Errorf("closed: %w", errdefs.ErrFailedPrecondition))
 	}
 	if _, ok := s.records[key]; ok {
-		return fail(snapshot.ErrAlreadyExists)
+		return fail(errdefs.ErrAlreadyExists)
 	}
 	if parent != "" {
 		p, ok := s.records[parent]
 		if !ok {
-			return fail(fmt.Errorf("parent: %w", snapshot.ErrNotFound))
+			return fail(fmt.Errorf("parent: %w", errdefs.ErrNotFound))
 		}
 		if p.Kind != snapshot.KindCommitted {
-			return fail(fmt.Errorf("parent is %s, not committed: %w", p.Kind, snapshot.ErrInvalidArgument))
+			return fail(fmt.Errorf("parent is %s, not committed: %w", p.Kind, errdefs.ErrInvalidArgument))
 		}
 	}
 	now := time.Now().UTC()
@@ -503,7 +504,7 @@ func syncDir(dir string) error {
 func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snapshot.Opt) error {
 	fail := func(err error) error { return fmt.Errorf("commit snapshot %q as %q: %w", key, name, err) }
 	if name == "" {
-		return fail(fmt.Errorf("empty name: %w", snapshot.ErrInvalidArgument))
+		return fail(fmt.Errorf("empty name: %w", errdefs.ErrInvalidArgument))
 	}
 	// Measure the layer before taking the lock: it walks the whole tree.
 	s.mu.Lock()
@@ -520,7 +521,7 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 		return fail(err)
 	}
 	if kind != snapshot.KindActive {
-		return fail(fmt.Errorf("snapshot is %s, not active: %w", kind, snapshot.ErrFailedPrecondition))
+		return fail(fmt.Errorf("snapshot is %s, not active: %w", kind, errdefs.ErrFailedPrecondition))
 	}
 	usage, err := diskUsage(ctx, filepath.Join(s.dir(id), "fs"))
 	if err != nil {
@@ -532,10 +533,10 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 	if cur, err := s.get(key); err != nil {
 		return fail(err)
 	} else if cur != r {
-		return fail(fmt.Errorf("snapshot changed during commit: %w", snapshot.ErrFailedPrecondition))
+		return fail(fmt.Errorf("snapshot changed during commit: %w", errdefs.ErrFailedPrecondition))
 	}
 	if _, ok := s.records[name]; ok {
-		return fail(snapshot.ErrAlreadyExists)
+		return fail(errdefs.ErrAlreadyExists)
 	}
 	n := *r
 	n.Kind, n.Name, n.Usage = snapshot.KindCommitted, name, &usage
@@ -575,7 +576,7 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 	if len(children) > 0 {
 		s.mu.Unlock()
 		sort.Strings(children)
-		return fail(fmt.Errorf("it is the parent of %q: %w", children, snapshot.ErrFailedPrecondition))
+		return fail(fmt.Errorf("it is the parent of %q: %w", children, errdefs.ErrFailedPrecondition))
 	}
 	trash := filepath.Join(s.root, "trash", r.ID)
 	if err := os.Rename(s.dir(r.ID), trash); err != nil {
@@ -602,7 +603,7 @@ func (s *Snapshotter) Walk(ctx context.Context, fn snapshot.WalkFunc) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return fmt.Errorf("overlay snapshotter is closed: %w", snapshot.ErrFailedPrecondition)
+		return fmt.Errorf("overlay snapshotter is closed: %w", errdefs.ErrFailedPrecondition)
 	}
 	infos := make([]snapshot.Info, 0, len(s.records))
 	for _, r := range s.records {
@@ -629,7 +630,7 @@ func (s *Snapshotter) Cleanup(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return fmt.Errorf("overlay snapshotter is closed: %w", snapshot.ErrFailedPrecondition)
+		return fmt.Errorf("overlay snapshotter is closed: %w", errdefs.ErrFailedPrecondition)
 	}
 	var errs []error
 	for _, d := range []string{"staging", "trash"} {

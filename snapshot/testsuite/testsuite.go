@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/runtime/mountinfo"
 	"github.com/berth-dev/berth/snapshot"
@@ -209,7 +210,7 @@ func testLifecycle(t *testing.T, e *env) {
 	}
 	// Committing consumes the key.
 	_, err = e.sn.Stat(e.ctx, "top-active")
-	wantErr(t, "Stat of a committed key", err, snapshot.ErrNotFound)
+	wantErr(t, "Stat of a committed key", err, errdefs.ErrNotFound)
 
 	var names []string
 	e.check(e.sn.Walk(e.ctx, func(_ context.Context, info snapshot.Info) error {
@@ -245,30 +246,30 @@ func testErrors(t *testing.T, e *env) {
 	e.check(err)
 
 	_, err = e.sn.Prepare(e.ctx, "active", "base")
-	wantErr(t, "Prepare of an existing key", err, snapshot.ErrAlreadyExists)
+	wantErr(t, "Prepare of an existing key", err, errdefs.ErrAlreadyExists)
 	_, err = e.sn.View(e.ctx, "base", "")
-	wantErr(t, "View with a committed name as key", err, snapshot.ErrAlreadyExists)
+	wantErr(t, "View with a committed name as key", err, errdefs.ErrAlreadyExists)
 	_, err = e.sn.Prepare(e.ctx, "x", "missing")
-	wantErr(t, "Prepare on a missing parent", err, snapshot.ErrNotFound)
+	wantErr(t, "Prepare on a missing parent", err, errdefs.ErrNotFound)
 	_, err = e.sn.Prepare(e.ctx, "x", "active")
-	wantErr(t, "Prepare on an active parent", err, snapshot.ErrInvalidArgument)
+	wantErr(t, "Prepare on an active parent", err, errdefs.ErrInvalidArgument)
 	_, err = e.sn.View(e.ctx, "x", "view")
-	wantErr(t, "View on a view", err, snapshot.ErrInvalidArgument)
+	wantErr(t, "View on a view", err, errdefs.ErrInvalidArgument)
 	_, err = e.sn.Prepare(e.ctx, "", "base")
-	wantErr(t, "Prepare with an empty key", err, snapshot.ErrInvalidArgument)
-	wantErr(t, "Commit of a missing key", e.sn.Commit(e.ctx, "n", "missing"), snapshot.ErrNotFound)
-	wantErr(t, "Commit of a view", e.sn.Commit(e.ctx, "n", "view"), snapshot.ErrFailedPrecondition)
-	wantErr(t, "Commit of a committed snapshot", e.sn.Commit(e.ctx, "n", "base"), snapshot.ErrFailedPrecondition)
-	wantErr(t, "Commit onto a taken name", e.sn.Commit(e.ctx, "view", "active"), snapshot.ErrAlreadyExists)
+	wantErr(t, "Prepare with an empty key", err, errdefs.ErrInvalidArgument)
+	wantErr(t, "Commit of a missing key", e.sn.Commit(e.ctx, "n", "missing"), errdefs.ErrNotFound)
+	wantErr(t, "Commit of a view", e.sn.Commit(e.ctx, "n", "view"), errdefs.ErrFailedPrecondition)
+	wantErr(t, "Commit of a committed snapshot", e.sn.Commit(e.ctx, "n", "base"), errdefs.ErrFailedPrecondition)
+	wantErr(t, "Commit onto a taken name", e.sn.Commit(e.ctx, "view", "active"), errdefs.ErrAlreadyExists)
 	_, err = e.sn.Stat(e.ctx, "missing")
-	wantErr(t, "Stat of a missing key", err, snapshot.ErrNotFound)
+	wantErr(t, "Stat of a missing key", err, errdefs.ErrNotFound)
 	_, err = e.sn.Mounts(e.ctx, "missing")
-	wantErr(t, "Mounts of a missing key", err, snapshot.ErrNotFound)
+	wantErr(t, "Mounts of a missing key", err, errdefs.ErrNotFound)
 	_, err = e.sn.Usage(e.ctx, "missing")
-	wantErr(t, "Usage of a missing key", err, snapshot.ErrNotFound)
-	wantErr(t, "Remove of a missing key", e.sn.Remove(e.ctx, "missing"), snapshot.ErrNotFound)
+	wantErr(t, "Usage of a missing key", err, errdefs.ErrNotFound)
+	wantErr(t, "Remove of a missing key", e.sn.Remove(e.ctx, "missing"), errdefs.ErrNotFound)
 	_, err = e.sn.Update(e.ctx, snapshot.Info{Name: "base"}, "parent")
-	wantErr(t, "Update of the parent", err, snapshot.ErrInvalidArgument)
+	wantErr(t, "Update of the parent", err, errdefs.ErrInvalidArgument)
 	// The failed calls changed nothing.
 	info, err := e.sn.Stat(e.ctx, "active")
 	e.check(err)
@@ -408,16 +409,16 @@ func testRemoveRules(t *testing.T, e *env) {
 	_, err = e.sn.Prepare(e.ctx, "active", "l2")
 	e.check(err)
 
-	wantErr(t, "Remove of a parent", e.sn.Remove(e.ctx, "l1"), snapshot.ErrFailedPrecondition)
-	wantErr(t, "Remove of a view's parent", e.sn.Remove(e.ctx, "l2"), snapshot.ErrFailedPrecondition)
+	wantErr(t, "Remove of a parent", e.sn.Remove(e.ctx, "l1"), errdefs.ErrFailedPrecondition)
+	wantErr(t, "Remove of a view's parent", e.sn.Remove(e.ctx, "l2"), errdefs.ErrFailedPrecondition)
 	e.check(e.sn.Remove(e.ctx, "view"))
-	wantErr(t, "Remove of an active snapshot's parent", e.sn.Remove(e.ctx, "l2"), snapshot.ErrFailedPrecondition)
+	wantErr(t, "Remove of an active snapshot's parent", e.sn.Remove(e.ctx, "l2"), errdefs.ErrFailedPrecondition)
 	e.check(e.sn.Remove(e.ctx, "active"))
 	e.check(e.sn.Remove(e.ctx, "l2"))
 	e.check(e.sn.Remove(e.ctx, "l1"))
 	for _, k := range []string{"l1", "l2", "view", "active"} {
 		_, err := e.sn.Stat(e.ctx, k)
-		wantErr(t, "Stat after Remove", err, snapshot.ErrNotFound)
+		wantErr(t, "Stat after Remove", err, errdefs.ErrNotFound)
 	}
 	// A removed name can be used again.
 	e.layer("l1", "", func(d string) { files(t, d, "again", "yes") })
@@ -559,7 +560,7 @@ func testConcurrentPrepare(t *testing.T, e *env) {
 			won++
 		case err != nil && i < n:
 			t.Errorf("Prepare k%02d: %v", i, err)
-		case err != nil && !errors.Is(err, snapshot.ErrAlreadyExists):
+		case err != nil && !errors.Is(err, errdefs.ErrAlreadyExists):
 			t.Errorf("racing Prepare of one key: %v, want ErrAlreadyExists", err)
 		}
 	}
