@@ -42,7 +42,7 @@ import (
 type Info struct {
 	Digest    digest.Digest
 	Size      int64
-	CreatedAt time.Time // when the blob was committed
+	CreatedAt time.Time // when the blob was written (its last byte, just before commit)
 }
 
 // ReaderAt reads a committed blob at any offset. It must be closed.

@@ -430,26 +430,25 @@ func testConcurrentRefsSameDigest(t *testing.T, s content.Store) {
 	b, desc := blob("o", 64<<10)
 	const writers = 6
 	results := make(chan error, writers)
-	var start sync.WaitGroup
-	start.Add(1)
+	var wrote sync.WaitGroup // all have written before any commits
+	wrote.Add(writers)
 	var wg sync.WaitGroup
 	for i := range writers {
 		wg.Go(func() {
 			w, err := s.Writer(ctx, fmt.Sprintf("ref-o-%d", i), ocispec.Descriptor{Size: desc.Size})
+			if err == nil {
+				defer w.Close()
+				_, err = w.Write(b)
+			}
+			wrote.Done()
 			if err != nil {
 				results <- err
 				return
 			}
-			defer w.Close()
-			if _, err := w.Write(b); err != nil {
-				results <- err
-				return
-			}
-			start.Wait()
+			wrote.Wait()
 			results <- w.Commit(ctx, 0, desc.Digest)
 		})
 	}
-	start.Done()
 	wg.Wait()
 	close(results)
 	var ok, exists int
