@@ -73,7 +73,6 @@ package apply
 import (
 	"archive/tar"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -187,7 +186,7 @@ func (a *applier) run(r io.Reader) error {
 			return fmt.Errorf("apply layer: more than %d entries: %w", a.maxEntries, ErrLimit)
 		}
 		if err := a.entry(tr, hdr); err != nil {
-			return fmt.Errorf("apply layer: entry %q: %w", hdr.Name, err)
+			return fmt.Errorf("apply layer: entry %q: %w", shortName(hdr.Name), err)
 		}
 	}
 	if err := a.finishDirs(); err != nil {
@@ -269,5 +268,14 @@ func (a *applier) entry(tr *tar.Reader, hdr *tar.Header) error {
 	}
 }
 
-// errNotDir is returned when a parent path exists but is not a directory.
-var errNotDir = errors.New("not a directory")
+// errNotDir is returned when a parent path exists but is not a directory
+// (or is a symlink that resolves to nothing inside root).
+var errNotDir = fmt.Errorf("not a directory: %w", ErrUnsafe)
+
+// shortName bounds an entry name quoted in an error.
+func shortName(name string) string {
+	if len(name) > 256 {
+		return name[:256] + "..."
+	}
+	return name
+}

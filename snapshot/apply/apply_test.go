@@ -226,10 +226,10 @@ func TestWhiteoutsFullTree(t *testing.T) {
 		reg("opq/.wh..wh..opq", ""),
 		reg("opq/late", "l"),
 		reg("new", "n"), reg(".wh.new", ""), // same layer: whiteout does not apply
-		reg(".wh.lnk", ""),                 // removes the symlink, not /etc
-		reg(".wh.missing", ""),             // nothing to delete: fine
-		reg("nodir/.wh.x", ""),             // parent missing: fine
-		reg(".wh..wh.plnk", ""),            // AUFS metadata: skipped
+		reg(".wh.lnk", ""),      // removes the symlink, not /etc
+		reg(".wh.missing", ""),  // nothing to delete: fine
+		reg("nodir/.wh.x", ""),  // parent missing: fine
+		reg(".wh..wh.plnk", ""), // AUFS metadata: skipped
 	)
 	for rel, want := range map[string]bool{
 		"etc/gone": false, "etc/kept": true, "var/cache": false, "var": true,
