@@ -194,4 +194,3 @@ func (r *Registry) TokenRequests() []TokenRequest {
 	defer r.token.mu.Unlock()
 	return append([]TokenRequest(nil), r.token.requests...)
 }
-
