@@ -51,11 +51,13 @@ func WriteBusybox(dir string, opts BusyboxOptions) (*Image, error) {
 
 // CachedBusybox returns the cached busybox image, building it when missing.
 func CachedBusybox(opts BusyboxOptions) (*Image, error) {
-	sum, err := fileSHA256(fixture.BusyboxPath)
+	// The rootfs cache's name carries busybox's hash and the rootfs
+	// layout version: a new busybox or layout makes a new image.
+	rootfs, err := fixture.BusyboxRootfsCache()
 	if err != nil {
-		return nil, fmt.Errorf("busybox image: %w (install busybox-static)", err)
+		return nil, err
 	}
-	return cached(cacheKey("busybox", sum, opts), func(dir string) (*Image, error) { return WriteBusybox(dir, opts) })
+	return cached(cacheKey("busybox", filepath.Base(rootfs), opts), func(dir string) (*Image, error) { return WriteBusybox(dir, opts) })
 }
 
 // WriteScratch writes a FROM-scratch image around the static binary at
