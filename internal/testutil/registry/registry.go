@@ -83,7 +83,7 @@ func WithTLS() Option { return func(o *options) { o.tls = true } }
 // ends. It fails the test when the registry does not answer /v2/.
 func Start(t testing.TB, opts ...Option) *Registry {
 	t.Helper()
-	r, err := start(t.TempDir(), opts...)
+	r, err := Launch(t.TempDir(), opts...)
 	if err != nil {
 		t.Fatalf("registry: %v", err)
 	}
@@ -95,7 +95,9 @@ func Start(t testing.TB, opts ...Option) *Registry {
 	return r
 }
 
-func start(dir string, opts ...Option) (*Registry, error) {
+// Launch is Start without a test: the registry keeps its files in dir and
+// runs until Stop (benchmarks use it).
+func Launch(dir string, opts ...Option) (*Registry, error) {
 	if _, err := os.Stat(Binary); err != nil {
 		return nil, fmt.Errorf("%w (install docker-registry)", err)
 	}
