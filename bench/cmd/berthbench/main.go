@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/bench"
+	"github.com/berth-dev/berth/internal/testutil/images"
 )
 
 func main() {
@@ -23,14 +24,16 @@ func main() {
 	berth := flag.String("berth", "bin/berth-runtime", "path of the berth-runtime binary")
 	out := flag.String("out", "bench/results/latest.md", "write the table here too (empty: stdout only)")
 	only := flag.String("systems", "", "comma-separated systems to run (default: all)")
+	suites := flag.String("suites", "runtime,pull", "which suites: runtime (lifecycle vs runc, crun), pull (vs skopeo, podman, docker)")
+	pullN := flag.Int("pull-n", 5, "iterations of each pull scenario")
 	flag.Parse()
-	if err := run(*n, *berth, *out, *only); err != nil {
+	if err := run(*n, *pullN, *berth, *out, *only, *suites); err != nil {
 		fmt.Fprintln(os.Stderr, "berthbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, berth, out, only string) error {
+func run(n, pullN int, berth, out, only, suites string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("must run as root")
 	}
@@ -43,33 +46,22 @@ func run(n int, berth, out, only string) error {
 		return err
 	}
 
-	systems := bench.FindSystems(berth)
-	if only != "" {
-		var keep []bench.System
-		for _, s := range systems {
-			for _, name := range strings.Split(only, ",") {
-				if s.Name == strings.TrimSpace(name) {
-					keep = append(keep, s)
-				}
-			}
-		}
-		systems = keep
-	}
-	for _, s := range systems {
-		if s.Missing != "" {
-			fmt.Fprintf(os.Stderr, "note: %s skipped: %s\n", s.Name, s.Missing)
-		}
-	}
-	loadBefore := loadavg()
-	start := time.Now()
-	results := bench.Run(bench.Config{N: n, WorkDir: work, Log: os.Stderr}, systems, bench.Lifecycle())
-
 	var b strings.Builder
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "# berthbench %s\n\nhost %s, %d CPUs, %s, took %s; load average %s before, %s after (other work on the machine skews the figures)\n\n",
-		time.Now().UTC().Format(time.RFC3339), host, runtime.NumCPU(), versions(systems), time.Since(start).Round(time.Second), loadBefore, loadavg())
-	if err := bench.WriteMarkdown(&b, n, systems, results); err != nil {
-		return err
+	fmt.Fprintf(&b, "# berthbench %s\n\nhost %s, %d CPUs\n\n", time.Now().UTC().Format(time.RFC3339), host, runtime.NumCPU())
+	for _, suite := range strings.Split(suites, ",") {
+		var err error
+		switch strings.TrimSpace(suite) {
+		case "runtime":
+			err = runSuite(&b, n, work, filter(bench.FindSystems(berth), only), bench.Lifecycle())
+		case "pull":
+			err = runPull(&b, pullN, work, only)
+		default:
+			err = fmt.Errorf("unknown suite %q", suite)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	fmt.Print(b.String())
 	if out != "" {
@@ -79,6 +71,59 @@ func run(n int, berth, out, only string) error {
 		return os.WriteFile(out, []byte(b.String()), 0o644)
 	}
 	return nil
+}
+
+// runSuite runs scenarios for systems and appends their table to b.
+func runSuite(b *strings.Builder, n int, work string, systems []bench.System, scenarios []bench.Scenario) error {
+	for _, s := range systems {
+		if s.Missing != "" {
+			fmt.Fprintf(os.Stderr, "note: %s skipped: %s\n", s.Name, s.Missing)
+		}
+	}
+	loadBefore := loadavg()
+	start := time.Now()
+	results := bench.Run(bench.Config{N: n, WorkDir: work, Log: os.Stderr}, systems, scenarios)
+	fmt.Fprintf(b, "%s; took %s; load average %s before, %s after (other work on the machine skews the figures)\n\n",
+		versions(systems), time.Since(start).Round(time.Second), loadBefore, loadavg())
+	if err := bench.WriteMarkdown(b, n, systems, results); err != nil {
+		return err
+	}
+	b.WriteString("\n")
+	return nil
+}
+
+// runPull measures cold pulls of generated images from a loopback
+// registry: a 3-layer ~50 MB one (the size of a Debian minbase image) and
+// the 20-layer ~200 MB test image.
+func runPull(b *strings.Builder, n int, work, only string) error {
+	var scenarios []bench.Scenario
+	for i, spec := range []images.Spec{
+		{Seed: 1, Layers: 3, Size: 50 << 20, Compressions: []images.Compression{images.Gzip}},
+		{Seed: 2, Layers: 20, Size: 200 << 20},
+	} {
+		sc, err := bench.NewPullScenario(filepath.Join(work, fmt.Sprintf("registry%d", i)), spec)
+		if err != nil {
+			return err
+		}
+		defer sc.Close()
+		scenarios = append(scenarios, sc)
+	}
+	return runSuite(b, n, work, filter(bench.PullSystems(), only), scenarios)
+}
+
+func filter(systems []bench.System, only string) []bench.System {
+	if only == "" {
+		return systems
+	}
+	var keep []bench.System
+	for _, s := range systems {
+		for _, name := range strings.Split(only, ",") {
+			if s.Name == strings.TrimSpace(name) {
+				keep = append(keep, s)
+			}
+		}
+	}
+	return keep
 }
 
 func versions(systems []bench.System) string {
