@@ -95,11 +95,24 @@ func (p *PullScenario) Setup(env *Env) (Trial, error) {
 			return cmd("umoci", "raw", "unpack", "--image", root+"/layout:gen", root+"/rootfs")
 		}, nil), nil
 	case "podman":
-		return p.trial(env, func(root string) error {
+		t := p.trial(env, func(root string) error {
 			return cmd("podman", "--root", root+"/root", "--runroot", root+"/run", "--tmpdir", root+"/tmp",
 				"--storage-driver", "overlay", "--events-backend", "file", "--cgroup-manager", "cgroupfs",
 				"pull", "--quiet", "--tls-verify=false", p.ref)
-		}, nil), nil
+		}, nil)
+		// podman writes these whatever --root says.
+		var made []string
+		for _, d := range []string{"/var/lib/containers", "/run/containers"} {
+			if _, err := os.Stat(d); os.IsNotExist(err) {
+				made = append(made, d)
+			}
+		}
+		return t.withTeardown(func() error {
+			for _, d := range made {
+				os.RemoveAll(d)
+			}
+			return nil
+		}), nil
 	case "docker":
 		d, err := startDockerd(env.Dir)
 		if err != nil {

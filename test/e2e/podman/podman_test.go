@@ -63,8 +63,9 @@ func newPodman(t *testing.T) *podman {
 		"--runtime", wrapper,
 	}
 	// podman keeps a blob cache and its network config dir at fixed host
-	// paths whatever --root says: remove them afterwards (after p.cleanup, which runs podman too) if we made them.
-	for _, d := range []string{"/var/lib/containers", "/run/containers"} {
+	// paths whatever --root says, and conmon runs berth-runtime with its
+	// default state root: remove them afterwards (after p.cleanup, which runs podman too) if we made them.
+	for _, d := range []string{"/var/lib/containers", "/run/containers", "/run/berth-runtime"} {
 		if _, err := os.Stat(d); os.IsNotExist(err) {
 			t.Cleanup(func() { os.RemoveAll(d) })
 		}
