@@ -484,3 +484,34 @@ func (e *env) assertEmpty() {
 }
 
 var _ = ocispec.MediaTypeImageIndex
+
+// Docker 20.10 writes a layer shared by two v1 ids once and symlinks the
+// other: `<id2>/layer.tar -> ../<id1>/layer.tar`.
+func TestLoadSymlinkedLayer(t *testing.T) {
+	bb := images.Busybox(t)
+	e := newEnv(t)
+	ctx := context.Background()
+	layerTar := readTarFile(t, bb.Archive, mustManifestLayer(t, bb.Archive))
+	cfg, _ := os.ReadFile(bb.BlobPath(bb.Manifest.Config.Digest))
+	cfgName := bb.Manifest.Config.Digest.Encoded() + ".json"
+	m, _ := json.Marshal([]map[string]any{{"Config": cfgName, "RepoTags": []string{"linked:1"}, "Layers": []string{"b/layer.tar"}}})
+	arch := craft(t, entry{name: "a/layer.tar", body: layerTar}, entry{name: "b/layer.tar", link: "../a/layer.tar"},
+		entry{name: cfgName, body: cfg}, entry{name: "manifest.json", body: m})
+	lines, err := e.a.Load(ctx, arch, LoadOptions{})
+	if err != nil || strings.Join(lines, "\n") != "Loaded image: linked:1" {
+		t.Fatalf("%q %v", lines, err)
+	}
+	img, err := e.st.Get(ctx, "linked:1")
+	if err != nil || img.ID != bb.Manifest.Config.Digest {
+		t.Fatalf("%v %v", img.ID, err)
+	}
+	e.checkBusybox(img)
+}
+
+func mustManifestLayer(t *testing.T, archive string) string {
+	var m []struct{ Layers []string }
+	if err := json.Unmarshal(readTarFile(t, archive, "manifest.json"), &m); err != nil || len(m) == 0 {
+		t.Fatal(err)
+	}
+	return m[0].Layers[0]
+}
