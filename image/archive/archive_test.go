@@ -15,7 +15,6 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/image/content"
@@ -483,7 +482,6 @@ func (e *env) assertEmpty() {
 	})
 }
 
-var _ = ocispec.MediaTypeImageIndex
 
 // Docker 20.10 writes a layer shared by two v1 ids once and symlinks the
 // other: `<id2>/layer.tar -> ../<id1>/layer.tar`.

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -471,4 +470,3 @@ func ociName(ann map[string]string, repo string) (reference.Named, error) {
 	return reference.WithTag(n, ref)
 }
 
-var _ = errors.New

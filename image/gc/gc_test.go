@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-dev/berth/image/archive"
 	"github.com/berth-dev/berth/image/content"
@@ -263,4 +262,3 @@ func TestCrashMidCollect(t *testing.T) {
 	}
 }
 
-var _ = ocispec.MediaTypeImageIndex
