@@ -268,7 +268,11 @@ func (t *Transport) refresh(ctx context.Context) error {
 	switch {
 	case resp.StatusCode == http.StatusOK:
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return fmt.Errorf("registry %s: unauthorized: incorrect username or password (token server %s: %s): %w", t.host, t.realm, resp.Status, errdefs.ErrUnauthenticated)
+		why := "incorrect username or password"
+		if cfg.Username == "" && cfg.IdentityToken == "" {
+			why = "authentication required"
+		}
+		return fmt.Errorf("registry %s: unauthorized: %s (token server %s: %s): %w", t.host, why, t.realm, resp.Status, errdefs.ErrUnauthenticated)
 	default:
 		return fmt.Errorf("registry %s: token server %s: %s: %w", t.host, t.realm, resp.Status, errdefs.ErrUnavailable)
 	}
