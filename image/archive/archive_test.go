@@ -482,7 +482,6 @@ func (e *env) assertEmpty() {
 	})
 }
 
-
 // Docker 20.10 writes a layer shared by two v1 ids once and symlinks the
 // other: `<id2>/layer.tar -> ../<id1>/layer.tar`.
 func TestLoadSymlinkedLayer(t *testing.T) {

@@ -469,4 +469,3 @@ func ociName(ann map[string]string, repo string) (reference.Named, error) {
 	}
 	return reference.WithTag(n, ref)
 }
-

@@ -261,4 +261,3 @@ func TestCrashMidCollect(t *testing.T) {
 		t.Fatalf("left: %v %v", e.blobs(), e.snapshots())
 	}
 }
-
