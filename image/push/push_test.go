@@ -2,6 +2,8 @@ package push_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -288,10 +290,20 @@ func TestPushBasicAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rec progress.Recorder
-	if err := push.Push(ctx, ref, img.Top, store, push.Options{Keychain: creds.Keychain(), Progress: &rec, ChunkSize: 512 << 10}); err != nil {
+	opts := push.Options{Keychain: creds.Keychain(), Progress: &rec, ChunkSize: 512 << 10, Concurrency: 1}
+	if err := push.Push(ctx, ref, img.Top, store, opts); err != nil {
 		t.Fatal(err)
 	}
 	st := statuses(rec.Events())
+	waited := 0
+	for _, s := range st {
+		if len(s) > 1 && s[1] == "Waiting" {
+			waited++
+		}
+	}
+	if waited == 0 { // one upload at a time: the others wait
+		t.Errorf("no layer waited: %v", st)
+	}
 	for _, l := range img.Layers {
 		if s := st[shortID(l.Digest)]; len(s) == 0 || last(s) != "Pushed" {
 			t.Errorf("layer %s: %v", l.Digest, s)
@@ -356,5 +368,27 @@ func TestPushIndexTokenAuth(t *testing.T) {
 	}
 	if !sawFrom {
 		t.Errorf("no token asked for pull on the mount source: %+v", r.TokenRequests())
+	}
+}
+
+func TestPushTLS(t *testing.T) {
+	r := registry.Start(t, registry.WithTLS())
+	bb := images.Busybox(t)
+	pem, err := os.ReadFile(r.CACert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatal("bad CA certificate")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	ref := reference.MustParse(r.Host + "/secure/busybox:latest")
+	if err := push.Push(context.Background(), ref, bb.Top, loadStore(t, bb), push.Options{Transport: tr}); err != nil {
+		t.Fatal(err)
+	}
+	if d := r.ManifestDigest(t, "secure/busybox", "latest"); d != bb.Top.Digest.String() {
+		t.Errorf("registry has %s", d)
 	}
 }
