@@ -1,0 +1,53 @@
+package registry
+
+import (
+	"testing"
+)
+
+func TestParseChallenge(t *testing.T) {
+	kind, p := parseChallenge(`Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull,push"`)
+	if kind != "bearer" || p["realm"] != "https://auth.example.com/token" || p["service"] != "registry.example.com" || p["scope"] != "repository:a/b:pull,push" {
+		t.Errorf("got %q %v", kind, p)
+	}
+	kind, p = parseChallenge(`Basic realm=Registry`)
+	if kind != "basic" || p["realm"] != "Registry" {
+		t.Errorf("got %q %v", kind, p)
+	}
+	if kind, _ := parseChallenge(""); kind != "" {
+		t.Errorf("empty: %q", kind)
+	}
+}
+
+func TestInsecure(t *testing.T) {
+	c := New(Options{Insecure: []string{"reg.local:5000", "plain.example"}})
+	for host, want := range map[string]bool{
+		"127.0.0.1:5000": true, "localhost": true, "localhost:80": true, "[::1]:5000": true, "127.3.4.5": true,
+		"reg.local:5000": true, "reg.local:5001": false, "plain.example:443": true,
+		"docker.io": false, "10.0.0.1:5000": false,
+	} {
+		if got := c.Insecure(host); got != want {
+			t.Errorf("Insecure(%q) = %v, want %v", host, got, want)
+		}
+	}
+	if registryHost("docker.io") != "registry-1.docker.io" {
+		t.Error("docker.io endpoint")
+	}
+}
+
+func TestContentRangeStart(t *testing.T) {
+	for h, want := range map[string]int64{"bytes 100-199/200": 100, "bytes 0-9/*": 0, "bogus": -1, "bytes x-1/2": -1} {
+		got, ok := contentRangeStart(h)
+		if !ok {
+			got = -1
+		}
+		if got != want {
+			t.Errorf("%q: %d, want %d", h, got, want)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	if Backoff(100e6, 0) != 100e6 || Backoff(100e6, 3) != 800e6 || Backoff(100e6, 40) != maxBackoff {
+		t.Error("backoff")
+	}
+}
