@@ -1,0 +1,35 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/berth-dev/berth/bench"
+	"github.com/berth-dev/berth/image/content/local"
+	"github.com/berth-dev/berth/image/pull"
+	"github.com/berth-dev/berth/image/reference"
+	"github.com/berth-dev/berth/image/registry"
+	"github.com/berth-dev/berth/snapshot/overlay"
+)
+
+func init() { bench.BerthPull = berthPull }
+
+// berthPull is a cold `berth pull`: an empty content store and overlay
+// snapshotter under root, every layer unpacked.
+func berthPull(ctx context.Context, ref, root string) error {
+	named, err := reference.Parse(ref)
+	if err != nil {
+		return err
+	}
+	cs, err := local.NewStore(filepath.Join(root, "content"))
+	if err != nil {
+		return err
+	}
+	sn, err := overlay.New(filepath.Join(root, "snapshots"))
+	if err != nil {
+		return err
+	}
+	defer sn.Close()
+	_, err = pull.Pull(ctx, named, pull.Options{Registry: registry.New(registry.Options{}), Content: cs, Snapshots: sn})
+	return err
+}
