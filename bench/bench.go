@@ -94,6 +94,9 @@ type Result struct {
 
 // Version returns the first line of `<binary> --version`, or "?".
 func Version(s System) string {
+	if s.Binary == "" {
+		return "(in process)"
+	}
 	out, err := exec.Command(s.Binary, "--version").Output()
 	if err != nil {
 		return "?"

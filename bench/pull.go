@@ -25,7 +25,7 @@ var BerthPull func(ctx context.Context, ref, root string) error
 // process), skopeo copy to an OCI layout plus umoci unpack, podman pull,
 // and docker pull into a private dockerd.
 func PullSystems() []System {
-	systems := []System{{Name: "berth", Binary: "berth"}}
+	systems := []System{{Name: "berth"}} // in process: no binary
 	if BerthPull == nil {
 		systems[0].Missing = "no pull implementation linked"
 	}
