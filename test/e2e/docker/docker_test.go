@@ -19,18 +19,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/testutil"
-	"github.com/berth-dev/berth/internal/testutil/fixture"
 	"github.com/berth-dev/berth/runtime/mountinfo"
 )
 
 // daemon is one private dockerd and the docker CLI pointed at it.
 type daemon struct {
-	t      *testing.T
-	dir    string
-	sock   string
-	parent string // cgroup parent of every container
-	log    string // berth-runtime invocations, one argv per line
-	cmd    *exec.Cmd
+	t       *testing.T
+	dir     string
+	sock    string
+	parent  string                   // cgroup parent of every container
+	runtime *testutil.RuntimeWrapper // logs berth-runtime's invocations
+	cmd     *exec.Cmd
 }
 
 func startDaemon(t *testing.T) *daemon {
@@ -45,10 +44,6 @@ func startDaemon(t *testing.T) *daemon {
 		}
 	}
 	testutil.LeakCheck(t)
-	runtime, err := fixture.BerthRuntimePath()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Unix socket paths are short: t.TempDir's are long.
 	dir, err := os.MkdirTemp("", "bd")
 	if err != nil {
@@ -62,12 +57,7 @@ func startDaemon(t *testing.T) *daemon {
 			t.Cleanup(func() { os.RemoveAll(p) })
 		}
 	}
-	d := &daemon{t: t, dir: dir, sock: filepath.Join(dir, "docker.sock"), parent: "/" + testutil.UniqueName(t), log: filepath.Join(dir, "runtime.log")}
-	wrapper := filepath.Join(dir, "berth-runtime")
-	script := "#!/bin/sh\necho \"$*\" >> " + d.log + "\nexec " + runtime + " \"$@\"\n"
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	d := &daemon{t: t, dir: dir, sock: filepath.Join(dir, "docker.sock"), parent: "/" + testutil.UniqueName(t), runtime: testutil.NewRuntimeWrapper(t, dir)}
 	logf, err := os.Create(filepath.Join(dir, "dockerd.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +67,7 @@ func startDaemon(t *testing.T) *daemon {
 		"--host", "unix://"+d.sock, "--pidfile", filepath.Join(dir, "docker.pid"),
 		"--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
 		"--storage-driver", "vfs", "--exec-opt", "native.cgroupdriver=cgroupfs",
-		"--cgroup-parent", d.parent, "--add-runtime", "berth="+wrapper, "--default-runtime", "berth")
+		"--cgroup-parent", d.parent, "--add-runtime", "berth="+d.runtime.Path, "--default-runtime", "berth")
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := d.cmd.Start(); err != nil {
@@ -139,42 +129,7 @@ func (d *daemon) stop() {
 			unix.Unmount(mp, unix.MNT_DETACH)
 		}
 	}
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + d.parent)
-	for _, dir := range dirs {
-		var all []string
-		filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
-				all = append(all, p)
-			}
-			return nil
-		})
-		for i := len(all) - 1; i >= 0; i-- {
-			os.Remove(all[i])
-		}
-	}
-}
-
-func (d *daemon) calls(t *testing.T, cmds ...string) {
-	t.Helper()
-	b, err := os.ReadFile(d.log)
-	if err != nil {
-		t.Fatalf("berth-runtime was never called: %v", err)
-	}
-	seen := map[string]bool{}
-	for _, line := range strings.Split(string(b), "\n") {
-		// containerd's shim passes global flags first: find the command.
-		for _, f := range strings.Fields(line) {
-			if !strings.HasPrefix(f, "-") && !strings.HasPrefix(f, "/") && f != "json" && f != "text" {
-				seen[f] = true
-				break
-			}
-		}
-	}
-	for _, c := range cmds {
-		if !seen[c] {
-			t.Errorf("dockerd never ran `berth-runtime %s`; calls:\n%s", c, b)
-		}
-	}
+	testutil.RemoveCgroupTree(d.parent)
 }
 
 func exitCode(err error) int {
@@ -193,7 +148,7 @@ func TestDockerRun(t *testing.T) {
 	if !strings.Contains(out, "hello-from-berth") || exitCode(err) != 3 {
 		t.Fatalf("docker run: %v, output %q (want hello-from-berth, exit 3)", err, out)
 	}
-	d.calls(t, "create", "start", "delete")
+	d.runtime.RequireCalls(t, "create", "start", "delete")
 }
 
 func TestDockerLifecycle(t *testing.T) {
@@ -231,5 +186,5 @@ func TestDockerLifecycle(t *testing.T) {
 	if out := d.must("run", "--rm", "-t", "--network", "none", "berth-busybox:test", "tty"); !strings.Contains(out, "/dev/pts/") {
 		t.Errorf("run -t: %q", out)
 	}
-	d.calls(t, "create", "start", "exec", "pause", "resume", "update", "kill", "delete")
+	d.runtime.RequireCalls(t, "create", "start", "exec", "pause", "resume", "update", "kill", "delete")
 }

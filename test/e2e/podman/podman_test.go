@@ -17,17 +17,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/testutil"
-	"github.com/berth-dev/berth/internal/testutil/fixture"
 	"github.com/berth-dev/berth/runtime/mountinfo"
 )
 
 // podman is one private podman setup.
 type podman struct {
-	t      *testing.T
-	dir    string
-	args   []string // global flags
-	parent string   // cgroup parent of every container
-	log    string   // berth-runtime invocations, one argv per line
+	t       *testing.T
+	dir     string
+	args    []string                 // global flags
+	parent  string                   // cgroup parent of every container
+	runtime *testutil.RuntimeWrapper // logs berth-runtime's invocations
 }
 
 func newPodman(t *testing.T) *podman {
@@ -40,27 +39,17 @@ func newPodman(t *testing.T) *podman {
 		t.Skip("podman is not installed")
 	}
 	testutil.LeakCheck(t)
-	runtime, err := fixture.BerthRuntimePath()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// podman refuses a runroot longer than 50 characters: t.TempDir's are.
 	dir, err := os.MkdirTemp("", "bp")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	p := &podman{t: t, dir: dir, parent: "/" + testutil.UniqueName(t), log: filepath.Join(dir, "runtime.log")}
-	// A wrapper records that podman really called berth-runtime.
-	wrapper := filepath.Join(dir, "berth-runtime")
-	script := "#!/bin/sh\necho \"$*\" >> " + p.log + "\nexec " + runtime + " \"$@\"\n"
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	p := &podman{t: t, dir: dir, parent: "/" + testutil.UniqueName(t), runtime: testutil.NewRuntimeWrapper(t, dir)}
 	p.args = []string{
 		"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--tmpdir", filepath.Join(dir, "tmp"),
 		"--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
-		"--runtime", wrapper,
+		"--runtime", p.runtime.Path,
 	}
 	// podman keeps a blob cache and its network config dir at fixed host
 	// paths whatever --root says, and conmon runs berth-runtime with its
@@ -115,42 +104,8 @@ func (p *podman) cleanup() {
 			unix.Unmount(mp, unix.MNT_DETACH)
 		}
 	}
-	// The cgroup parent podman made in every hierarchy, with conmon's and
-	// the containers' cgroups below it: deepest first.
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + p.parent)
-	dirs = append(dirs, "/sys/fs/cgroup"+p.parent)
-	for _, d := range dirs {
-		var all []string
-		filepath.WalkDir(d, func(path string, e os.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
-				all = append(all, path)
-			}
-			return nil
-		})
-		for i := len(all) - 1; i >= 0; i-- {
-			os.Remove(all[i])
-		}
-	}
-}
-
-// calls reports whether berth-runtime was called with each command.
-func (p *podman) calls(t *testing.T, cmds ...string) {
-	t.Helper()
-	b, err := os.ReadFile(p.log)
-	if err != nil {
-		t.Fatalf("berth-runtime was never called: %v", err)
-	}
-	seen := map[string]bool{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 0 {
-			seen[f[0]] = true
-		}
-	}
-	for _, c := range cmds {
-		if !seen[c] {
-			t.Errorf("podman never ran `berth-runtime %s`; calls:\n%s", c, b)
-		}
-	}
+	// The cgroup parent podman made, with conmon's and the containers' below.
+	testutil.RemoveCgroupTree(p.parent)
 }
 
 func TestPodmanRun(t *testing.T) {
@@ -162,7 +117,7 @@ func TestPodmanRun(t *testing.T) {
 	if !strings.Contains(out, "hello-from-berth") || !errorsAs(err, &ee) || ee.ExitCode() != 7 {
 		t.Fatalf("podman run: %v, output %q (want hello-from-berth and exit 7)", err, out)
 	}
-	p.calls(t, "create", "start", "delete")
+	p.runtime.RequireCalls(t, "create", "start", "delete")
 }
 
 func TestPodmanDetachedExecLogsPauseStop(t *testing.T) {
@@ -194,7 +149,7 @@ func TestPodmanDetachedExecLogsPauseStop(t *testing.T) {
 		t.Errorf("after stop: status %q", out)
 	}
 	p.must("rm", "c1")
-	p.calls(t, "create", "start", "exec", "pause", "resume", "kill", "delete")
+	p.runtime.RequireCalls(t, "create", "start", "exec", "pause", "resume", "kill", "delete")
 }
 
 func TestPodmanTerminal(t *testing.T) {
