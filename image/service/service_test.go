@@ -333,3 +333,65 @@ func TestGenerated(t *testing.T) {
 	s.Close()
 	assertEmpty(t, root)
 }
+
+func TestIndexPlatformImport(t *testing.T) {
+	s, root, _ := open(t)
+	ctx := context.Background()
+	idx := images.BusyboxIndex(t)
+	reg := treg.Start(t)
+	reg.Push(t, idx.Layout, "multi/busybox:latest", "--all")
+	ref := reg.Host + "/multi/busybox:latest"
+
+	img, err := s.Pull(ctx, ref, service.PullOptions{Platform: "linux/arm64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Platform.Architecture != "arm64" || img.Target.Digest != idx.Top.Digest {
+		t.Errorf("pulled %s for %+v, want arm64 from index %s", img.Target.Digest, img.Platform, idx.Top.Digest)
+	}
+	insp, err := s.Inspect(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{reg.Host + "/multi/busybox@" + idx.Top.Digest.String()}; !slices.Equal(insp.RepoDigests, want) {
+		t.Errorf("RepoDigests %q, want %q", insp.RepoDigests, want)
+	}
+	// Only one platform is local: the platform manifest is pushed.
+	other := reg.Host + "/single/busybox:arm64"
+	if err := s.Tag(ctx, ref, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Push(ctx, other, service.PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := reg.ManifestDigest(t, "single/busybox", "arm64"); got != img.Manifest.Digest.String() {
+		t.Errorf("pushed %s, want the arm64 manifest %s", got, img.Manifest.Digest)
+	}
+
+	// import of the busybox layer as a plain rootfs tarball.
+	bb := images.Busybox(t)
+	f, err := os.Open(bb.BlobPath(bb.Layers[0].Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	imp, err := s.Import(ctx, f, "imported:v1", []string{`CMD ["sh"]`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, "imported:v1"); err != nil || got.ID != imp.ID || got.Size != bb.Layers[0].TarSize {
+		t.Errorf("imported: %+v, %v", got, err)
+	}
+	dir := mountRootfs(t, s, "imported:v1", "ctr-imp")
+	if _, err := os.Stat(filepath.Join(dir, "bin/sh")); err != nil {
+		t.Error(err)
+	}
+	unmountRootfs(t, s, dir, "ctr-imp")
+	for _, r := range []string{"imported:v1", img.ID.String()} {
+		if _, err := s.Remove(ctx, r, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	assertEmpty(t, root)
+}
