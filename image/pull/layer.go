@@ -1,6 +1,7 @@
 package pull
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -86,6 +87,10 @@ func Cleanup(ctx context.Context, sn snapshot.Snapshotter) error {
 	return errors.Join(errs...)
 }
 
+// blobWriteSize is the buffer between a layer's download and its content
+// store ingest: one write(2) per MiB instead of one per network read.
+const blobWriteSize = 1 << 20
+
 // unpack fetches j's blob and unpacks it into a new temporary snapshot.
 func (u *unpacker) unpack(ctx context.Context, pullID string, j *job) error {
 	sn, cs := u.opts.Snapshots, u.opts.Content
@@ -124,7 +129,10 @@ func (u *unpacker) unpack(ctx context.Context, pullID string, j *job) error {
 	}
 	defer body.Close()
 	dl := &counter{p: u.prog, report: true, ev: Event{Layer: j.i, Digest: j.desc.Digest, Status: StatusDownloading, Total: j.desc.Size}}
-	src := io.TeeReader(body, io.MultiWriter(w, dl))
+	// The blob reaches the ingest in large writes (the decompressor reads
+	// 64 KiB at a time); what is still buffered is flushed before Commit.
+	bw := bufio.NewWriterSize(w, blobWriteSize)
+	src := io.TeeReader(body, io.MultiWriter(bw, dl))
 	diffID, n, aerr := u.applyStream(ctx, j, j.fsDir, src)
 	u.downloaded.Add(dl.n)
 	if aerr != nil && ctx.Err() != nil {
@@ -135,6 +143,9 @@ func (u *unpacker) unpack(ctx context.Context, pullID string, j *job) error {
 	// the bytes or the layer are at fault.
 	rest, derr := io.Copy(io.Discard, src)
 	u.downloaded.Add(rest)
+	if derr == nil {
+		derr = bw.Flush()
+	}
 	if derr != nil {
 		if aerr != nil {
 			return aerr
@@ -169,8 +180,12 @@ func (u *unpacker) download(ctx context.Context, j *job, w content.Writer, off i
 	}
 	defer body.Close()
 	dl := &counter{p: u.prog, report: true, n: off, ev: Event{Layer: j.i, Digest: j.desc.Digest, Status: StatusDownloading, Total: j.desc.Size}}
-	_, err = io.Copy(io.MultiWriter(w, dl), body)
+	bw := bufio.NewWriterSize(w, blobWriteSize)
+	_, err = io.Copy(io.MultiWriter(bw, dl), body)
 	u.downloaded.Add(dl.n - off)
+	if err == nil {
+		err = bw.Flush()
+	}
 	if err != nil {
 		return err
 	}

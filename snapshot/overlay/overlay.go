@@ -451,10 +451,10 @@ func (s *Snapshotter) makeDir(dir string, r *record) error {
 			return err
 		}
 	}
-	if err := s.writeRecord(dir, r); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	// writeRecord ends with an fsync of dir, after fs, work and info.json
+	// are all in it: that one fsync makes the whole directory durable
+	// before create renames it into snapshots/.
+	return s.writeRecord(dir, r)
 }
 
 // writeRecord replaces dir/info.json atomically: temp file, fsync,
