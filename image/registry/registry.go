@@ -30,6 +30,7 @@ package registry
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -105,6 +106,7 @@ type Client struct {
 	opts     Options
 	keychain authn.Keychain
 	base     http.RoundTripper // retrying, no auth
+	raw      http.RoundTripper // base without retries
 
 	mu    sync.Mutex
 	repos map[string]*repoEntry
@@ -142,6 +144,7 @@ func New(opts Options) *Client {
 		opts:     opts,
 		keychain: kc,
 		base:     &retryTransport{inner: base, retries: opts.Retries, backoff: opts.Backoff, ua: opts.UserAgent},
+		raw:      base,
 		repos:    map[string]*repoEntry{},
 	}
 }
@@ -166,14 +169,12 @@ func newHTTPTransport(tlsConfig *tls.Config) *http.Transport {
 // plain http: it is listed in Options.Insecure (with or without its port)
 // or it is a loopback host.
 func (c *Client) Insecure(host string) bool {
+	if c.listedInsecure(host) {
+		return true
+	}
 	h := host
 	if hh, _, err := net.SplitHostPort(host); err == nil {
 		h = hh
-	}
-	for _, i := range c.opts.Insecure {
-		if i == host || i == h {
-			return true
-		}
 	}
 	if h == "localhost" {
 		return true
@@ -188,6 +189,54 @@ func (c *Client) scheme(host string) string {
 		return "http"
 	}
 	return "https"
+}
+
+// probeScheme picks the scheme for host. A host listed in
+// Options.Insecure is http and any other non-loopback host https, as
+// scheme says. A loopback host may serve either (a test or CI registry
+// with its own CA): one unretried https request to /v2/ decides, as
+// Docker tries TLS first; a plain-http answer (or a refused handshake)
+// means http. A certificate that does not verify is an error naming the
+// remedy, never a silent downgrade to http.
+func (c *Client) probeScheme(ctx context.Context, host string) (string, error) {
+	sch := c.scheme(host)
+	if sch == "https" || c.listedInsecure(host) {
+		return sch, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+host+"/v2/", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.raw.RoundTrip(req)
+	if err == nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		return "https", nil
+	}
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	if errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) {
+		return "", fmt.Errorf("https://%s serves a certificate that is not trusted (give its CA in the client's TLS configuration): %w: %v",
+			host, errdefs.ErrUnavailable, err)
+	}
+	return "http", nil
+}
+
+// listedInsecure reports whether host is in Options.Insecure (with or
+// without its port).
+func (c *Client) listedInsecure(host string) bool {
+	h := host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
+	}
+	for _, i := range c.opts.Insecure {
+		if i == host || i == h {
+			return true
+		}
+	}
+	return false
 }
 
 // registryHost maps Docker Hub's name to its API endpoint, as Docker does.
@@ -234,7 +283,11 @@ func (c *Client) open(ctx context.Context, ref reference.Named) (*Repository, er
 	if err != nil {
 		return nil, fmt.Errorf("registry %s: credentials: %w", ref.Domain(), err)
 	}
-	at := &authTransport{inner: c.base, auth: auth, scheme: c.scheme(host), host: host,
+	scheme, err := c.probeScheme(ctx, host)
+	if err != nil {
+		return nil, fmt.Errorf("registry %s: %w", ref.Domain(), err)
+	}
+	at := &authTransport{inner: c.base, auth: auth, scheme: scheme, host: host,
 		scope: "repository:" + ref.Path() + ":pull"}
 	if err := at.ping(ctx); err != nil {
 		return nil, classify(fmt.Sprintf("registry %s: authenticate for %s", ref.Domain(), ref.Path()), err)
@@ -242,7 +295,7 @@ func (c *Client) open(ctx context.Context, ref reference.Named) (*Repository, er
 	return &Repository{
 		c:      c,
 		name:   ref,
-		base:   fmt.Sprintf("%s://%s/v2/%s", c.scheme(host), host, ref.Path()),
+		base:   fmt.Sprintf("%s://%s/v2/%s", scheme, host, ref.Path()),
 		client: &http.Client{Transport: at},
 	}, nil
 }
