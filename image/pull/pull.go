@@ -428,6 +428,13 @@ func (u *unpacker) run(ctx context.Context, layers []ocispec.Descriptor, diffIDs
 			err = fmt.Errorf("layer %d (%s): %w", j.i, j.desc.Digest, err)
 			break
 		}
+		// After the exchange the temporary snapshot holds an empty
+		// directory: remove it now, while later layers still unpack, rather
+		// than on the pull's tail. A failure leaves tmpKey set for the
+		// removal below, which reports it.
+		if j.tmpKey != "" && sn.Remove(ctx, j.tmpKey) == nil {
+			j.tmpKey = ""
+		}
 		u.event(j, StatusPullComplete, 0, 0)
 	}
 	if err != nil {
