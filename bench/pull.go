@@ -2,14 +2,19 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/testutil/images"
@@ -44,15 +49,25 @@ func PullSystems() []System {
 }
 
 // PullScenario serves the generated image from a loopback registry and
-// measures a cold pull, unpack included, into an empty store.
+// measures a pull, unpack included: cold, into an empty store, or (Half)
+// with the first half of its layers already present.
 type PullScenario struct {
 	Spec images.Spec
-	reg  *registry.Registry
-	ref  string // host/repo:tag
+	// Half: before each timed pull (untimed), the same store pre-pulls
+	// an image made of the first half of the layers (halfRef), so only
+	// the second half is new. berth keeps the same store root, podman and
+	// docker their stores; skopeo reuses the blobs already in the same OCI
+	// layout, but umoci has no layer reuse and unpacks every layer.
+	Half    bool
+	reg     *registry.Registry
+	owner   bool   // Close stops reg
+	ref     string // host/repo:tag of the full image
+	halfRef string // host/repo:tag of the image of its first half of layers
 }
 
 // NewPullScenario generates (or reuses from cache) the image, starts a
-// registry under dir and pushes the image there. Close stops it.
+// registry under dir and pushes the image there, with a second tag for an
+// image of its first half of layers (the same blobs). Close stops it.
 func NewPullScenario(dir string, spec images.Spec) (*PullScenario, error) {
 	img, err := images.CachedGenerated(spec)
 	if err != nil {
@@ -62,43 +77,145 @@ func NewPullScenario(dir string, spec images.Spec) (*PullScenario, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &PullScenario{Spec: spec, reg: reg, ref: reg.Host + "/bench/gen:latest"}
-	out, err := exec.Command("skopeo", "copy", "--preserve-digests", "--dest-tls-verify=false",
-		img.OCIRef(), "docker://"+p.ref).CombinedOutput()
+	p := &PullScenario{Spec: spec, reg: reg, owner: true, ref: reg.Host + "/bench/gen:latest", halfRef: reg.Host + "/bench/gen:half"}
+	fail := func(err error) (*PullScenario, error) { reg.Stop(); return nil, err }
+	if err := pushOCI(img.OCIRef(), p.ref); err != nil {
+		return fail(err)
+	}
+	half, err := writeHalfLayout(filepath.Join(dir, "half-layout"), img)
 	if err != nil {
-		reg.Stop()
-		return nil, fmt.Errorf("push fixture: %v: %s", err, out)
+		return fail(fmt.Errorf("half image: %w", err))
+	}
+	if err := pushOCI(half, p.halfRef); err != nil {
+		return fail(err)
 	}
 	return p, nil
 }
 
+func pushOCI(src, ref string) error {
+	out, err := exec.Command("skopeo", "copy", "--preserve-digests", "--dest-tls-verify=false",
+		src, "docker://"+ref).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("push fixture %s: %v: %s", src, err, out)
+	}
+	return nil
+}
+
+// writeHalfLayout writes an OCI layout (tag "half") of the image made of
+// the first half of img's layers: the same layer blobs (symlinked), a
+// config with their diff IDs and history. It returns its skopeo ref.
+func writeHalfLayout(layout string, img *images.Image) (string, error) {
+	k := len(img.Manifest.Layers) / 2
+	if k == 0 || len(img.Config.RootFS.DiffIDs) != len(img.Manifest.Layers) {
+		return "", fmt.Errorf("cannot halve an image of %d layers", len(img.Manifest.Layers))
+	}
+	blobs := filepath.Join(layout, "blobs", "sha256")
+	if err := os.MkdirAll(blobs, 0o755); err != nil {
+		return "", err
+	}
+	put := func(mediaType string, v any) (ocispec.Descriptor, error) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return ocispec.Descriptor{}, err
+		}
+		d := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(b), Size: int64(len(b))}
+		return d, os.WriteFile(filepath.Join(blobs, d.Digest.Encoded()), b, 0o644)
+	}
+	config := img.Config
+	config.RootFS.DiffIDs = slices.Clone(config.RootFS.DiffIDs[:k])
+	if len(config.History) == len(img.Manifest.Layers) { // one entry per layer, none empty
+		config.History = slices.Clone(config.History[:k])
+	} else {
+		config.History = nil
+	}
+	cd, err := put(ocispec.MediaTypeImageConfig, config)
+	if err != nil {
+		return "", err
+	}
+	m := ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageManifest,
+		Config:    cd,
+		Layers:    slices.Clone(img.Manifest.Layers[:k]),
+	}
+	for _, l := range m.Layers {
+		dst := filepath.Join(blobs, l.Digest.Encoded())
+		if err := os.Symlink(img.BlobPath(l.Digest), dst); err != nil && !os.IsExist(err) {
+			return "", err
+		}
+	}
+	md, err := put(ocispec.MediaTypeImageManifest, m)
+	if err != nil {
+		return "", err
+	}
+	md.Annotations = map[string]string{ocispec.AnnotationRefName: "half"}
+	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{md}}
+	b, err := json.Marshal(idx)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(layout, "index.json"), b, 0o644); err != nil {
+		return "", err
+	}
+	b, _ = json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
+	if err := os.WriteFile(filepath.Join(layout, ocispec.ImageLayoutFile), b, 0o644); err != nil {
+		return "", err
+	}
+	return "oci:" + layout + ":half", nil
+}
+
+// HalfPresent returns the variant of p measured with the first half of the
+// layers already present (same registry; closing it does nothing).
+func (p *PullScenario) HalfPresent() *PullScenario {
+	h := *p
+	h.Half, h.owner = true, false
+	return &h
+}
+
 // Close stops the registry.
-func (p *PullScenario) Close() error { return p.reg.Stop() }
+func (p *PullScenario) Close() error {
+	if !p.owner {
+		return nil
+	}
+	return p.reg.Stop()
+}
 
 // Name says what is pulled.
 func (p *PullScenario) Name() string {
-	return fmt.Sprintf("pull %d-layer %d MB image, cold, with unpack", p.Spec.Layers, p.Spec.Size>>20)
+	what := fmt.Sprintf("pull %d-layer %d MB image", p.Spec.Layers, p.Spec.Size>>20)
+	if p.Half {
+		return what + ", half the layers present (skopeo+umoci: blobs reused, umoci unpacks all), with unpack"
+	}
+	return what + ", cold, with unpack"
 }
 
 // Setup prepares one puller.
 func (p *PullScenario) Setup(env *Env) (Trial, error) {
+	var t *pullTrial
 	switch env.System.Name {
 	case "berth":
-		return p.trial(env, func(root string) error {
-			return BerthPull(context.Background(), p.ref, root)
-		}, nil), nil
+		t = p.trial(env, func(root, ref string) error {
+			return BerthPull(context.Background(), ref, root)
+		}, nil)
 	case "skopeo+umoci":
-		return p.trial(env, func(root string) error {
-			if err := cmd("skopeo", "copy", "--src-tls-verify=false", "docker://"+p.ref, "oci:"+root+"/layout:gen"); err != nil {
+		t = p.trial(env, func(root, ref string) error {
+			tag := "gen"
+			if ref == p.halfRef {
+				tag = "half"
+			}
+			if err := cmd("skopeo", "copy", "--src-tls-verify=false", "docker://"+ref, "oci:"+root+"/layout:"+tag); err != nil {
 				return err
 			}
+			if ref == p.halfRef {
+				return nil // pre-pull: umoci would unpack everything again anyway
+			}
 			return cmd("umoci", "raw", "unpack", "--image", root+"/layout:gen", root+"/rootfs")
-		}, nil), nil
+		}, nil)
 	case "podman":
-		t := p.trial(env, func(root string) error {
+		t = p.trial(env, func(root, ref string) error {
 			return cmd("podman", "--root", root+"/root", "--runroot", root+"/run", "--tmpdir", root+"/tmp",
 				"--storage-driver", "overlay", "--events-backend", "file", "--cgroup-manager", "cgroupfs",
-				"pull", "--quiet", "--tls-verify=false", p.ref)
+				"pull", "--quiet", "--tls-verify=false", ref)
 		}, nil)
 		// podman writes these whatever --root says.
 		var made []string
@@ -107,38 +224,50 @@ func (p *PullScenario) Setup(env *Env) (Trial, error) {
 				made = append(made, d)
 			}
 		}
-		return t.withTeardown(func() error {
+		t.withTeardown(func() error {
 			for _, d := range made {
 				os.RemoveAll(d)
 			}
 			return nil
-		}), nil
+		})
 	case "docker":
 		d, err := startDockerd(env.Dir)
 		if err != nil {
 			return nil, err
 		}
-		return p.trial(env, func(string) error {
-			return cmd("docker", "-H", d.host, "pull", "--quiet", p.ref)
+		t = p.trial(env, func(_, ref string) error {
+			return cmd("docker", "-H", d.host, "pull", "--quiet", ref)
 		}, func() {
 			cmd("docker", "-H", d.host, "rmi", "-f", p.ref)
-		}).withTeardown(d.stop), nil
+			if p.Half {
+				cmd("docker", "-H", d.host, "rmi", "-f", p.halfRef)
+			}
+		}).withTeardown(d.stop)
+	default:
+		return nil, fmt.Errorf("no pull for system %s", env.System.Name)
 	}
-	return nil, fmt.Errorf("no pull for system %s", env.System.Name)
+	return t, nil
 }
 
-// pullTrial times pull into a fresh directory and clears it afterwards
-// (untimed): every iteration is a cold pull.
+// pullTrial times the pull of the full image into a fresh directory
+// (after an untimed pre-pull of the half image there when Half) and clears
+// it afterwards (untimed).
 type pullTrial struct {
 	env      *Env
-	pull     func(root string) error
+	ref      string
+	halfRef  string // "": cold
+	pull     func(root, ref string) error
 	reset    func()
 	teardown func() error
 	n        int
 }
 
-func (p *PullScenario) trial(env *Env, pull func(string) error, reset func()) *pullTrial {
-	return &pullTrial{env: env, pull: pull, reset: reset}
+func (p *PullScenario) trial(env *Env, pull func(root, ref string) error, reset func()) *pullTrial {
+	t := &pullTrial{env: env, ref: p.ref, pull: pull, reset: reset}
+	if p.Half {
+		t.halfRef = p.halfRef
+	}
+	return t
 }
 
 func (t *pullTrial) withTeardown(f func() error) *pullTrial { t.teardown = f; return t }
@@ -149,7 +278,16 @@ func (t *pullTrial) Run() ([]Sample, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, err
 	}
-	d, err := timed(func() error { return t.pull(root) })
+	var err error
+	if t.halfRef != "" {
+		if err = t.pull(root, t.halfRef); err != nil {
+			err = fmt.Errorf("pre-pull of the half image: %w", err)
+		}
+	}
+	var d time.Duration
+	if err == nil {
+		d, err = timed(func() error { return t.pull(root, t.ref) })
+	}
 	if t.reset != nil {
 		t.reset()
 	}

@@ -92,8 +92,9 @@ func runSuite(b *strings.Builder, n int, work string, systems []bench.System, sc
 	return nil
 }
 
-// runPull measures cold pulls of generated images from a loopback
-// registry: a 3-layer ~50 MB one (the size of a Debian minbase image) and
+// runPull measures pulls of generated images from a loopback registry,
+// cold and with the first half of the layers already present: a 3-layer
+// ~50 MB one (the size of a Debian minbase image) and
 // the 20-layer ~200 MB test image, both gzip like nearly every image on a
 // registry (Debian's dockerd 20.10 fails on the fixture's zstd layers with
 // "invalid tar header", so the tests, not the bench, cover zstd).
@@ -108,7 +109,7 @@ func runPull(b *strings.Builder, n int, work, only string) error {
 			return err
 		}
 		defer sc.Close()
-		scenarios = append(scenarios, sc)
+		scenarios = append(scenarios, sc, sc.HalfPresent())
 	}
 	return runSuite(b, n, work, filter(bench.PullSystems(), only), scenarios)
 }

@@ -14,8 +14,10 @@ import (
 
 func init() { bench.BerthPull = berthPull }
 
-// berthPull is a cold `berth pull`: an empty content store and overlay
-// snapshotter under root, every layer unpacked.
+// berthPull is a `berth pull` into the content store and overlay
+// snapshotter under root (empty for a cold pull; the half-present scenario
+// pre-pulls an image of the first half of the layers there first): every
+// missing layer is fetched and unpacked, present ones are skipped.
 func berthPull(ctx context.Context, ref, root string) error {
 	named, err := reference.Parse(ref)
 	if err != nil {
