@@ -12,7 +12,7 @@ func TestParseChallenge(t *testing.T) {
 		`Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push"`: {
 			"realm": "https://auth.example/token", "service": "registry.example", "scope": "repository:a/b:pull,push",
 		},
-		`Basic realm="Registry Realm"`: {"realm": "Registry Realm"},
+		`Basic realm="Registry Realm"`:        {"realm": "Registry Realm"},
 		`Bearer realm=https://x/t, service=y`: {"realm": "https://x/t", "service": "y"},
 	} {
 		_, got := parseChallenge(h)
