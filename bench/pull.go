@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -17,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/internal/testutil/dockerd"
 	"github.com/berth-dev/berth/internal/testutil/images"
 	"github.com/berth-dev/berth/internal/testutil/registry"
 	"github.com/berth-dev/berth/runtime/mountinfo"
@@ -231,18 +231,19 @@ func (p *PullScenario) Setup(env *Env) (Trial, error) {
 			return nil
 		})
 	case "docker":
-		d, err := startDockerd(env.Dir)
+		// overlay2, as a real install has: the bench measures unpacking.
+		d, err := dockerd.Launch(dockerd.Options{StorageDriver: "overlay2"})
 		if err != nil {
 			return nil, err
 		}
 		t = p.trial(env, func(_, ref string) error {
-			return cmd("docker", "-H", d.host, "pull", "--quiet", ref)
+			return cmd("docker", "-H", d.Host, "pull", "--quiet", ref)
 		}, func() {
-			cmd("docker", "-H", d.host, "rmi", "-f", p.ref)
+			cmd("docker", "-H", d.Host, "rmi", "-f", p.ref)
 			if p.Half {
-				cmd("docker", "-H", d.host, "rmi", "-f", p.halfRef)
+				cmd("docker", "-H", d.Host, "rmi", "-f", p.halfRef)
 			}
-		}).withTeardown(d.stop)
+		}).withTeardown(d.Stop)
 	default:
 		return nil, fmt.Errorf("no pull for system %s", env.System.Name)
 	}
@@ -321,70 +322,6 @@ func cmd(name string, args ...string) error {
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-// dockerd is a private Docker daemon: its own roots and socket, no bridge,
-// no firewall rules. Loopback registries are insecure by default for it.
-type dockerd struct {
-	cmd     *exec.Cmd
-	dir     string // exec root and socket
-	data    string // data root
-	host    string
-	created []string // host paths dockerd made that were not there before
-}
-
-func startDockerd(parent string) (*dockerd, error) {
-	// The exec root holds containerd's sockets: keep its path short.
-	dir, err := os.MkdirTemp("", "bbd")
-	if err != nil {
-		return nil, err
-	}
-	d := &dockerd{dir: dir, data: filepath.Join(parent, "docker-data"), host: "unix://" + filepath.Join(dir, "docker.sock")}
-	for _, p := range []string{"/run/docker", "/run/containerd", "/etc/docker/key.json"} {
-		if _, err := os.Stat(p); os.IsNotExist(err) {
-			d.created = append(d.created, p)
-		}
-	}
-	logf, err := os.Create(filepath.Join(parent, "dockerd.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	d.cmd = exec.Command("dockerd", "--data-root", d.data, "--exec-root", filepath.Join(dir, "e"),
-		"--host", d.host, "--pidfile", filepath.Join(dir, "docker.pid"), "--bridge", "none",
-		"--iptables=false", "--ip6tables=false", "--ip-masq=false", "--storage-driver", "overlay2")
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := d.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start dockerd: %w", err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for cmd("docker", "-H", d.host, "version") != nil {
-		if time.Now().After(deadline) {
-			d.stop()
-			return nil, fmt.Errorf("dockerd did not come up (see %s)", logf.Name())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return d, nil
-}
-
-func (d *dockerd) stop() error {
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { d.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		d.cmd.Process.Kill()
-		<-done
-	}
-	clearDir(d.dir)
-	clearDir(d.data)
-	for _, p := range d.created {
-		os.RemoveAll(p)
 	}
 	return nil
 }

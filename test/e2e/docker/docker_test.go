@@ -6,86 +6,35 @@
 package docker_test
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/testutil"
-	"github.com/berth-dev/berth/runtime/mountinfo"
+	"github.com/berth-dev/berth/internal/testutil/dockerd"
 )
 
-// daemon is one private dockerd and the docker CLI pointed at it.
+// daemon is a private dockerd whose runtime is berth-runtime.
 type daemon struct {
+	*dockerd.Daemon
 	t       *testing.T
-	dir     string
-	sock    string
 	parent  string                   // cgroup parent of every container
 	runtime *testutil.RuntimeWrapper // logs berth-runtime's invocations
-	cmd     *exec.Cmd
 }
 
 func startDaemon(t *testing.T) *daemon {
 	t.Helper()
 	testutil.RequireRoot(t)
-	for _, bin := range []string{"dockerd", "docker"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			if testutil.InCI() {
-				t.Fatalf("%s is not installed (make test installs docker.io)", bin)
-			}
-			t.Skipf("%s is not installed", bin)
-		}
-	}
 	testutil.LeakCheck(t)
-	// Unix socket paths are short: t.TempDir's are long.
-	dir, err := os.MkdirTemp("", "bd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	// dockerd writes these whatever its roots are: remove them afterwards
-	// (after the daemon stopped) if the test made them.
-	for _, p := range []string{"/run/docker", "/run/containerd", "/etc/docker/key.json"} {
-		if _, err := os.Stat(p); os.IsNotExist(err) {
-			t.Cleanup(func() { os.RemoveAll(p) })
-		}
-	}
-	d := &daemon{t: t, dir: dir, sock: filepath.Join(dir, "docker.sock"), parent: "/" + testutil.UniqueName(t), runtime: testutil.NewRuntimeWrapper(t, dir)}
-	logf, err := os.Create(filepath.Join(dir, "dockerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.cmd = exec.Command("dockerd",
-		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "e"),
-		"--host", "unix://"+d.sock, "--pidfile", filepath.Join(dir, "docker.pid"),
-		"--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
-		"--storage-driver", "vfs", "--exec-opt", "native.cgroupdriver=cgroupfs",
-		"--cgroup-parent", d.parent, "--add-runtime", "berth="+d.runtime.Path, "--default-runtime", "berth")
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start dockerd: %v", err)
-	}
-	t.Cleanup(d.stop)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := d.docker("version"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("dockerd did not come up:\n%s", b)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	tarball := filepath.Join(dir, "rootfs.tar")
+	w := testutil.NewRuntimeWrapper(t, t.TempDir())
+	parent := "/" + testutil.UniqueName(t)
+	d := &daemon{t: t, parent: parent, runtime: w, Daemon: dockerd.Start(t, dockerd.Options{
+		CgroupParent: parent, Runtimes: map[string]string{"berth": w.Path}, DefaultRuntime: "berth",
+	})}
+	tarball := filepath.Join(t.TempDir(), "rootfs.tar")
 	if out, err := exec.Command("tar", "-C", testutil.BusyboxRootfsShared(t), "-cf", tarball, ".").CombinedOutput(); err != nil {
 		t.Fatalf("tar rootfs: %v: %s", err, out)
 	}
@@ -93,43 +42,11 @@ func startDaemon(t *testing.T) *daemon {
 	return d
 }
 
-func (d *daemon) docker(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "docker", append([]string{"-H", "unix://" + d.sock}, args...)...).CombinedOutput()
-	return string(out), err
-}
+func (d *daemon) docker(args ...string) (string, error) { return d.Docker(args...) }
 
 func (d *daemon) must(args ...string) string {
 	d.t.Helper()
-	out, err := d.docker(args...)
-	if err != nil {
-		d.t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return out
-}
-
-// stop ends dockerd (which stops its containerd and shims) by PID, then
-// removes what it left: mounts under its roots and its cgroup parent.
-func (d *daemon) stop() {
-	if out, _ := d.docker("ps", "-aq"); strings.TrimSpace(out) != "" {
-		d.docker(append([]string{"rm", "-f"}, strings.Fields(out)...)...)
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { d.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		d.cmd.Process.Kill()
-		<-done
-	}
-	if entries, err := mountinfo.Read(); err == nil {
-		for _, mp := range mountinfo.Under(entries, d.dir) {
-			unix.Unmount(mp, unix.MNT_DETACH)
-		}
-	}
-	testutil.RemoveCgroupTree(d.parent)
+	return d.Must(d.t, args...)
 }
 
 func exitCode(err error) int {
