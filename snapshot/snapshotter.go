@@ -90,6 +90,11 @@ type WalkFunc func(context.Context, Info) error
 // Opt sets optional fields of the snapshot Prepare, View or Commit creates.
 type Opt func(*Info) error
 
+// LabelLayerSize is the label of a committed snapshot holding the
+// uncompressed size (tar bytes) of the layer it was unpacked from, so that
+// image sizes need no second pass over the layer.
+const LabelLayerSize = "berth.dev/layer.size"
+
 // WithLabels attaches labels to the snapshot being created.
 func WithLabels(labels map[string]string) Opt {
 	return func(info *Info) error {

@@ -30,7 +30,7 @@ import (
 
 // LabelLayerSize is the snapshot label holding the uncompressed size of the
 // layer a committed snapshot was unpacked from.
-const LabelLayerSize = "berth.dev/layer.size"
+const LabelLayerSize = snapshot.LabelLayerSize
 
 // Archiver saves, loads and imports images.
 type Archiver struct {

@@ -1,9 +1,11 @@
 package pull_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/berth-dev/berth/image/registry"
 	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/internal/testutil/images"
+	"github.com/berth-dev/berth/snapshot"
 )
 
 // smallSpec is the generated 20-layer image at a size that keeps the test
@@ -47,6 +50,16 @@ func TestPullGenerated(t *testing.T) {
 	st := e.statuses()
 	if st[pull.StatusPullComplete] != len(img.Layers) {
 		t.Errorf("events: %v", st)
+	}
+	// Every committed layer carries its uncompressed size.
+	for i, chain := range pull.ChainIDs(res.DiffIDs) {
+		info, err := e.sn.Stat(context.Background(), chain.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := info.Labels[snapshot.LabelLayerSize], strconv.FormatInt(img.Layers[i].TarSize, 10); got != want {
+			t.Errorf("layer %d: size label %q, want %q", i, got, want)
+		}
 	}
 
 	// A second pull does nothing.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -215,6 +216,7 @@ func (u *unpacker) checkDiffID(j *job, got digest.Digest, n int64) error {
 	if got != j.diffID {
 		return fmt.Errorf("uncompressed layer (%d bytes) has diffID %s, the config says %s: %w", n, got, j.diffID, errdefs.ErrFailedPrecondition)
 	}
+	j.size = n
 	return nil
 }
 
@@ -265,8 +267,11 @@ func (u *unpacker) promote(ctx context.Context, pullID string, j *job) error {
 	if _, err := sn.Stat(ctx, name); err == nil { // another pull was faster
 		return nil
 	}
+	// Image records need each layer's uncompressed size: keep it now
+	// rather than inflate the layer again later.
+	size := snapshot.WithLabels(map[string]string{snapshot.LabelLayerSize: strconv.FormatInt(j.size, 10)})
 	if j.parent == "" {
-		err := sn.Commit(ctx, name, j.tmpKey)
+		err := sn.Commit(ctx, name, j.tmpKey, size)
 		if err == nil {
 			j.tmpKey = ""
 		}
@@ -299,7 +304,7 @@ func (u *unpacker) promote(ctx context.Context, pullID string, j *job) error {
 			return fmt.Errorf("unpack into %q (exchange refused: %v): %w", upper, xerr, err)
 		}
 	}
-	err = sn.Commit(ctx, name, key)
+	err = sn.Commit(ctx, name, key, size)
 	if err == nil {
 		committed = true
 	}

@@ -349,6 +349,7 @@ type job struct {
 	diffID digest.Digest
 	chain  digest.Digest
 	parent digest.Digest // "" for the first layer
+	size   int64         // uncompressed bytes, once unpacked
 
 	tmpKey string // the temporary snapshot unpacked into ("" once consumed)
 	fsDir  string // its directory

@@ -163,9 +163,9 @@ func (s *Service) protect(ctx context.Context, lease *gc.Lease, res pull.Result)
 
 // layerSizes returns the uncompressed size of every layer of res, as Docker
 // shows them: from the label on the layer's committed snapshot
-// (archive.LabelLayerSize, which load and import set too), or else by
-// decompressing the layer blob once and labelling the snapshot with the
-// result.
+// (snapshot.LabelLayerSize, which pull, load and import set), or else (a
+// layer unpacked without it) by decompressing the layer blob once and
+// labelling the snapshot with the result.
 func (s *Service) layerSizes(ctx context.Context, res pull.Result) ([]int64, error) {
 	chains := pull.ChainIDs(res.DiffIDs)
 	sizes := make([]int64, len(chains))
