@@ -2,8 +2,6 @@ package images
 
 import (
 	"archive/tar"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -92,7 +90,7 @@ func WriteScratch(dir, binPath string) (*Image, error) {
 // CachedScratch returns the cached scratch image around binPath (keyed by
 // the binary's contents), building it when missing.
 func CachedScratch(binPath string) (*Image, error) {
-	sum, err := fileSHA256(binPath)
+	sum, err := fixture.FileSHA256(binPath)
 	if err != nil {
 		return nil, err
 	}
@@ -231,17 +229,4 @@ func tarTree(tw *tar.Writer, src string, followTopLinks bool) error {
 		}
 		return nil
 	})
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

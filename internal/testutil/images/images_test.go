@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/berth-dev/berth/internal/testutil/fixture"
 	"io"
 	"os"
 	"os/exec"
@@ -140,7 +141,7 @@ func verifyLayout(t *testing.T, img *Image) {
 
 func fileSumT(t *testing.T, p string) string {
 	t.Helper()
-	s, err := fileSum(p)
+	s, err := fixture.FileSHA256(p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,9 @@ package images
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/berth-dev/berth/internal/testutil/fixture"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -143,7 +141,7 @@ func (e *TreeEntry) check(root string, add func(string, ...any)) error {
 	case TypeFile:
 		if st.Size != e.Size {
 			add("%s: size %d, want %d", e.Path, st.Size, e.Size)
-		} else if sum, err := fileSum(p); err != nil {
+		} else if sum, err := fixture.FileSHA256(p); err != nil {
 			return err
 		} else if sum != e.SHA256 {
 			add("%s: sha256 %s, want %s", e.Path, sum, e.SHA256)
@@ -178,17 +176,4 @@ func (e *TreeEntry) check(root string, add func(string, ...any)) error {
 		}
 	}
 	return nil
-}
-
-func fileSum(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
