@@ -28,13 +28,6 @@ import (
 // Placeholders in the fuzzed manifests, replaced before they are served so
 // that the fuzzer can reach the code after the digest checks: the config's
 // and the child manifest's digests and sizes.
-const (
-	phConfig     = "sha256:c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0"
-	phChild      = "sha256:c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1"
-	phConfigSize = "918273645"
-	phChildSize  = "918273646"
-)
-
 // fuzzRegistry is an in-memory registry for one repository: /v2/ answers
 // 200, the tag "latest" is top, any manifest digest is child, the config's
 // digest is config; every other blob is unknown.
@@ -100,43 +93,6 @@ func (noSnapshots) Remove(context.Context, string) error          { return errde
 func (noSnapshots) Walk(context.Context, snapshot.WalkFunc) error { return nil }
 func (noSnapshots) Close() error                                  { return nil }
 
-// placeholders turns a real manifest or index into a seed: the config's
-// and child's digests and sizes become the placeholders.
-func placeholders(b []byte, config, child ocispec.Descriptor) []byte {
-	s := string(b)
-	if config.Digest != "" {
-		s = strings.ReplaceAll(s, config.Digest.String(), phConfig)
-		s = strings.ReplaceAll(s, `"size":`+strconv.FormatInt(config.Size, 10), `"size":`+phConfigSize)
-	}
-	if child.Digest != "" {
-		s = strings.ReplaceAll(s, child.Digest.String(), phChild)
-		s = strings.ReplaceAll(s, `"size":`+strconv.FormatInt(child.Size, 10), `"size":`+phChildSize)
-	}
-	return []byte(s)
-}
-
-// fill replaces the placeholders with the real digests and sizes.
-func fill(b, config, child []byte) []byte {
-	s := string(b)
-	s = strings.ReplaceAll(s, phConfig, digest.FromBytes(config).String())
-	s = strings.ReplaceAll(s, phConfigSize, strconv.Itoa(len(config)))
-	if child != nil {
-		s = strings.ReplaceAll(s, phChild, digest.FromBytes(child).String())
-		s = strings.ReplaceAll(s, phChildSize, strconv.Itoa(len(child)))
-	}
-	return []byte(s)
-}
-
-// dockerize rewrites OCI media types into Docker schema 2's.
-func dockerize(b []byte) []byte {
-	return []byte(strings.NewReplacer(
-		ocispec.MediaTypeImageIndex, registry.MediaTypeDockerManifestList,
-		ocispec.MediaTypeImageManifest, registry.MediaTypeDockerManifest,
-		ocispec.MediaTypeImageConfig, registry.MediaTypeDockerConfig,
-		ocispec.MediaTypeImageLayerGzip, registry.MediaTypeDockerLayer,
-	).Replace(string(b)))
-}
-
 // FuzzPullManifest feeds untrusted manifest, index (or Docker manifest
 // list) and config bytes through Pull, from the registry client's
 // manifest fetch (size cap, digest check, media type sniffing) to the
@@ -156,9 +112,9 @@ func FuzzPullManifest(f *testing.F) {
 	}
 	// Single manifest: OCI and Docker schema 2.
 	cfg := read(bb, bb.Manifest.Config.Digest)
-	man := placeholders(read(bb, bb.Top.Digest), bb.Manifest.Config, ocispec.Descriptor{})
+	man := images.SeedFrom(read(bb, bb.Top.Digest), bb.Manifest.Config, ocispec.Descriptor{})
 	f.Add(man, []byte(nil), cfg, ocispec.MediaTypeImageManifest)
-	f.Add(dockerize(man), []byte(nil), cfg, registry.MediaTypeDockerManifest)
+	f.Add(images.Dockerize(man), []byte(nil), cfg, registry.MediaTypeDockerManifest)
 	f.Add(man, []byte(nil), cfg, "") // media type from the body only
 	// Index and Docker manifest list: the child is the host's manifest.
 	var ix ocispec.Index
@@ -172,17 +128,17 @@ func FuzzPullManifest(f *testing.F) {
 		if err := json.Unmarshal(mb, &m); err != nil {
 			f.Fatal(err)
 		}
-		child := placeholders(mb, m.Config, ocispec.Descriptor{})
-		top := placeholders(ib, ocispec.Descriptor{}, md)
+		child := images.SeedFrom(mb, m.Config, ocispec.Descriptor{})
+		top := images.SeedFrom(ib, ocispec.Descriptor{}, md)
 		cb := read(idx, m.Config.Digest)
 		f.Add(top, child, cb, ocispec.MediaTypeImageIndex)
-		f.Add(dockerize(top), dockerize(child), cb, registry.MediaTypeDockerManifestList)
+		f.Add(images.Dockerize(top), images.Dockerize(child), cb, registry.MediaTypeDockerManifestList)
 	}
 	// Shapes the checks must refuse.
 	f.Add([]byte(`{"schemaVersion":1,"mediaType":"application/vnd.docker.distribution.manifest.v1+prettyjws"}`), []byte(nil), []byte(nil), "")
-	f.Add([]byte(`{"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"`+phConfig+`","size":`+phConfigSize+`},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"sha256:`+strings.Repeat("ab", 32)+`","size":5,"urls":["http://127.0.0.1:1/x"]}]}`),
+	f.Add([]byte(`{"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"`+images.SeedConfig+`","size":`+images.SeedConfigSize+`},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"sha256:`+strings.Repeat("ab", 32)+`","size":5,"urls":["http://127.0.0.1:1/x"]}]}`),
 		[]byte(nil), []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:`+strings.Repeat("cd", 32)+`"]}}`), "")
-	f.Add([]byte(`{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"`+phChild+`","size":`+phChildSize+`,"platform":{"os":"linux","architecture":"arm","variant":"v9"}}]}`),
+	f.Add([]byte(`{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"`+images.SeedChild+`","size":`+images.SeedChildSize+`,"platform":{"os":"linux","architecture":"arm","variant":"v9"}}]}`),
 		[]byte(`{}`), []byte(`{}`), "")
 
 	cs, err := local.NewStore(f.TempDir())
@@ -194,8 +150,8 @@ func FuzzPullManifest(f *testing.F) {
 		if len(top) > 1<<16 || len(child) > 1<<16 || len(config) > 1<<16 {
 			return
 		}
-		child = fill(child, config, nil)
-		top = fill(top, config, child)
+		child = images.FillSeed(child, config, nil)
+		top = images.FillSeed(top, config, child)
 		fr := &fuzzRegistry{top: top, child: child, config: config, contentType: contentType}
 		client := registry.New(registry.Options{Transport: fr, Retries: -1, Keychain: anonymous{}})
 		for _, platform := range []string{"", "linux/arm64/v8"} {

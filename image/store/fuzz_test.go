@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 
@@ -62,47 +60,6 @@ func (p *memProvider) Info(_ context.Context, d digest.Digest) (content.Info, er
 	return content.Info{Digest: d, Size: int64(len(b))}, nil
 }
 
-// Placeholders for the child manifest's and the config's digests and
-// sizes, replaced by the real ones so the fuzzer gets past the lookups.
-const (
-	phConfig     = "sha256:c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0"
-	phChild      = "sha256:c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1"
-	phConfigSize = "918273645"
-	phChildSize  = "918273646"
-)
-
-func placeholders(b []byte, config, child ocispec.Descriptor) []byte {
-	s := string(b)
-	if config.Digest != "" {
-		s = strings.ReplaceAll(s, config.Digest.String(), phConfig)
-		s = strings.ReplaceAll(s, `"size":`+strconv.FormatInt(config.Size, 10), `"size":`+phConfigSize)
-	}
-	if child.Digest != "" {
-		s = strings.ReplaceAll(s, child.Digest.String(), phChild)
-		s = strings.ReplaceAll(s, `"size":`+strconv.FormatInt(child.Size, 10), `"size":`+phChildSize)
-	}
-	return []byte(s)
-}
-
-func fill(b, config, child []byte) []byte {
-	s := string(b)
-	s = strings.ReplaceAll(s, phConfig, digest.FromBytes(config).String())
-	s = strings.ReplaceAll(s, phConfigSize, strconv.Itoa(len(config)))
-	if child != nil {
-		s = strings.ReplaceAll(s, phChild, digest.FromBytes(child).String())
-		s = strings.ReplaceAll(s, phChildSize, strconv.Itoa(len(child)))
-	}
-	return []byte(s)
-}
-
-func dockerize(b []byte) []byte {
-	return []byte(strings.NewReplacer(
-		ocispec.MediaTypeImageIndex, store.MediaTypeDockerManifestList,
-		ocispec.MediaTypeImageManifest, store.MediaTypeDockerManifest,
-		ocispec.MediaTypeImageConfig, store.MediaTypeDockerConfig,
-	).Replace(string(b)))
-}
-
 // FuzzResolveInspect feeds untrusted index/manifest list, manifest and
 // image config bytes through the image store: Resolve (index platform
 // selection, manifest and config decoding, diff_ids against layers), Put
@@ -120,9 +77,9 @@ func FuzzResolveInspect(f *testing.F) {
 		return b
 	}
 	cfg := read(bb, bb.Manifest.Config.Digest)
-	man := placeholders(read(bb, bb.Top.Digest), bb.Manifest.Config, ocispec.Descriptor{})
+	man := images.SeedFrom(read(bb, bb.Top.Digest), bb.Manifest.Config, ocispec.Descriptor{})
 	f.Add(man, []byte(nil), cfg, ocispec.MediaTypeImageManifest)
-	f.Add(dockerize(man), []byte(nil), cfg, store.MediaTypeDockerManifest)
+	f.Add(images.Dockerize(man), []byte(nil), cfg, store.MediaTypeDockerManifest)
 	var ix ocispec.Index
 	ib := read(idx, idx.Top.Digest)
 	if err := json.Unmarshal(ib, &ix); err != nil {
@@ -134,11 +91,11 @@ func FuzzResolveInspect(f *testing.F) {
 		if err := json.Unmarshal(mb, &m); err != nil {
 			f.Fatal(err)
 		}
-		child := placeholders(mb, m.Config, ocispec.Descriptor{})
-		top := placeholders(ib, ocispec.Descriptor{}, md)
+		child := images.SeedFrom(mb, m.Config, ocispec.Descriptor{})
+		top := images.SeedFrom(ib, ocispec.Descriptor{}, md)
 		cb := read(idx, m.Config.Digest)
 		f.Add(top, child, cb, ocispec.MediaTypeImageIndex)
-		f.Add(dockerize(top), dockerize(child), cb, store.MediaTypeDockerManifestList)
+		f.Add(images.Dockerize(top), images.Dockerize(child), cb, store.MediaTypeDockerManifestList)
 	}
 	// A config whose history has more non-empty entries than layers, and
 	// one with odd field types.
@@ -157,8 +114,8 @@ func FuzzResolveInspect(f *testing.F) {
 		if len(top) > 1<<16 || len(child) > 1<<16 || len(config) > 1<<16 {
 			return
 		}
-		child = fill(child, config, nil)
-		top = fill(top, config, child)
+		child = images.FillSeed(child, config, nil)
+		top = images.FillSeed(top, config, child)
 		p.set(top, child, config)
 		target := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(top), Size: int64(len(top))}
 		for _, plat := range []ocispec.Platform{store.DefaultPlatform(), {OS: "linux", Architecture: "arm64", Variant: "v8"}} {
