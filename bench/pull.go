@@ -59,6 +59,7 @@ type PullScenario struct {
 	// docker their stores; skopeo reuses the blobs already in the same OCI
 	// layout, but umoci has no layer reuse and unpacks every layer.
 	Half    bool
+	gzipped int64 // compressed size of the layers
 	reg     *registry.Registry
 	owner   bool   // Close stops reg
 	ref     string // host/repo:tag of the full image
@@ -77,7 +78,7 @@ func NewPullScenario(dir string, spec images.Spec) (*PullScenario, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &PullScenario{Spec: spec, reg: reg, owner: true, ref: reg.Host + "/bench/gen:latest", halfRef: reg.Host + "/bench/gen:half"}
+	p := &PullScenario{Spec: spec, gzipped: img.TotalSize(), reg: reg, owner: true, ref: reg.Host + "/bench/gen:latest", halfRef: reg.Host + "/bench/gen:half"}
 	fail := func(err error) (*PullScenario, error) { reg.Stop(); return nil, err }
 	if err := pushOCI(img.OCIRef(), p.ref); err != nil {
 		return fail(err)
@@ -182,7 +183,7 @@ func (p *PullScenario) Close() error {
 
 // Name says what is pulled.
 func (p *PullScenario) Name() string {
-	what := fmt.Sprintf("pull %d-layer %d MB image", p.Spec.Layers, p.Spec.Size>>20)
+	what := fmt.Sprintf("pull %d-layer image (%d MB gzip, %d MB of files)", p.Spec.Layers, p.gzipped/1e6, p.Spec.Size/1e6)
 	if p.Half {
 		return what + ", half the layers present (skopeo+umoci: blobs reused, umoci unpacks all), with unpack"
 	}

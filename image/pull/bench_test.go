@@ -30,6 +30,16 @@ func BenchmarkPullGenerated(b *testing.B) {
 	}
 }
 
+// BenchmarkPullSmall is the bench suite's cold 3-layer 50 MB pull, for
+// profiling: go test -run - -bench PullSmall -cpuprofile cpu.out.
+func BenchmarkPullSmall(b *testing.B) {
+	testutil.RequireRoot(b)
+	img := images.Generated(b, images.Spec{Seed: 1, Layers: 3, Size: 50 << 20, Compressions: []images.Compression{images.Gzip}})
+	r := treg.Start(b)
+	r.Push(b, img.Layout, "gen/small:latest")
+	benchPull(b, reference.MustParse(r.Host+"/gen/small:latest"), img.TotalSize(), 0)
+}
+
 func benchPull(b *testing.B, ref reference.Named, size int64, conc int) {
 	b.SetBytes(size)
 	for i := 0; i < b.N; i++ {

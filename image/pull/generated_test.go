@@ -17,6 +17,7 @@ import (
 	"github.com/berth-dev/berth/image/registry"
 	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/internal/testutil/images"
+	"github.com/berth-dev/berth/internal/testutil/scratchfs"
 	"github.com/berth-dev/berth/snapshot"
 )
 
@@ -185,4 +186,27 @@ func truncatedLayout(t *testing.T, img *images.Image, n int) string {
 	b, _ = json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
 	os.WriteFile(filepath.Join(dir, ocispec.ImageLayoutFile), b, 0o644)
 	return dir
+}
+
+// TestPullDurable: when a pull returns, its layers' files are on disk, not
+// only in the page cache, so a power cut right after cannot leave committed
+// layers of empty files (the store would trust them forever). On ext4,
+// written data not yet on disk shows as delayed-allocation blocks.
+func TestPullDurable(t *testing.T) {
+	testutil.RequireRoot(t)
+	fs := scratchfs.Make(t, 1<<30)
+	img := images.Generated(t, images.Spec{Seed: 11, Layers: 3, Size: 8 << 20})
+	r := startRegistry(t)
+	r.Push(t, img.Layout, "gen/durable:latest")
+	e := newEnvIn(t, fs.Dir, registry.Options{})
+	if _, err := e.pull(r.Host + "/gen/durable:latest"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := fs.DelallocBlocks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d blocks of the pulled image are only in the page cache", n)
+	}
 }

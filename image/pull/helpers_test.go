@@ -41,7 +41,12 @@ type env struct {
 func newEnv(t *testing.T, ropts registry.Options) *env {
 	t.Helper()
 	testutil.RequireRoot(t)
-	root := t.TempDir()
+	return newEnvIn(t, t.TempDir(), ropts)
+}
+
+// newEnvIn is newEnv with the store under root.
+func newEnvIn(t *testing.T, root string, ropts registry.Options) *env {
+	t.Helper()
 	cs, err := local.NewStore(filepath.Join(root, "content"))
 	if err != nil {
 		t.Fatal(err)
