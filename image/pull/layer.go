@@ -164,6 +164,19 @@ func (u *unpacker) unpack(ctx context.Context, pullID string, j *job) error {
 	return u.checkDiffID(j, diffID, n)
 }
 
+// fetch stores j's blob without unpacking it.
+func (u *unpacker) fetch(ctx context.Context, j *job) error {
+	w, err := u.opts.Content.Writer(ctx, ingestRef(j.desc.Digest), j.desc)
+	if errdefs.IsAlreadyExists(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	return u.download(ctx, j, w, w.Offset())
+}
+
 // download writes the rest of j's blob, from off, into w and commits it.
 func (u *unpacker) download(ctx context.Context, j *job, w content.Writer, off int64) error {
 	body, err := u.repo.OpenBlob(ctx, j.desc, off)

@@ -347,7 +347,7 @@ type job struct {
 	i      int
 	desc   ocispec.Descriptor
 	diffID digest.Digest
-	chain  digest.Digest
+	chain  digest.Digest // "": the layer is unpacked already, only its blob is fetched
 	parent digest.Digest // "" for the first layer
 	size   int64         // uncompressed bytes, once unpacked
 
@@ -370,8 +370,15 @@ func (u *unpacker) run(ctx context.Context, layers []ocispec.Descriptor, diffIDs
 			break
 		}
 	}
+	// A layer unpacked already may lack its blob (the image came from
+	// load, import or a build, which keep other blobs): fetch it, without
+	// unpacking, so that the image pulled can be pushed or saved.
+	var fetches []*job
 	for i := 0; i <= top; i++ {
 		u.prog.emit(Event{Layer: i, Digest: layers[i].Digest, Status: StatusAlreadyExists})
+		if _, err := u.opts.Content.Info(ctx, layers[i].Digest); errdefs.IsNotFound(err) {
+			fetches = append(fetches, &job{i: i, desc: layers[i], ready: make(chan struct{})})
+		}
 	}
 	u.existing = top + 1
 	var jobs []*job
@@ -383,7 +390,7 @@ func (u *unpacker) run(ctx context.Context, layers []ocispec.Descriptor, diffIDs
 		jobs = append(jobs, j)
 		u.event(j, StatusWaiting, 0, 0)
 	}
-	if len(jobs) == 0 {
+	if len(jobs)+len(fetches) == 0 {
 		return nil
 	}
 
@@ -396,7 +403,7 @@ func (u *unpacker) run(ctx context.Context, layers []ocispec.Descriptor, diffIDs
 	// the committer is fed the layers it needs first.
 	sem := make(chan struct{}, u.opts.Concurrency)
 	wg.Go(func() {
-		for _, j := range jobs {
+		for _, j := range append(jobs, fetches...) { // the blobs alone last
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -406,7 +413,11 @@ func (u *unpacker) run(ctx context.Context, layers []ocispec.Descriptor, diffIDs
 			}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				j.err = u.unpack(ctx, pullID, j)
+				if j.chain == "" {
+					j.err = u.fetch(ctx, j)
+				} else {
+					j.err = u.unpack(ctx, pullID, j)
+				}
 				if j.err != nil {
 					j.err = fmt.Errorf("layer %d (%s): %w", j.i, j.desc.Digest, j.err)
 					u.prog.emit(Event{Layer: j.i, Digest: j.desc.Digest, Status: StatusFailed, Err: j.err})
@@ -437,6 +448,13 @@ func (u *unpacker) run(ctx context.Context, layers []ocispec.Descriptor, diffIDs
 			j.tmpKey = ""
 		}
 		u.event(j, StatusPullComplete, 0, 0)
+	}
+	for _, j := range fetches {
+		if err != nil {
+			break
+		}
+		<-j.ready
+		err = j.err
 	}
 	if err != nil {
 		// Report the first layer's own failure rather than the

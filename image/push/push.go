@@ -367,7 +367,7 @@ func (p *pusher) uploadBlob(ctx context.Context, desc ocispec.Descriptor, say fu
 	}
 	ra, err := p.provider.ReaderAt(ctx, desc)
 	if err != nil {
-		return fmt.Errorf("blob %s: %w", desc.Digest, err)
+		return err // the store's error names the blob
 	}
 	defer ra.Close()
 	onProgress := func(n int64) { say("Pushing", n, desc.Size) }

@@ -395,3 +395,45 @@ func TestIndexPlatformImport(t *testing.T) {
 	s.Close()
 	assertEmpty(t, root)
 }
+
+// TestLoadThenPull: a loaded image keeps its layers' uncompressed blobs; a
+// pull of the same image later reuses the unpacked layers and fetches the
+// registry's compressed blobs without unpacking them, so the pulled image
+// can be pushed.
+func TestLoadThenPull(t *testing.T) {
+	s, _, _ := open(t)
+	ctx := context.Background()
+	// gzip layers in the registry; the archive's are uncompressed.
+	gen := images.Generated(t, images.Spec{Seed: 5, Layers: 2, Size: 1 << 20, Archive: true,
+		Compressions: []images.Compression{images.Gzip}, Name: "loaded", Tag: "v1"})
+	f, err := os.Open(gen.Archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := s.Load(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	reg := treg.Start(t)
+	reg.Push(t, gen.Layout, "library/loaded:v1")
+	ref := reg.Host + "/library/loaded:v1"
+	rec := &progress.Recorder{}
+	if _, err := s.Pull(ctx, ref, service.PullOptions{Progress: rec}); err != nil {
+		t.Fatal(err)
+	}
+	if !hasStatus(rec, "Already exists") || hasStatus(rec, "Extracting") {
+		t.Errorf("the loaded layers were not reused: %q", statuses(rec))
+	}
+	// Another registry: no cross-repository mount to hide a missing blob.
+	reg2 := treg.Start(t)
+	other := reg2.Host + "/copy/loaded:v1"
+	if err := s.Tag(ctx, ref, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Push(ctx, other, service.PushOptions{}); err != nil {
+		t.Fatalf("push of the pulled image: %v", err)
+	}
+	if got := reg2.ManifestDigest(t, "copy/loaded", "v1"); got != gen.Top.Digest.String() {
+		t.Errorf("pushed manifest %s, want %s", got, gen.Top.Digest)
+	}
+}
