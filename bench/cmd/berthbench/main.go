@@ -108,7 +108,7 @@ func runPull(b *strings.Builder, n int, work, only string) error {
 	defer scratch.Close()
 	var scenarios []bench.Scenario
 	for i, spec := range []images.Spec{
-		{Seed: 1, Layers: 3, Size: 75 << 20, Compressions: []images.Compression{images.Gzip}},
+		{Seed: 1, Layers: 3, Size: 80 << 20, Compressions: []images.Compression{images.Gzip}},
 		{Seed: 2, Layers: 20, Size: 200 << 20, Compressions: []images.Compression{images.Gzip}},
 	} {
 		sc, err := bench.NewPullScenario(filepath.Join(work, fmt.Sprintf("registry%d", i)), spec)
