@@ -55,6 +55,9 @@ type TransportOptions struct {
 	// Scopes are the token scopes to ask for first, e.g.
 	// "repository:library/busybox:pull,push".
 	Scopes []string
+	// Scheme, when set, is the only scheme tried: the caller knows it
+	// (the registry client probes it once per host).
+	Scheme string
 }
 
 // NewTransport pings the registry at host (host[:port]) and prepares to
@@ -73,6 +76,9 @@ func NewTransport(ctx context.Context, host string, auth authn.Authenticator, op
 	schemes := []string{"https"}
 	if opts.Insecure || plainHTTPAllowed(host) {
 		schemes = append(schemes, "http")
+	}
+	if opts.Scheme != "" {
+		schemes = []string{opts.Scheme}
 	}
 	var resp *http.Response
 	var errs []error
@@ -146,27 +152,32 @@ func (t *Transport) AddScopes(ctx context.Context, scopes ...string) error {
 }
 
 // RoundTrip sends req with the registry's authorization. When a bearer
-// registry answers 401 asking for a scope not yet held, the token is
-// refreshed with it and the request sent again (if its body can be
-// replayed: GetBody set, or no body).
+// registry answers 401, because the request needs a scope not yet held or
+// because the token expired, the token is fetched again and the request
+// sent once more (if its body can be replayed: GetBody set, or no body).
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.mu.Lock()
+	sent := t.token
+	t.mu.Unlock()
 	resp, err := t.base.RoundTrip(t.authorize(req))
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || t.challenge != "bearer" {
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || t.challenge != "bearer" ||
+		(req.Body != nil && req.Body != http.NoBody && req.GetBody == nil) {
 		return resp, err
 	}
 	_, params := parseChallenge(resp.Header.Get("WWW-Authenticate"))
 	scope := params["scope"]
-	if scope == "" || (req.Body != nil && req.GetBody == nil) {
-		return resp, nil
-	}
 	t.mu.Lock()
-	known := slices.Contains(t.scopes, scope)
+	newScope := scope != "" && !slices.Contains(t.scopes, scope)
+	expired := t.token == sent // nobody fetched a new token meanwhile
 	t.mu.Unlock()
-	if known {
-		return resp, nil
-	}
 	drain(resp)
-	if err := t.AddScopes(req.Context(), scope); err != nil {
+	switch {
+	case newScope:
+		err = t.AddScopes(req.Context(), scope)
+	case expired:
+		err = t.refresh(req.Context())
+	}
+	if err != nil {
 		return nil, err
 	}
 	retry := req.Clone(req.Context())
@@ -188,7 +199,7 @@ func (t *Transport) authorize(req *http.Request) *http.Request {
 	out.Body = req.Body
 	switch t.challenge {
 	case "basic":
-		cfg, err := t.auth.Authorization()
+		cfg, err := authn.Authorization(req.Context(), t.auth)
 		if err == nil && (cfg.Username != "" || cfg.Password != "") {
 			out.SetBasicAuth(cfg.Username, cfg.Password)
 		}
@@ -205,7 +216,7 @@ func (t *Transport) authorize(req *http.Request) *http.Request {
 
 // refresh fetches a token for the current scopes.
 func (t *Transport) refresh(ctx context.Context) error {
-	cfg, err := t.auth.Authorization()
+	cfg, err := authn.Authorization(ctx, t.auth)
 	if err != nil {
 		return fmt.Errorf("registry %s: credentials: %w", t.host, err)
 	}

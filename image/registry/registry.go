@@ -47,6 +47,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-dev/berth/errdefs"
+	"github.com/berth-dev/berth/image/credentials"
 	"github.com/berth-dev/berth/image/reference"
 )
 
@@ -134,7 +135,11 @@ func New(opts Options) *Client {
 	}
 	kc := opts.Keychain
 	if kc == nil {
-		kc = ConfigKeychain(opts.ConfigPath)
+		path := opts.ConfigPath
+		if path == "" {
+			path = credentials.DefaultPath()
+		}
+		kc = credentials.NewStore(path).Keychain()
 	}
 	base := opts.Transport
 	if base == nil {
@@ -287,10 +292,10 @@ func (c *Client) open(ctx context.Context, ref reference.Named) (*Repository, er
 	if err != nil {
 		return nil, fmt.Errorf("registry %s: %w", ref.Domain(), err)
 	}
-	at := &authTransport{inner: c.base, auth: auth, scheme: scheme, host: host,
-		scope: "repository:" + ref.Path() + ":pull"}
-	if err := at.ping(ctx); err != nil {
-		return nil, classify(fmt.Sprintf("registry %s: authenticate for %s", ref.Domain(), ref.Path()), err)
+	at, err := credentials.NewTransport(ctx, host, auth, credentials.TransportOptions{
+		Base: c.base, Scheme: scheme, Scopes: []string{"repository:" + ref.Path() + ":pull"}})
+	if err != nil {
+		return nil, classify(fmt.Sprintf("authenticate for %s", ref.Path()), err)
 	}
 	return &Repository{
 		c:      c,

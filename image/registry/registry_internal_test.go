@@ -4,20 +4,6 @@ import (
 	"testing"
 )
 
-func TestParseChallenge(t *testing.T) {
-	kind, p := parseChallenge(`Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull,push"`)
-	if kind != "bearer" || p["realm"] != "https://auth.example.com/token" || p["service"] != "registry.example.com" || p["scope"] != "repository:a/b:pull,push" {
-		t.Errorf("got %q %v", kind, p)
-	}
-	kind, p = parseChallenge(`Basic realm=Registry`)
-	if kind != "basic" || p["realm"] != "Registry" {
-		t.Errorf("got %q %v", kind, p)
-	}
-	if kind, _ := parseChallenge(""); kind != "" {
-		t.Errorf("empty: %q", kind)
-	}
-}
-
 func TestInsecure(t *testing.T) {
 	c := New(Options{Insecure: []string{"reg.local:5000", "plain.example"}})
 	for host, want := range map[string]bool{
