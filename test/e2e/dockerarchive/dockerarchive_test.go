@@ -26,6 +26,7 @@ import (
 	"github.com/berth-dev/berth/image/store"
 	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/internal/testutil/dockerd"
+	"github.com/berth-dev/berth/internal/testutil/images"
 	"github.com/berth-dev/berth/snapshot"
 	"github.com/berth-dev/berth/snapshot/overlay"
 )
@@ -91,8 +92,8 @@ func (b *berth) get(ref string) store.Image {
 	return img
 }
 
-// file mounts a read-only view of img's chain and returns the file at p.
-func (b *berth) file(img store.Image, p string) []byte {
+// view mounts a read-only view of img's chain for fn.
+func (b *berth) view(img store.Image, fn func(root string)) {
 	b.t.Helper()
 	ctx := context.Background()
 	key := "view-" + testutil.UniqueName(b.t)
@@ -106,10 +107,19 @@ func (b *berth) file(img store.Image, p string) []byte {
 		b.t.Fatal(err)
 	}
 	defer snapshot.UnmountAll(target)
-	data, err := os.ReadFile(filepath.Join(target, p))
-	if err != nil {
-		b.t.Fatalf("%s in the rootfs of %s: %v", p, img.ID, err)
-	}
+	fn(target)
+}
+
+// file returns the file at p in img's root filesystem.
+func (b *berth) file(img store.Image, p string) []byte {
+	b.t.Helper()
+	var data []byte
+	b.view(img, func(root string) {
+		var err error
+		if data, err = os.ReadFile(filepath.Join(root, p)); err != nil {
+			b.t.Fatalf("%s in the rootfs of %s: %v", p, img.ID, err)
+		}
+	})
 	return data
 }
 
@@ -309,4 +319,57 @@ func TestDockerLoadsBerthMultiImageSave(t *testing.T) {
 	if got := s.d.must("run", "--rm", "--network", "none", tag2, "echo", "hi"); strings.TrimSpace(got) != "hi" {
 		t.Errorf("docker run %s: %q", tag2, got)
 	}
+}
+
+// TestMultiLayerExchange: a generated image of several layers (whiteouts,
+// opaque directories, hardlinks, replaced files) goes berth → docker →
+// berth through save and load, keeping its ID, and the tree berth unpacks
+// from docker's save is exactly the generated one.
+func TestMultiLayerExchange(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.LeakCheck(t)
+	ctx := context.Background()
+	gen := images.Generated(t, images.Spec{Seed: 9, Layers: 6, Size: 4 << 20, Archive: true,
+		Compressions: []images.Compression{images.Gzip}, Name: "berth-gen", Tag: "multi"})
+	const ref = "berth-gen:multi"
+	b := newBerth(t)
+	f, err := os.Open(gen.Archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := b.a.Load(ctx, f, archive.LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	id := b.get(ref).ID.String()
+
+	d := startDaemon(t)
+	d.must("load", "-i", b.save(ref))
+	if got := d.id(ref); got != id {
+		t.Fatalf("docker load of berth's save: ID %s, berth's %s", got, id)
+	}
+	if n := strings.Count(strings.TrimSpace(d.must("image", "inspect", "-f", "{{range .RootFS.Layers}}{{.}} {{end}}", ref)), "sha256:"); n != len(gen.Layers) {
+		t.Errorf("docker has %d layers, want %d", n, len(gen.Layers))
+	}
+	saved := filepath.Join(d.dir, "docker-save.tar")
+	d.must("save", "-o", saved, ref)
+
+	b2 := newBerth(t)
+	f2, err := os.Open(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	if _, err := b2.a.Load(ctx, f2, archive.LoadOptions{}); err != nil {
+		t.Fatalf("berth load of docker's save: %v", err)
+	}
+	img := b2.get(ref)
+	if img.ID.String() != id {
+		t.Errorf("round trip ID %s, want %s", img.ID, id)
+	}
+	b2.view(img, func(root string) {
+		if err := gen.Tree.Check(root); err != nil {
+			t.Error(err)
+		}
+	})
 }
