@@ -1,0 +1,239 @@
+package spec
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultNameservers are the resolvers a container gets when the host's
+// resolv.conf names only loopback ones (unreachable from the container's
+// network namespace): Docker's defaults, Google Public DNS.
+var DefaultNameservers = []string{"8.8.8.8", "8.8.4.4"}
+
+// HostResolvConf is the host file a container's resolv.conf derives from.
+const HostResolvConf = "/etc/resolv.conf"
+
+// systemdResolvedConf lists the real upstream servers when the host's
+// /etc/resolv.conf points at systemd-resolved's stub (127.0.0.53).
+const systemdResolvedConf = "/run/systemd/resolve/resolv.conf"
+
+// File names of the generated files in the container's directory, as
+// dockerd names them (inspect shows them as HostsPath, HostnamePath and
+// ResolvConfPath).
+const (
+	HostsFile      = "hosts"
+	HostnameFile   = "hostname"
+	ResolvConfFile = "resolv.conf"
+)
+
+// defaultHosts is the start of every /etc/hosts Docker writes.
+const defaultHosts = "127.0.0.1\tlocalhost\n" +
+	"::1\tlocalhost ip6-localhost ip6-loopback\n" +
+	"fe00::0\tip6-localnet\n" +
+	"ff00::0\tip6-mcastprefix\n" +
+	"ff02::1\tip6-allnodes\n" +
+	"ff02::2\tip6-allrouters\n"
+
+// HostsContent returns the container's /etc/hosts: Docker's localhost
+// lines, one line per container address naming the container's hostname
+// (and FQDN), then the --add-host entries. Without an address (no network,
+// or --network none) dockerd writes no line for the hostname, and neither
+// do we.
+func HostsContent(hostname, domainname string, addrs []netip.Addr, extraHosts []string) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(defaultHosts)
+	names := hostname
+	if domainname != "" && hostname != "" {
+		names = hostname + "." + domainname + " " + hostname
+	}
+	for _, a := range addrs {
+		if names != "" {
+			fmt.Fprintf(&b, "%s\t%s\n", a, names)
+		}
+	}
+	for _, e := range extraHosts {
+		host, ip, err := parseExtraHost(e)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&b, "%s\t%s\n", ip, host)
+	}
+	return b.Bytes(), nil
+}
+
+// parseExtraHost splits an --add-host entry, "name:ip" or "name=ip".
+func parseExtraHost(e string) (string, string, error) {
+	sep := strings.IndexAny(e, ":=")
+	if sep <= 0 {
+		return "", "", invalid("invalid extra host %q: expected host:ip", e)
+	}
+	host, ip := e[:sep], strings.Trim(e[sep+1:], "[]")
+	if _, err := netip.ParseAddr(ip); err != nil {
+		return "", "", invalid("invalid IP address in add-host: %q", ip)
+	}
+	return host, ip, nil
+}
+
+// ResolvConfContent derives the container's resolv.conf from the host's
+// (hostConf) as dockerd does: without --dns options, the host file minus
+// its loopback nameservers, plus DefaultNameservers when none are left;
+// with --dns, --dns-search or --dns-option, a file built from those,
+// each falling back to the host's values.
+func ResolvConfContent(hostConf []byte, dns []netip.Addr, search, options []string) []byte {
+	var ns, hostSearch, hostOptions []string
+	var kept bytes.Buffer
+	for _, line := range strings.Split(string(hostConf), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if a, err := netip.ParseAddr(strings.Split(f[1], "%")[0]); err == nil && a.IsLoopback() {
+				continue
+			}
+			ns = append(ns, f[1])
+		}
+		if len(f) >= 2 && f[0] == "search" {
+			hostSearch = f[1:]
+		}
+		if len(f) >= 2 && f[0] == "options" {
+			hostOptions = f[1:]
+		}
+		kept.WriteString(line + "\n")
+	}
+	if len(dns) == 0 && len(search) == 0 && len(options) == 0 {
+		out := bytes.TrimRight(kept.Bytes(), "\n")
+		if len(out) > 0 {
+			out = append(out, '\n')
+		}
+		if len(ns) == 0 {
+			for _, n := range DefaultNameservers {
+				out = append(out, "nameserver "+n+"\n"...)
+			}
+		}
+		return out
+	}
+	var b bytes.Buffer
+	switch {
+	case len(dns) > 0:
+		for _, a := range dns {
+			b.WriteString("nameserver " + a.String() + "\n")
+		}
+	case len(ns) > 0:
+		for _, n := range ns {
+			b.WriteString("nameserver " + n + "\n")
+		}
+	default:
+		for _, n := range DefaultNameservers {
+			b.WriteString("nameserver " + n + "\n")
+		}
+	}
+	if len(search) == 0 {
+		search = hostSearch
+	}
+	// "." means "no search domains", as in Docker.
+	if len(search) > 0 && !(len(search) == 1 && search[0] == ".") {
+		b.WriteString("search " + strings.Join(search, " ") + "\n")
+	}
+	if len(options) == 0 {
+		options = hostOptions
+	}
+	if len(options) > 0 {
+		b.WriteString("options " + strings.Join(options, " ") + "\n")
+	}
+	return b.Bytes()
+}
+
+// readHostResolvConf reads the host's resolv.conf, following
+// systemd-resolved to its upstream list when the host file only names
+// the local stub.
+func readHostResolvConf(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read host resolv.conf %s: %w", path, err)
+	}
+	if path == HostResolvConf && onlyStub(b) {
+		if up, err := os.ReadFile(systemdResolvedConf); err == nil {
+			return up, nil
+		}
+	}
+	return b, nil
+}
+
+func onlyStub(b []byte) bool {
+	stub := false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if f[1] != "127.0.0.53" {
+				return false
+			}
+			stub = true
+		}
+	}
+	return stub
+}
+
+// writeFiles writes hosts, hostname and resolv.conf into dir.
+func writeFiles(dir string, in *Input, hostname, domainname string) error {
+	hc := in.HostConfig
+	var hosts, resolv []byte
+	var err error
+	if hc.NetworkMode == "host" {
+		// Host networking shares the host's names and resolvers verbatim.
+		if hosts, err = os.ReadFile("/etc/hosts"); err != nil {
+			return fmt.Errorf("read host /etc/hosts: %w", err)
+		}
+		if resolv, err = readHostResolvConf(in.hostResolvConf()); err != nil {
+			return err
+		}
+	} else {
+		if hosts, err = HostsContent(hostname, domainname, in.Addresses, hc.ExtraHosts); err != nil {
+			return err
+		}
+		host, err := readHostResolvConf(in.hostResolvConf())
+		if err != nil {
+			return err
+		}
+		resolv = ResolvConfContent(host, hc.DNS, hc.DNSSearch, hc.DNSOptions)
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{HostsFile, hosts}, {HostnameFile, []byte(hostname + "\n")}, {ResolvConfFile, resolv}} {
+		if err := writeFileAtomic(filepath.Join(dir, f.name), f.data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeFileAtomic replaces path with data so that a reader (or a crash)
+// sees either the old or the new file, never a part.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

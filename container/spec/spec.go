@@ -1,0 +1,420 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/profiles/seccomp"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/errdefs"
+)
+
+// DefaultCgroupParent is the cgroup (below each hierarchy's root) that
+// holds every container's cgroup, like dockerd's "docker" with the
+// cgroupfs driver.
+const DefaultCgroupParent = "berth"
+
+// DefaultShmSize is the size of /dev/shm unless --shm-size says otherwise.
+const DefaultShmSize = 64 << 20
+
+// InitPath is where the --init binary appears inside the container: the
+// path Docker uses for its tini, so that tools expecting it find it.
+const InitPath = "/sbin/docker-init"
+
+// Input is everything Generate needs about one container.
+type Input struct {
+	// ID is the container's 64-hex id.
+	ID string
+	// Config and HostConfig are the container's, as created (Config
+	// already merged with the image's config or not: Generate merges a
+	// copy again, which changes nothing when it already was).
+	Config     *container.Config
+	HostConfig *container.HostConfig
+	// Image is the image's config (entrypoint, cmd, env, user, workdir).
+	Image ocispec.ImageConfig
+	// Rootfs is the container's mounted root filesystem: users and groups
+	// are resolved against its /etc files and the working directory is
+	// created in it.
+	Rootfs string
+	// Dir is the container's own directory: hosts, hostname and
+	// resolv.conf are written there and bind-mounted into the container.
+	Dir string
+	// InitBinary is the host path of berth-init, bind-mounted at InitPath
+	// when HostConfig.Init is set.
+	InitBinary string
+	// CgroupParent defaults to DefaultCgroupParent; HostConfig.CgroupParent
+	// wins over both.
+	CgroupParent string
+	// Addresses are the container's IP addresses, named in its /etc/hosts
+	// (none until the container has a network).
+	Addresses []netip.Addr
+	// HostResolvConf defaults to /etc/resolv.conf.
+	HostResolvConf string
+}
+
+func (in *Input) hostResolvConf() string {
+	if in.HostResolvConf != "" {
+		return in.HostResolvConf
+	}
+	return HostResolvConf
+}
+
+// cgroup2Super is CGROUP2_SUPER_MAGIC.
+const cgroup2Super = 0x63677270
+
+// hostCgroupV2 reports whether the host runs the unified hierarchy only.
+func hostCgroupV2() bool {
+	var st unix.Statfs_t
+	return unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == cgroup2Super
+}
+
+// SetDefaults fills the fields dockerd fills at create, so that inspect
+// shows them: Hostname (the id's first 12 characters), ShmSize, IpcMode,
+// CgroupnsMode (private on a cgroup v2 host, host on v1, as dockerd),
+// NetworkMode, RestartPolicy, and MemorySwap (twice Memory when unset).
+func SetDefaults(id string, cfg *container.Config, hc *container.HostConfig) {
+	if cfg.Hostname == "" && hc.NetworkMode != "host" && len(id) >= 12 {
+		cfg.Hostname = id[:12]
+	}
+	if hc.ShmSize == 0 {
+		hc.ShmSize = DefaultShmSize
+	}
+	if hc.IpcMode == "" {
+		hc.IpcMode = container.IPCModePrivate
+	}
+	if hc.CgroupnsMode == "" {
+		hc.CgroupnsMode = container.CgroupnsModeHost
+		if hostCgroupV2() {
+			hc.CgroupnsMode = container.CgroupnsModePrivate
+		}
+	}
+	if hc.NetworkMode == "" {
+		hc.NetworkMode = "default"
+	}
+	if hc.RestartPolicy.Name == "" {
+		hc.RestartPolicy.Name = container.RestartPolicyDisabled
+	}
+	if hc.Memory > 0 && hc.MemorySwap == 0 {
+		hc.MemorySwap = 2 * hc.Memory
+	}
+}
+
+// Validate checks what can be checked without the rootfs, with dockerd's
+// messages: the command, working dir, stop signal, capabilities, ulimits,
+// resources, device rules, namespaces modes and security options. Call it
+// at create (after MergeImageConfig); Generate calls it too.
+func Validate(cfg *container.Config, hc *container.HostConfig) error {
+	if cfg == nil || hc == nil {
+		return invalid("container config and host config are required")
+	}
+	if len(processArgs(cfg)) == 0 {
+		return invalid("No command specified")
+	}
+	if cfg.WorkingDir != "" && !path.IsAbs(cfg.WorkingDir) {
+		return invalid("the working directory '%s' is invalid, it needs to be an absolute path", cfg.WorkingDir)
+	}
+	if cfg.StopSignal != "" {
+		if _, err := ParseSignal(cfg.StopSignal); err != nil {
+			return err
+		}
+	}
+	if _, err := Capabilities(hc.CapAdd, hc.CapDrop, false); err != nil {
+		return err
+	}
+	if hc.OomScoreAdj < -1000 || hc.OomScoreAdj > 1000 {
+		return invalid("Invalid value %d, range for oom score adj is [-1000, 1000]", hc.OomScoreAdj)
+	}
+	if hc.ShmSize < 0 {
+		return invalid("SHM size can not be less than 0")
+	}
+	if !hc.CgroupnsMode.Valid() {
+		return invalid("invalid cgroup namespace mode: %v", hc.CgroupnsMode)
+	}
+	for _, m := range []struct {
+		name, mode string
+	}{{"IPC", string(hc.IpcMode)}, {"PID", string(hc.PidMode)}, {"network", string(hc.NetworkMode)}} {
+		if strings.HasPrefix(m.mode, "container:") {
+			return fmt.Errorf("%s mode %q: joining another container's namespace: %w", m.name, m.mode, errdefs.ErrNotImplemented)
+		}
+	}
+	if !hc.IpcMode.Valid() {
+		return invalid("invalid IPC mode: %v", hc.IpcMode)
+	}
+	if !hc.PidMode.Valid() {
+		return invalid("invalid PID mode: %v", hc.PidMode)
+	}
+	if !hc.UTSMode.Valid() {
+		return invalid("invalid UTS mode: %v", hc.UTSMode)
+	}
+	if hc.UsernsMode != "" && !hc.UsernsMode.IsHost() {
+		return invalid("invalid USER mode: %v", hc.UsernsMode)
+	}
+	if _, err := securityOpts(hc.SecurityOpt); err != nil {
+		return err
+	}
+	for _, e := range hc.ExtraHosts {
+		if _, _, err := parseExtraHost(e); err != nil {
+			return err
+		}
+	}
+	return validateResources(&hc.Resources)
+}
+
+// security is what --security-opt asks for.
+type security struct {
+	seccompProfile  string // "" default, "unconfined", or a JSON profile
+	noNewPrivileges bool
+}
+
+func securityOpts(opts []string) (security, error) {
+	var s security
+	for i, o := range opts {
+		k, v, ok := strings.Cut(o, "=")
+		if !ok {
+			k, v, ok = strings.Cut(o, ":")
+		}
+		switch {
+		case k == "no-new-privileges" && (!ok || v == "true"):
+			s.noNewPrivileges = true
+		case k == "no-new-privileges" && v == "false":
+			s.noNewPrivileges = false
+		case k == "seccomp" && ok && v != "":
+			s.seccompProfile = v
+		case (k == "apparmor" || k == "label") && ok:
+			// Berth has no LSM support yet; dockerd accepts these on
+			// hosts without AppArmor/SELinux too.
+		default:
+			return s, invalid("invalid --security-opt %d: %q", i+1, o)
+		}
+	}
+	return s, nil
+}
+
+// Generate returns the OCI runtime spec of the container, writes its
+// hosts, hostname and resolv.conf into in.Dir, and creates its working
+// directory inside the rootfs (owned by root, mode 0755, as dockerd does
+// at start) when it is missing.
+func Generate(in Input) (*specs.Spec, error) {
+	if len(in.ID) < 12 {
+		return nil, invalid("container id %q is too short", in.ID)
+	}
+	if in.Config == nil || in.HostConfig == nil {
+		return nil, invalid("container %s: config and host config are required", in.ID)
+	}
+	cfg := *in.Config
+	cfg.Env = slices.Clone(cfg.Env)
+	hc := *in.HostConfig
+	MergeImageConfig(&cfg, in.Image)
+	SetDefaults(in.ID, &cfg, &hc)
+	in.Config, in.HostConfig = &cfg, &hc
+	if err := Validate(&cfg, &hc); err != nil {
+		return nil, err
+	}
+	sec, _ := securityOpts(hc.SecurityOpt)
+
+	hostname, domainname := cfg.Hostname, cfg.Domainname
+	if hc.UTSMode.IsHost() || hc.NetworkMode == "host" {
+		hostname, _ = osHostname()
+		domainname = ""
+	}
+
+	user, err := ResolveUser(in.Rootfs, cfg.User, hc.GroupAdd)
+	if err != nil {
+		return nil, err
+	}
+	cwd := "/"
+	if cfg.WorkingDir != "" {
+		cwd = path.Clean(cfg.WorkingDir)
+		if err := makeWorkdir(in.Rootfs, cwd); err != nil {
+			return nil, err
+		}
+	}
+
+	caps, err := Capabilities(hc.CapAdd, hc.CapDrop, hc.Privileged)
+	if err != nil {
+		return nil, err
+	}
+	args := processArgs(&cfg)
+	var mounts []specs.Mount
+	mounts = append(mounts, defaultMounts(&hc)...)
+	if hc.Init != nil && *hc.Init {
+		if in.InitBinary == "" {
+			return nil, fmt.Errorf("container %s: --init: no init binary configured: %w", in.ID, errdefs.ErrFailedPrecondition)
+		}
+		mounts = append(mounts, specs.Mount{Destination: InitPath, Type: "bind", Source: in.InitBinary, Options: []string{"bind", "ro"}})
+		args = append([]string{InitPath, "--"}, args...)
+	}
+	if err := writeFiles(in.Dir, &in, hostname, domainname); err != nil {
+		return nil, err
+	}
+	fileOpts := []string{"rbind", "rprivate"}
+	if hc.ReadonlyRootfs {
+		fileOpts = []string{"rbind", "ro", "rprivate"}
+	}
+	for _, f := range []struct{ dst, name string }{
+		{"/etc/resolv.conf", ResolvConfFile}, {"/etc/hostname", HostnameFile}, {"/etc/hosts", HostsFile},
+	} {
+		mounts = append(mounts, specs.Mount{Destination: f.dst, Type: "bind", Source: filepath.Join(in.Dir, f.name), Options: slices.Clone(fileOpts)})
+	}
+
+	var rlimits []specs.POSIXRlimit
+	for _, u := range hc.Ulimits {
+		r, err := rlimit(u)
+		if err != nil {
+			return nil, err
+		}
+		rlimits = append(rlimits, r)
+	}
+
+	s := &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{
+			Terminal: cfg.Tty,
+			User:     specs.User{UID: user.UID, GID: user.GID, AdditionalGids: user.AdditionalGids},
+			Args:     args,
+			Env:      processEnv(&cfg, hostname),
+			Cwd:      cwd,
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: slices.Clone(caps), Permitted: slices.Clone(caps),
+			},
+			Rlimits:         rlimits,
+			NoNewPrivileges: sec.noNewPrivileges,
+			OOMScoreAdj:     intPtr(hc.OomScoreAdj),
+		},
+		Root:     &specs.Root{Path: in.Rootfs, Readonly: hc.ReadonlyRootfs},
+		Hostname: hostname,
+		Mounts:   mounts,
+		Linux: &specs.Linux{
+			Sysctl:      sysctls(&hc, domainname),
+			CgroupsPath: cgroupsPath(&in, &hc),
+			Namespaces:  namespaces(&hc),
+		},
+	}
+	if hc.UTSMode.IsHost() {
+		s.Hostname = ""
+	}
+	if h, w := hc.ConsoleSize[0], hc.ConsoleSize[1]; cfg.Tty && h > 0 && w > 0 {
+		s.Process.ConsoleSize = &specs.Box{Height: h, Width: w}
+	}
+
+	devRules := defaultDeviceRules()
+	if hc.Privileged {
+		devRules = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
+		if s.Linux.Devices, err = hostDevices(); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, r := range hc.DeviceCgroupRules {
+			d, err := deviceRule(r)
+			if err != nil {
+				return nil, err
+			}
+			devRules = append(devRules, d)
+		}
+	}
+	s.Linux.Resources = linuxResources(&hc.Resources, devRules)
+
+	if !hc.Privileged {
+		s.Linux.MaskedPaths = slices.Clone(DefaultMaskedPaths)
+		s.Linux.ReadonlyPaths = slices.Clone(DefaultReadonlyPaths)
+		if hc.MaskedPaths != nil {
+			s.Linux.MaskedPaths = slices.Clone(hc.MaskedPaths)
+		}
+		if hc.ReadonlyPaths != nil {
+			s.Linux.ReadonlyPaths = slices.Clone(hc.ReadonlyPaths)
+		}
+		switch sec.seccompProfile {
+		case "unconfined":
+		case "":
+			if s.Linux.Seccomp, err = seccomp.GetDefaultProfile(s); err != nil {
+				return nil, fmt.Errorf("container %s: default seccomp profile: %w", in.ID, err)
+			}
+		default:
+			if s.Linux.Seccomp, err = seccomp.LoadProfile(sec.seccompProfile, s); err != nil {
+				return nil, fmt.Errorf("container %s: seccomp profile: %w: %w", in.ID, err, errdefs.ErrInvalidArgument)
+			}
+		}
+	}
+	return s, nil
+}
+
+// makeWorkdir creates dir inside rootfs (every symlink resolved inside
+// it) when missing. An existing non-directory is dockerd's error.
+func makeWorkdir(rootfs, dir string) error {
+	err := pathrs.MkdirAll(rootfs, dir, 0o755)
+	if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EEXIST) {
+		return invalid("Cannot mkdir: %s is not a directory", dir)
+	}
+	if err != nil {
+		return fmt.Errorf("create working directory %s in %s: %w", dir, rootfs, err)
+	}
+	return nil
+}
+
+func cgroupsPath(in *Input, hc *container.HostConfig) string {
+	parent := in.CgroupParent
+	if parent == "" {
+		parent = DefaultCgroupParent
+	}
+	if hc.CgroupParent != "" {
+		parent = hc.CgroupParent
+	}
+	return path.Join("/", parent, in.ID)
+}
+
+func namespaces(hc *container.HostConfig) []specs.LinuxNamespace {
+	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	if hc.NetworkMode != "host" {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
+	if !hc.UTSMode.IsHost() {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.UTSNamespace})
+	}
+	if !hc.PidMode.IsHost() {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace})
+	}
+	if !hc.IpcMode.IsHost() {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.IPCNamespace})
+	}
+	if hc.CgroupnsMode.IsPrivate() {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
+	return ns
+}
+
+// sysctls are dockerd's: unprivileged ports and ping for a container with
+// its own network namespace, the domain name, then the user's.
+func sysctls(hc *container.HostConfig, domainname string) map[string]string {
+	out := map[string]string{}
+	if hc.NetworkMode != "host" {
+		out["net.ipv4.ip_unprivileged_port_start"] = "0"
+		out["net.ipv4.ping_group_range"] = "0 2147483647"
+	}
+	if domainname != "" && !hc.UTSMode.IsHost() {
+		out["kernel.domainname"] = domainname
+	}
+	for k, v := range hc.Sysctls {
+		out[k] = v
+	}
+	return out
+}
+
+func intPtr(v int) *int { return &v }
+
+func osHostname() (string, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "", err
+	}
+	return unix.ByteSliceToString(u.Nodename[:]), nil
+}
