@@ -1,0 +1,6 @@
+package stream
+
+import "time"
+
+// noDeadline clears a connection's deadlines.
+var noDeadline time.Time

@@ -1,0 +1,183 @@
+// Package daemon wires berthd together: its configuration (dockerd's
+// flags and daemon.json), the locks that keep two daemons off one state,
+// the API listeners, the image service, the events bus and the container
+// backend, and an orderly shutdown.
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Defaults, as dockerd's with "docker" replaced by "berth".
+const (
+	DefaultDataRoot   = "/var/lib/berth"
+	DefaultExecRoot   = "/run/berth"
+	DefaultHost       = "unix:///run/berth/berth.sock"
+	DefaultConfigFile = "/etc/berth/daemon.json"
+)
+
+// Config is berthd's configuration. The JSON names are daemon.json's keys
+// (dockerd's where dockerd has the option).
+type Config struct {
+	DataRoot           string   `json:"data-root,omitempty"`
+	ExecRoot           string   `json:"exec-root,omitempty"`
+	Hosts              []string `json:"hosts,omitempty"`
+	LogLevel           string   `json:"log-level,omitempty"`
+	Debug              bool     `json:"debug,omitempty"`
+	InsecureRegistries []string `json:"insecure-registries,omitempty"`
+	RegistryMirrors    []string `json:"registry-mirrors,omitempty"`
+	Pidfile            string   `json:"pidfile,omitempty"`
+	TLSVerify          bool     `json:"tlsverify,omitempty"`
+	TLSCACert          string   `json:"tlscacert,omitempty"`
+	TLSCert            string   `json:"tlscert,omitempty"`
+	TLSKey             string   `json:"tlskey,omitempty"`
+	// AllowPlainTCP lets a tcp:// host serve without TLS client
+	// verification: anyone reaching the port is root on this machine.
+	AllowPlainTCP bool `json:"allow-plain-tcp,omitempty"`
+	Experimental  bool `json:"experimental,omitempty"`
+
+	// ConfigFile is where the file options came from (not a file key).
+	ConfigFile string `json:"-"`
+}
+
+// fileKeys maps daemon.json keys to the flags that set the same option
+// (dockerd's "named options": the file says "hosts", the flag "host").
+var fileKeys = map[string]string{
+	"data-root":           "data-root",
+	"exec-root":           "exec-root",
+	"hosts":               "host",
+	"log-level":           "log-level",
+	"debug":               "debug",
+	"insecure-registries": "insecure-registry",
+	"registry-mirrors":    "registry-mirror",
+	"pidfile":             "pidfile",
+	"tlsverify":           "tlsverify",
+	"tlscacert":           "tlscacert",
+	"tlscert":             "tlscert",
+	"tlskey":              "tlskey",
+	"allow-plain-tcp":     "allow-plain-tcp",
+	"experimental":        "experimental",
+}
+
+// InstallFlags defines berthd's flags on fs, storing into cfg.
+func InstallFlags(fs *pflag.FlagSet, cfg *Config) {
+	fs.StringVar(&cfg.DataRoot, "data-root", DefaultDataRoot, "Root directory of persistent Berth state")
+	fs.StringVar(&cfg.ExecRoot, "exec-root", DefaultExecRoot, "Root directory for execution state files")
+	fs.StringSliceVarP(&cfg.Hosts, "host", "H", nil, "Daemon socket(s) to connect to (default "+DefaultHost+")")
+	fs.StringVarP(&cfg.LogLevel, "log-level", "l", "info", `Set the logging level ("debug"|"info"|"warn"|"error"|"fatal")`)
+	fs.BoolVarP(&cfg.Debug, "debug", "D", false, "Enable debug mode")
+	fs.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "Enable insecure registry communication")
+	fs.StringSliceVar(&cfg.RegistryMirrors, "registry-mirror", nil, "Preferred registry mirror")
+	fs.StringVarP(&cfg.Pidfile, "pidfile", "p", "", "Path to use for daemon PID file (default <exec-root>/berthd.pid)")
+	fs.BoolVar(&cfg.TLSVerify, "tlsverify", false, "Use TLS and verify the remote client (required for tcp:// hosts)")
+	fs.StringVar(&cfg.TLSCACert, "tlscacert", "", "Trust certs signed only by this CA")
+	fs.StringVar(&cfg.TLSCert, "tlscert", "", "Path to TLS certificate file")
+	fs.StringVar(&cfg.TLSKey, "tlskey", "", "Path to TLS key file")
+	fs.BoolVar(&cfg.AllowPlainTCP, "allow-plain-tcp", false, "Serve tcp:// hosts without TLS client verification (unsafe: root access for anyone reaching the port)")
+	fs.BoolVar(&cfg.Experimental, "experimental", false, "Enable experimental features")
+	fs.StringVar(&cfg.ConfigFile, "config-file", DefaultConfigFile, "Daemon configuration file")
+}
+
+// LoadConfigFile merges the JSON file cfg.ConfigFile into cfg, as dockerd
+// does: a missing default file is no error, a key that is no option or an
+// option given both as a flag and in the file is. fs is the parsed flag
+// set InstallFlags defined.
+func LoadConfigFile(cfg *Config, fs *pflag.FlagSet) error {
+	path := cfg.ConfigFile
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) && !fs.Changed("config-file") {
+			return nil
+		}
+		return fmt.Errorf("unable to configure the daemon with file %s: %w", path, err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	fail := func(err error) error {
+		return fmt.Errorf("unable to configure the daemon with file %s: %w", path, err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fail(err)
+	}
+	var unknown, conflicts []string
+	for key := range raw {
+		flag, ok := fileKeys[key]
+		if !ok {
+			unknown = append(unknown, key)
+			continue
+		}
+		if f := fs.Lookup(flag); f != nil && f.Changed {
+			conflicts = append(conflicts, fmt.Sprintf("%s: (from flag: %s, from file: %s)", key, flagString(f), string(raw[key])))
+		}
+	}
+	sort.Strings(unknown)
+	sort.Strings(conflicts)
+	if len(unknown) > 0 {
+		return fail(fmt.Errorf("the following directives don't match any configuration option: %s", strings.Join(unknown, ", ")))
+	}
+	if len(conflicts) > 0 {
+		return fail(fmt.Errorf("the following directives are specified both as a flag and in the configuration file: %s", strings.Join(conflicts, ", ")))
+	}
+	// Decode onto a copy so that only the file's keys overwrite flags'
+	// defaults, and a type error leaves cfg untouched.
+	merged := *cfg
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&merged); err != nil {
+		return fail(err)
+	}
+	merged.ConfigFile = cfg.ConfigFile
+	*cfg = merged
+	return nil
+}
+
+func flagString(f *pflag.Flag) string {
+	if sv, ok := f.Value.(pflag.SliceValue); ok {
+		return "[" + strings.Join(sv.GetSlice(), " ") + "]"
+	}
+	return f.Value.String()
+}
+
+// normalize fills defaults that depend on other options and checks what
+// can be checked without touching the system.
+func (c *Config) normalize() error {
+	if len(c.Hosts) == 0 {
+		c.Hosts = []string{DefaultHost}
+	}
+	if c.Debug {
+		c.LogLevel = "debug"
+	}
+	var err error
+	if c.DataRoot, err = filepath.Abs(c.DataRoot); err != nil {
+		return err
+	}
+	if c.ExecRoot, err = filepath.Abs(c.ExecRoot); err != nil {
+		return err
+	}
+	if c.Pidfile == "" {
+		c.Pidfile = filepath.Join(c.ExecRoot, "berthd.pid")
+	}
+	if c.DataRoot == c.ExecRoot {
+		return fmt.Errorf("data-root and exec-root must differ (both %s)", c.DataRoot)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	for _, h := range c.Hosts {
+		if _, err := parseHost(h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
