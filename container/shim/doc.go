@@ -1,0 +1,78 @@
+// Package shim is berth-shim, the small process that stays with one
+// container for its whole life: it runs `berth-runtime create` and, when
+// told, `start`; it holds the container's stdio, writes its log, relays
+// attached clients, runs `exec`s, reaps, and records the exit. It outlives
+// berthd, which reconnects to it after a restart. Package client is the
+// daemon's side.
+//
+// # Life
+//
+// The daemon writes ConfigFile (shim.json) into the container's state
+// directory and runs `berth-shim --launch DIR` with a pipe as fd 3. The
+// launcher starts the real shim in a new session (stdio /dev/null, the pipe
+// passed on as fd 3) and exits at once, so the shim is nobody's child
+// that must be reaped: it is reparented to init (or the nearest
+// subreaper). The shim makes itself a child subreaper (exec'd processes
+// and the container's init, forked by the runtime, become its children),
+// listens on SocketFile, runs `runtime create` with the container's stdio
+// (pipes, or with a TTY a pty whose master arrives over --console-socket)
+// and writes a Ready line to fd 3: the container's pid, or the text of the
+// runtime's error from its JSON --log. Output read from the container goes
+// to the log and to attached clients from then on, so a client attached
+// between create and start sees everything.
+//
+// When the container's init exits the shim reads the OOM-kill counter of
+// its memory cgroup (cgroup v1 memory.oom_control or v2 memory.events),
+// runs `runtime delete --force`, waits (at most two seconds) for the
+// output pipes to drain, closes the log, writes ExitFile atomically
+// (temp file, fsync, rename), answers every waiter and exits. A daemon
+// that finds the socket gone reads ExitFile instead.
+//
+// # Control protocol
+//
+// Each connection to SocketFile carries one request: a JSON Request line
+// from the client, a JSON Response line from the shim. Ops:
+//
+//	start   runtime start; Response{} or {error}
+//	kill    {signal, all}: runtime kill
+//	resize  {height, width, exec_id?}: TIOCSWINSZ on the pty
+//	exec    {exec_id, process, tty, stdin, stdout, stderr}: runtime exec
+//	        --detach with pipes or a console socket; {pid}
+//	wait    {exec_id?}: blocks until the process has exited and its
+//	        output is drained; {exit: {exit_code, oom_killed, finished_at}}
+//	state   {state: {...}}
+//	attach  {exec_id?, stdin, stdout, stderr}
+//
+// After the Response of attach, or of exec with any stream selected, the
+// connection carries the process's stdio. Shim to client: without a TTY,
+// Docker's stdcopy frames (a header of 8 bytes: the stream, 1 for stdout
+// or 2 for stderr, three zero bytes, the payload length as big-endian
+// uint32, then the payload); with a TTY, the raw bytes. Client to shim:
+// stdin bytes; a half-close (shutdown SHUT_WR) is stdin's end. The shim
+// closes the connection when the process's output has ended. So a daemon
+// can splice the connection straight onto a hijacked HTTP connection.
+//
+// Several clients may be attached at once; each gets all output from the
+// moment it attached. With StdinOnce (Docker's `run -i`), the container's
+// stdin is closed when the first client attached with stdin sends EOF or
+// goes away; an exec's stdin always closes so, as in Docker. With a TTY
+// there is no stdin to close: EOF from a client just ends its input.
+//
+// # Back-pressure
+//
+// The shim never lets a client slow the container: each attached client
+// has its own buffer of up to AttachBuffer bytes; a client that falls
+// further behind is disconnected (its connection closed) and the event is
+// written to LogFile. The complete output is still in the log. The log is
+// written synchronously by the goroutine reading the container's pipe, so
+// only the disk can slow a container that floods its output.
+//
+// # Size
+//
+// The shim runs once per container, so it links only the standard library,
+// golang.org/x/sys and package logs (no net, no HTTP, no image code) and
+// builds static without cgo. After start-up it drops the pages of its own
+// executable it mapped while starting (they are page cache, shared, and
+// fault back in when used): its resident size with a running container is
+// about 2 MB.
+package shim

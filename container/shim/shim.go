@@ -1,0 +1,464 @@
+package shim
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/container/logs"
+)
+
+var (
+	errNoTTY   = errors.New("the process has no terminal")
+	errStopped = errors.New("container has exited")
+)
+
+// shim is one running berth-shim.
+type shim struct {
+	cfg     Config
+	dir     string
+	dirfd   int
+	devnull int
+	reaper  *reaper
+	diag    *os.File // shim.log
+	ln      *os.File
+	log     *logs.File // nil with log driver none
+	oom     oomCounter
+
+	mu        sync.Mutex
+	status    string
+	init      *process
+	execs     map[string]*process
+	consoleN  int
+	waiters   sync.WaitGroup // requests answered after the exit
+	done      chan struct{}  // closed when the exit is recorded
+	startedAt time.Time
+}
+
+// Launch is `berth-shim --launch DIR`: it starts the real shim for DIR in
+// a new session, hands it fd 3 (the daemon's ready pipe) and returns, so
+// that the shim is reparented away from the daemon.
+func Launch(dir string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	defer unix.Close(null)
+	files := []uintptr{uintptr(null), uintptr(null), uintptr(null), 3}
+	if _, err := unix.FcntlInt(3, unix.F_GETFD, 0); err != nil {
+		return errors.New("no ready pipe on fd 3")
+	}
+	_, err = syscall.ForkExec(exe, []string{"berth-shim", dir}, &syscall.ProcAttr{
+		Dir:   dir,
+		Env:   os.Environ(),
+		Files: files,
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		return fmt.Errorf("start shim %s: %w", exe, err)
+	}
+	return nil
+}
+
+// Run is the shim's life for the container whose state directory is dir:
+// it creates the container, reports to ready (fd 3 from the daemon), serves
+// the control socket and returns once the container's exit is recorded.
+func Run(dir string, ready *os.File) error {
+	s, err := newShim(dir)
+	if err != nil {
+		writeReady(ready, Ready{Error: err.Error()})
+		return err
+	}
+	defer s.close()
+	if err := s.create(); err != nil {
+		s.diagf("create: %v", err)
+		s.ln.Close()
+		os.Remove(filepath.Join(dir, SocketFile))
+		writeReady(ready, Ready{Error: err.Error(), ShimPid: os.Getpid()})
+		return err
+	}
+	writeReady(ready, Ready{Pid: s.init.pid, ShimPid: os.Getpid()})
+	go s.serve()
+	go s.waitInit()
+	trimText()
+	<-s.done
+	// Let requests that were waiting for the exit get their answer.
+	w := make(chan struct{})
+	go func() { s.waiters.Wait(); close(w) }()
+	select {
+	case <-w:
+	case <-time.After(time.Second):
+	}
+	s.ln.Close()
+	os.Remove(filepath.Join(dir, SocketFile))
+	return nil
+}
+
+func writeReady(f *os.File, r Ready) {
+	if f == nil {
+		return
+	}
+	b, _ := json.Marshal(r)
+	f.Write(append(b, '\n'))
+	f.Close()
+}
+
+func newShim(dir string) (*shim, error) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("become child subreaper: %w", err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return nil, fmt.Errorf("read shim config: %w", err)
+	}
+	s := &shim{dir: dir, dirfd: -1, devnull: -1, status: StatusCreated, execs: map[string]*process{}, done: make(chan struct{})}
+	if err := json.Unmarshal(data, &s.cfg); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", filepath.Join(dir, ConfigFile), err)
+	}
+	if err := s.cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if s.diag, err = os.OpenFile(filepath.Join(dir, LogFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err != nil {
+		return nil, fmt.Errorf("open shim log: %w", err)
+	}
+	if s.devnull, err = unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
+		s.close()
+		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	if s.dirfd, err = unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+		s.close()
+		return nil, fmt.Errorf("open state dir %s: %w", dir, err)
+	}
+	s.reaper = newReaper()
+	sock := filepath.Join(dir, SocketFile)
+	os.Remove(sock)
+	if s.ln, err = listenUnix(sockPath(dir, SocketFile, os.Getpid(), s.dirfd)); err != nil {
+		s.close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return s, nil
+}
+
+// Validate checks what the shim cannot run without.
+func (c *Config) Validate() error {
+	switch {
+	case c.ID == "":
+		return errors.New("shim config: id is empty")
+	case c.Bundle == "":
+		return errors.New("shim config: bundle is empty")
+	case c.Runtime == "":
+		return errors.New("shim config: runtime is empty")
+	}
+	switch c.LogDriver {
+	case "", LogDriverJSONFile:
+		if c.LogPath == "" {
+			return errors.New("shim config: log_path is empty (needed by the json-file log driver)")
+		}
+	case LogDriverNone:
+	default:
+		return fmt.Errorf("shim config: unknown log driver %q (want json-file or none)", c.LogDriver)
+	}
+	return nil
+}
+
+func (s *shim) close() {
+	if s.diag != nil {
+		s.diag.Close()
+	}
+	if s.devnull >= 0 {
+		unix.Close(s.devnull)
+	}
+	if s.dirfd >= 0 {
+		unix.Close(s.dirfd)
+	}
+}
+
+// diagf writes a line to shim.log.
+func (s *shim) diagf(format string, args ...any) {
+	if s.diag == nil {
+		return
+	}
+	fmt.Fprintf(s.diag, "%s %s\n", time.Now().UTC().Format(time.RFC3339Nano), fmt.Sprintf(format, args...))
+}
+
+func (s *shim) onDrop(what string) func(string) {
+	return func(reason string) { s.diagf("%s: %s", what, reason) }
+}
+
+// runtime runs the runtime with args and fds as its stdio, and returns the
+// runtime's own error message when it fails.
+func (s *shim) runtime(fds [3]int, args ...string) error {
+	logPath := filepath.Join(s.dir, RuntimeLog)
+	var off int64
+	if st, err := os.Stat(logPath); err == nil {
+		off = st.Size()
+	}
+	argv := []string{s.cfg.Runtime}
+	if s.cfg.RuntimeRoot != "" {
+		argv = append(argv, "--root", s.cfg.RuntimeRoot)
+	}
+	argv = append(argv, "--log", logPath, "--log-format", "json")
+	argv = append(argv, args...)
+	pid, err := syscall.ForkExec(s.cfg.Runtime, argv, &syscall.ProcAttr{
+		Dir:   s.dir,
+		Env:   os.Environ(),
+		Files: []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])},
+	})
+	if err != nil {
+		return fmt.Errorf("run %s %s: %w", s.cfg.Runtime, args[0], err)
+	}
+	ws := <-s.reaper.watch(pid)
+	if ws.Exited() && ws.ExitStatus() == 0 {
+		return nil
+	}
+	if msg := runtimeError(logPath, off); msg != "" {
+		return errors.New(msg)
+	}
+	if ws.Signaled() {
+		return fmt.Errorf("%s %s: killed by signal %v", filepath.Base(s.cfg.Runtime), args[0], ws.Signal())
+	}
+	return fmt.Errorf("%s %s: exit status %d", filepath.Base(s.cfg.Runtime), args[0], ws.ExitStatus())
+}
+
+// runtimeError returns the last error message the runtime logged after
+// offset off of its JSON log.
+func runtimeError(path string, off int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() <= off {
+		return ""
+	}
+	buf := make([]byte, min(st.Size()-off, 64<<10))
+	n, _ := f.ReadAt(buf, st.Size()-int64(len(buf)))
+	msg := ""
+	for _, l := range strings.Split(string(buf[:n]), "\n") {
+		var e struct{ Level, Msg string }
+		if json.Unmarshal([]byte(l), &e) == nil && e.Level == "error" && e.Msg != "" {
+			msg = e.Msg
+		} else if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "{") {
+			msg = t
+		}
+	}
+	return msg
+}
+
+// create runs `runtime create` with the container's stdio.
+func (s *shim) create() error {
+	p := newProcess("", s.cfg.Tty, s.cfg.StdinOnce, s.onDrop("container"))
+	args := []string{"create", "--bundle", s.cfg.Bundle, "--pid-file", filepath.Join(s.dir, "init.pid")}
+	var io *stdio
+	var console *consoleSocket
+	var err error
+	if s.cfg.Tty {
+		if console, err = s.newConsoleSocket(); err != nil {
+			return err
+		}
+		defer console.close()
+		args = append(args, "--console-socket", console.path)
+		io = &stdio{fds: [3]int{s.devnull, s.devnull, s.devnull}}
+	} else if io, err = p.setupPipes(s.cfg.OpenStdin, s.devnull); err != nil {
+		return err
+	}
+	args = append(args, s.cfg.ID)
+	var masterc <-chan masterResult
+	if console != nil {
+		masterc = console.receive()
+	}
+	err = s.runtime(io.fds, args...)
+	io.closeChild()
+	if err != nil {
+		p.closeAll()
+		return err
+	}
+	if console != nil {
+		m, err := console.wait(masterc)
+		if err != nil {
+			s.runtime([3]int{s.devnull, s.devnull, s.devnull}, "delete", "--force", s.cfg.ID)
+			return err
+		}
+		p.setMaster(m)
+	}
+	if p.pid, err = readPid(filepath.Join(s.dir, "init.pid")); err != nil {
+		p.closeAll()
+		s.runtime([3]int{s.devnull, s.devnull, s.devnull}, "delete", "--force", s.cfg.ID)
+		return err
+	}
+	s.oom = findOOMCounter(p.pid)
+	if s.cfg.LogDriver != LogDriverNone {
+		if s.log, err = logs.Create(s.cfg.LogPath, s.cfg.LogOptions); err != nil {
+			p.closeAll()
+			s.runtime([3]int{s.devnull, s.devnull, s.devnull}, "delete", "--force", s.cfg.ID)
+			return err
+		}
+	}
+	s.init = p
+	p.startPumps(s.log)
+	return nil
+}
+
+func readPid(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("pid file %s: bad content %q", path, b)
+	}
+	return pid, nil
+}
+
+// consoleSocket receives a pty master from the runtime.
+type consoleSocket struct {
+	ln   *os.File
+	path string // as handed to the runtime
+	file string // on disk
+}
+
+type masterResult struct {
+	f   *os.File
+	err error
+}
+
+func (s *shim) newConsoleSocket() (*consoleSocket, error) {
+	s.mu.Lock()
+	s.consoleN++
+	name := "console-" + strconv.Itoa(s.consoleN) + ".sock"
+	s.mu.Unlock()
+	file := filepath.Join(s.dir, name)
+	os.Remove(file)
+	path := sockPath(s.dir, name, os.Getpid(), s.dirfd)
+	ln, err := listenUnix(path)
+	if err != nil {
+		return nil, fmt.Errorf("console socket: %w", err)
+	}
+	return &consoleSocket{ln: ln, path: path, file: file}, nil
+}
+
+func (c *consoleSocket) receive() <-chan masterResult {
+	ch := make(chan masterResult, 1)
+	go func() {
+		conn, err := accept(c.ln)
+		if err != nil {
+			ch <- masterResult{err: fmt.Errorf("console socket: %w", err)}
+			return
+		}
+		defer conn.Close()
+		m, err := recvFd(conn)
+		ch <- masterResult{f: m, err: err}
+	}()
+	return ch
+}
+
+// wait collects the master once the runtime has succeeded (the runtime
+// sends it before it returns, so it is there or never comes).
+func (c *consoleSocket) wait(ch <-chan masterResult) (*os.File, error) {
+	select {
+	case r := <-ch:
+		return r.f, r.err
+	case <-time.After(5 * time.Second):
+		c.ln.Close()
+		return nil, errors.New("runtime succeeded but sent no pty master to the console socket")
+	}
+}
+
+func (c *consoleSocket) close() {
+	c.ln.Close()
+	os.Remove(c.file)
+}
+
+// waitInit waits for the container's init to exit and records it.
+func (s *shim) waitInit() {
+	p := s.init
+	ws := <-s.reaper.watch(p.pid)
+	finished := time.Now().UTC()
+	oom := s.oom.read() > 0
+	null := [3]int{s.devnull, s.devnull, s.devnull}
+	// Kills what is left in the cgroup (a container sharing the host's pid
+	// namespace keeps its children) and removes it.
+	if err := s.runtime(null, "delete", "--force", s.cfg.ID); err != nil {
+		s.diagf("delete: %v", err)
+	}
+	p.drain()
+	if s.log != nil {
+		if err := s.log.Err(); err != nil {
+			s.diagf("log: %v", err)
+		}
+		if err := s.log.Close(); err != nil {
+			s.diagf("log: %v", err)
+		}
+	}
+	s.mu.Lock()
+	execs := make([]*process, 0, len(s.execs))
+	for _, e := range s.execs {
+		execs = append(execs, e)
+	}
+	started := s.startedAt
+	s.mu.Unlock()
+	for _, e := range execs {
+		select {
+		case <-e.exited:
+		case <-time.After(drainTimeout):
+			s.diagf("exec %s: still not finished after the container's exit", e.id)
+		}
+	}
+	p.exit = ExitStatus{ExitCode: exitCode(ws), OOMKilled: oom, Pid: p.pid, StartedAt: started, FinishedAt: finished}
+	if err := writeFileAtomic(filepath.Join(s.dir, ExitFile), p.exit); err != nil {
+		s.diagf("record exit: %v", err)
+	}
+	s.mu.Lock()
+	s.status = StatusStopped
+	s.mu.Unlock()
+	close(p.exited)
+	close(s.done)
+}
+
+// writeFileAtomic writes v as JSON to path so that a crash leaves either
+// the old file or the whole new one.
+func writeFileAtomic(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
