@@ -76,7 +76,7 @@ func rel(root, p string) string {
 }
 
 type cgroupMount struct {
-	point, root   string
+	point, root  string
 	v1Memory, v2 bool
 }
 
