@@ -349,13 +349,23 @@ func Generate(in Input) (*specs.Spec, error) {
 }
 
 // makeWorkdir creates dir inside rootfs (every symlink resolved inside
-// it) when missing. An existing non-directory is dockerd's error.
+// it) when missing. An existing non-directory is dockerd's error. A
+// dangling symlink on the way is refused rather than followed: pathrs
+// will not create directories through it.
 func makeWorkdir(rootfs, dir string) error {
-	err := pathrs.MkdirAll(rootfs, dir, 0o755)
-	if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EEXIST) {
-		return invalid("Cannot mkdir: %s is not a directory", dir)
+	if h, err := pathrs.OpenInRoot(rootfs, dir); err == nil {
+		var st unix.Stat_t
+		serr := unix.Fstat(int(h.Fd()), &st)
+		h.Close()
+		if serr == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return invalid("Cannot mkdir: %s is not a directory", dir)
+		}
+		return nil
 	}
-	if err != nil {
+	if err := pathrs.MkdirAll(rootfs, dir, 0o755); err != nil {
+		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EEXIST) {
+			return invalid("Cannot mkdir: %s is not a directory (%v)", dir, err)
+		}
 		return fmt.Errorf("create working directory %s in %s: %w", dir, rootfs, err)
 	}
 	return nil

@@ -139,7 +139,7 @@ func readRootfsFile(rootfs, path string) ([]byte, error) {
 		return nil, fmt.Errorf("open %s in rootfs %s: %w", path, rootfs, err)
 	}
 	defer h.Close()
-	f, err := pathrs.Reopen(h, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW)
+	f, err := pathrs.Reopen(h, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("open %s in rootfs %s: %w", path, rootfs, err)
 	}
