@@ -363,8 +363,10 @@ func TestSeccompFollowsCapabilities(t *testing.T) {
 			t.Errorf("profile does not allow %s with CAP_SYS_ADMIN", sc)
 		}
 	}
-	if allows(plain, "process_vm_readv") || !allows(admin, "process_vm_readv") {
-		t.Error("process_vm_readv must follow CAP_SYS_PTRACE")
+	for _, sc := range []string{"kcmp", "pidfd_getfd"} {
+		if allows(plain, sc) || !allows(admin, sc) {
+			t.Errorf("%s must be allowed exactly with CAP_SYS_PTRACE", sc)
+		}
 	}
 	if !allows(plain, "read") || !allows(plain, "execve") {
 		t.Error("default profile does not allow read/execve")
@@ -478,12 +480,12 @@ func TestExitCodeOf(t *testing.T) {
 	for msg, want := range map[string]int{
 		// What runc reported to dockerd for `docker run busybox /nonexist`, `/etc`, `/etc/passwd`.
 		`runc create failed: unable to start container process: exec: "/nonexist": stat /nonexist: no such file or directory`: 127,
-		`exec: "env": executable file not found in $PATH`:                                                                  127,
-		`unable to start container process: exec: "/etc": permission denied`:                                                126,
-		`exec: "/etc/passwd": permission denied`:                                                                             126,
-		`exec /etc: is a directory`:                                                                                          126,
-		`mount /x to rootfs at /etc/hosts: not a directory`:                                                                  127,
-		`unable to apply caps: operation not permitted`:                                                                      128,
+		`exec: "env": executable file not found in $PATH`:                                                                     127,
+		`unable to start container process: exec: "/etc": permission denied`:                                                  126,
+		`exec: "/etc/passwd": permission denied`:                                                                              126,
+		`exec /etc: is a directory`:                                                                                           126,
+		`mount /x to rootfs at /etc/hosts: not a directory`:                                                                   127,
+		`unable to apply caps: operation not permitted`:                                                                       128,
 	} {
 		if got := ExitCodeOf(msg); got != want {
 			t.Errorf("ExitCodeOf(%q) = %d, want %d", msg, got, want)
