@@ -72,7 +72,7 @@ func (c *Cli) newPsCmd(use string) *cobra.Command {
 				}
 			}
 			// A custom format that shows the size asks the daemon for it.
-			if strings.Contains(fmtStr, ".Size") {
+			if format.NeedsSize(fmtStr) {
 				o.Size = true
 			}
 			res, err := api.ContainerList(context.Background(), o)
@@ -190,6 +190,9 @@ func (c *Cli) newRmCmd(use string) *cobra.Command {
 					return errors.New("Container name cannot be empty")
 				}
 				_, err := api.ContainerRemove(ctx, n, client.ContainerRemoveOptions{Force: force, RemoveVolumes: volumes, RemoveLinks: link})
+				if isNotFound(err) {
+					return fmt.Errorf("Error: No such container: %s", n)
+				}
 				return err
 			})
 		},

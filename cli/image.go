@@ -245,6 +245,9 @@ func (c *Cli) newRmiCmd(use string) *cobra.Command {
 			var errs []string
 			for _, img := range args {
 				res, err := api.ImageRemove(context.Background(), img, client.ImageRemoveOptions{Force: force, PruneChildren: !noPrune})
+				if isNotFound(err) {
+					err = fmt.Errorf("Error: No such image: %s", img)
+				}
 				if err != nil {
 					errs = append(errs, err.Error())
 					continue
@@ -410,7 +413,7 @@ func (c *Cli) newImportCmd() *cobra.Command {
 			return progress.Replay(resp, progress.New(c.Out))
 		},
 	}
-	cmd.Flags().StringSliceVarP(&changes, "change", "c", nil, "Apply Dockerfile instruction to the created image")
+	cmd.Flags().StringArrayVarP(&changes, "change", "c", nil, "Apply Dockerfile instruction to the created image")
 	cmd.Flags().StringVarP(&message, "message", "m", "", "Set commit message for imported image")
 	cmd.Flags().StringVar(&platform, "platform", "", "Set platform if server is multi-platform capable")
 	return cmd
@@ -442,7 +445,16 @@ func (c *Cli) newHistoryCmd() *cobra.Command {
 			for _, h := range res.Items {
 				rows = append(rows, format.History{H: h, Trunc: !noTrunc, Human: human})
 			}
-			return format.Write(c.Out, format.Format(fmtStr), rows, format.HistoryHeader)
+			header := format.HistoryHeader
+			if !human {
+				// docker history -H=false shows times, and names the column so.
+				header = map[string]string{}
+				for k, v := range format.HistoryHeader {
+					header[k] = v
+				}
+				header["CreatedSince"] = "CREATED AT"
+			}
+			return format.Write(c.Out, format.Format(fmtStr), rows, header)
 		},
 	}
 	cmd.Flags().BoolVarP(&human, "human", "H", true, "Print sizes and dates in human readable format")

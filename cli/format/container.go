@@ -2,6 +2,7 @@ package format
 
 import (
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +35,17 @@ type Container struct {
 	Trunc bool
 	// Now is the time RunningFor is measured against.
 	Now time.Time
+	// sizeUsed records that a template asked for Size.
+	sizeUsed *bool
+}
+
+// NeedsSize reports whether a ps format shows sizes, so the daemon must
+// compute them (docker ps asks for them only then).
+func NeedsSize(text string) bool {
+	used := false
+	probe := Container{Trunc: true, sizeUsed: &used}
+	Write(io.Discard, Format(text), []Context{probe}, nil)
+	return used
 }
 
 // Header returns docker ps's column names.
@@ -128,6 +140,9 @@ func (c Container) Status() string { return c.C.Status }
 
 // Size is the writable layer's size and the virtual size.
 func (c Container) Size() string {
+	if c.sizeUsed != nil {
+		*c.sizeUsed = true
+	}
 	srw := units.HumanSizeWithPrecision(float64(c.C.SizeRw), 3)
 	if c.C.SizeRootFs > 0 {
 		return fmt.Sprintf("%s (virtual %s)", srw, units.HumanSizeWithPrecision(float64(c.C.SizeRootFs), 3))

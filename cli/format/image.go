@@ -72,8 +72,8 @@ func (i Image) CreatedAt() string { return time.Unix(i.I.Created, 0).String() }
 // Size is the image's size, human readable.
 func (i Image) Size() string { return units.HumanSizeWithPrecision(float64(i.I.Size), 3) }
 
-// VirtualSize is Size (images have no other virtual size any more).
-func (i Image) VirtualSize() string { return i.Size() }
+// VirtualSize is the image size with Docker's default precision.
+func (i Image) VirtualSize() string { return units.HumanSize(float64(i.I.Size)) }
 
 // Containers counts the containers of the image, N/A when unknown.
 func (i Image) Containers() string {
