@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -16,8 +17,8 @@ import (
 
 	"github.com/berth-dev/berth/api/filters"
 	"github.com/berth-dev/berth/api/server"
-	"github.com/berth-dev/berth/errdefs"
 	daemonevents "github.com/berth-dev/berth/daemon/events"
+	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/image/archive"
 	"github.com/berth-dev/berth/image/progress"
 	"github.com/berth-dev/berth/image/reference"
@@ -128,9 +129,39 @@ func (b *imageBackend) ImageList(ctx context.Context, opts server.ImageListOptio
 		if opts.SharedSize {
 			s.SharedSize = sharedSize(img, shared)
 		}
+		if refs := f.Get("reference"); len(refs) > 0 {
+			// Like dockerd, only the names that matched are listed.
+			s.RepoTags = matchingNames(s.RepoTags, refs)
+			s.RepoDigests = matchingNames(s.RepoDigests, refs)
+		}
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// matchingNames keeps the familiar names ("repo:tag", "repo@digest")
+// that a reference pattern matches, by repository or as a whole.
+func matchingNames(names, patterns []string) []string {
+	out := []string{}
+	for _, n := range names {
+		repo := n
+		if i := strings.IndexByte(n, '@'); i >= 0 {
+			repo = n[:i]
+		} else if i := strings.LastIndexByte(n, ':'); i > strings.LastIndexByte(n, '/') {
+			repo = n[:i]
+		}
+		for _, p := range patterns {
+			if ok, _ := path.Match(p, repo); ok {
+				out = append(out, n)
+				break
+			}
+			if ok, _ := path.Match(p, n); ok {
+				out = append(out, n)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // negLabelMatch reports whether labels match any "label!" filter (such

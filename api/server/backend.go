@@ -222,8 +222,8 @@ type LogsOptions struct {
 
 // AttachOptions are the parameters of attach (and its websocket form).
 type AttachOptions struct {
-	Stream, Logs                      bool
-	UseStdin, UseStdout, UseStderr    bool
+	Stream, Logs                   bool
+	UseStdin, UseStdout, UseStderr bool
 	// DetachKeys overrides the detach sequence ("ctrl-p,ctrl-q").
 	DetachKeys string
 	// Streams takes the connection over and returns the client's stdin
