@@ -43,7 +43,19 @@ var (
 	ErrPermissionDenied = errors.New("permission denied")
 	// ErrUnauthenticated: credentials are missing or rejected.
 	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrNotModified: there was nothing to do (starting a running
+	// container, stopping a stopped one); dockerd answers 304. It has the
+	// NotModified method the API server looks for.
+	ErrNotModified error = notModified{}
 )
+
+type notModified struct{}
+
+func (notModified) Error() string { return "not modified" }
+func (notModified) NotModified()  {}
+
+// IsNotModified reports whether err is in the ErrNotModified category.
+func IsNotModified(err error) bool { return errors.Is(err, ErrNotModified) }
 
 // IsNotFound reports whether err is in the ErrNotFound category.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
