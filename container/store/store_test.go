@@ -233,7 +233,7 @@ func TestUpdateRenameDelete(t *testing.T) {
 
 	for _, tc := range []struct {
 		ref, name, want string
-		check       func(error) bool
+		check           func(error) bool
 	}{
 		{"a1", "b1", `Conflict. The container name "/b1" is already in use by container "` + b.ID + `"`, errdefs.IsConflict},
 		{"a1", "a1", "Renaming a container with the same name as its current name", errdefs.IsInvalidArgument},
@@ -288,6 +288,7 @@ func TestCrashDuringWrites(t *testing.T) {
 	root := t.TempDir()
 	s := openStore(t, root)
 	c := newContainer(t, "crashy")
+	c.Config.Labels = map[string]string{"pid": "0"}
 	if err := s.Create(c); err != nil {
 		t.Fatal(err)
 	}
