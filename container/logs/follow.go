@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -98,7 +99,7 @@ func (r *reader) nextFile(cur *logFile) (*logFile, error) {
 		}
 		return nil, fmt.Errorf("stat log %s: %w", r.path, err)
 	}
-	if sys, ok := st.Sys().(*unix.Stat_t); !ok || sys.Ino == cur.ino {
+	if sys, ok := st.Sys().(*syscall.Stat_t); !ok || sys.Ino == cur.ino {
 		return nil, nil
 	}
 	// cur was rotated. If it is still among the rotated files, the next

@@ -71,7 +71,15 @@ func (l *File) add(stream string, line []byte, ts time.Time) {
 	n := len(l.buf)
 	l.buf = appendEntry(l.buf, line, stream, l.tsBuf)
 	l.size += int64(len(l.buf) - n)
+	// A read of short lines makes many entries (16 KiB of "y\n" is 8192):
+	// write them in slices instead of growing the buffer.
+	if len(l.buf) >= flushSize {
+		l.flush()
+	}
 }
+
+// flushSize is the write size of a burst of entries.
+const flushSize = 64 << 10
 
 func (l *File) flush() error {
 	if len(l.buf) == 0 || l.f == nil {
@@ -86,8 +94,8 @@ func (l *File) flush() error {
 			l.err = err
 		}
 	}
-	// A buffer grown by a burst is not kept around for the container's life.
-	if cap(l.buf) > 256<<10 {
+	// A buffer grown by a huge line is not kept for the container's life.
+	if cap(l.buf) > 4*flushSize {
 		l.buf = nil
 	}
 	return err

@@ -162,6 +162,9 @@ func newCtr(t *testing.T, mod func(*shim.Config), opts ...testutil.Option) *ctr 
 func (c *ctr) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	if c.s != nil {
+		defer waitGone(c.t, c.s.ShimPid())
+	}
 	s, err := client.Connect(ctx, c.dir)
 	if err == nil {
 		if _, exited := s.Exited(); !exited {
