@@ -318,3 +318,5 @@ func newCtrRoot(t *testing.T, mod func(*shim.Config), opts ...testutil.Option) *
 func withArgs0(arg0 string) testutil.Option {
 	return testutil.WithSpec(func(s *specs.Spec) { s.Process.Args[0] = arg0 })
 }
+
+func itoa(i int) string { return strconv.Itoa(i) }
