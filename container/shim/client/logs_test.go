@@ -188,16 +188,25 @@ func TestFlood(t *testing.T) {
 	}
 }
 
-// The shim's memory while a quiet container runs.
+// The shim's memory while quiet containers run: RSS of one shim, and PSS
+// with four shims sharing the executable's pages (what a host running many
+// containers pays per container).
 func TestShimRSS(t *testing.T) {
-	c := create(t, nil, testutil.WithArgs("sleep", "1000"))
-	c.start()
-	time.Sleep(200 * time.Millisecond)
-	r, p := rss(c.s.ShimPid())
-	if r == 0 {
-		t.Fatalf("no RSS for shim %d", c.s.ShimPid())
+	var cs []*ctr
+	for i := 0; i < 4; i++ {
+		c := create(t, nil, testutil.WithArgs("sleep", "1000"))
+		c.start()
+		cs = append(cs, c)
 	}
-	t.Logf("shim with a running container: RSS %d kB, PSS %d kB", r, p)
+	time.Sleep(300 * time.Millisecond)
+	for _, c := range cs {
+		r, p := rss(c.s.ShimPid())
+		if r == 0 {
+			t.Fatalf("no RSS for shim %d", c.s.ShimPid())
+		}
+		t.Logf("shim %d with a running container: RSS %d kB, PSS %d kB (%s)", c.s.ShimPid(), r, p, rssSplit(c.s.ShimPid()))
+	}
+	c := cs[0]
 	if os.Getenv("SHIM_SMAPS") != "" {
 		b, _ := os.ReadFile("/proc/" + strconv.Itoa(c.s.ShimPid()) + "/smaps")
 		var cur string

@@ -320,3 +320,15 @@ func withArgs0(arg0 string) testutil.Option {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// rssSplit returns the RssAnon and RssFile lines of a process.
+func rssSplit(pid int) string {
+	status, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	var parts []string
+	for _, l := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(l, "RssAnon:") || strings.HasPrefix(l, "RssFile:") {
+			parts = append(parts, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
