@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/internal/testutil/berthd"
+	"github.com/berth-dev/berth/internal/testutil/images"
 )
 
 func TestMain(m *testing.M) {
@@ -105,3 +106,6 @@ func lines(s string) []string {
 	}
 	return out
 }
+
+// busyboxLayout is the busybox fixture's OCI layout.
+func busyboxLayout(t *testing.T) string { return images.Busybox(t).Layout }
