@@ -29,10 +29,6 @@ func (s *Server) imageList(w http.ResponseWriter, r *http.Request) error {
 	if _, err := f.Bool("dangling"); err != nil {
 		return err
 	}
-	// API 1.41 clients may still send the filter as a parameter.
-	if ref := r.FormValue("filter"); ref != "" && versionBefore(r.Context(), "1.41") {
-		f.Add("reference", ref)
-	}
 	items, err := s.b.Images.ImageList(r.Context(), ImageListOptions{
 		All:        boolValue(r, "all"),
 		SharedSize: boolValue(r, "shared-size"),
