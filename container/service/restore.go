@@ -1,0 +1,84 @@
+package service
+
+import (
+	"context"
+
+	"github.com/moby/moby/api/types/container"
+
+	"github.com/berth-dev/berth/container/shim"
+	"github.com/berth-dev/berth/container/shim/client"
+	"github.com/berth-dev/berth/container/store"
+)
+
+// restore reconciles the records with the shims after a daemon start:
+// running containers are followed again, exits that happened while the
+// daemon was away are recorded (with their restart policy or --rm), and
+// interrupted removals are finished.
+func (s *Service) restore(ctx context.Context) {
+	all, err := s.store.List(store.ListOptions{All: true})
+	if err != nil {
+		s.opts.Logf("restore: %v", err)
+		return
+	}
+	for _, rec := range all {
+		c := s.ctr(rec.ID)
+		switch {
+		case rec.State.RemovalInProgress:
+			if err := s.finishRemove(ctx, c, rec); err != nil {
+				s.opts.Logf("container %s: finish removal: %v", rec.ID, err)
+			}
+		case rec.State.Running && !rec.State.Restarting:
+			s.reattach(ctx, c, rec)
+		case rec.State.Restarting:
+			go s.restartLater(c, rec)
+		default:
+			s.startAtBoot(c, rec)
+		}
+	}
+}
+
+// reattach follows a container that was running when the daemon stopped.
+func (s *Service) reattach(ctx context.Context, c *ctr, rec *store.Container) {
+	sh, err := client.Connect(ctx, s.bundleDir(rec.ID))
+	if err != nil {
+		// No shim and no recorded exit: the host rebooted, or the shim
+		// was killed. The container is gone.
+		s.opts.Logf("container %s: %v", rec.ID, err)
+		s.onExit(c, shim.ExitStatus{ExitCode: 255}, nil)
+		return
+	}
+	if st, ok := sh.Exited(); ok {
+		s.onExit(c, st, nil)
+		return
+	}
+	exited := make(chan struct{})
+	c.mu.Lock()
+	c.shim, c.exited = sh, exited
+	c.mu.Unlock()
+	go s.monitor(c, sh, exited)
+}
+
+// startAtBoot applies what dockerd does for stopped containers at its
+// start: --rm ones that ended while it was away are removed, and those
+// whose policy is always (or unless-stopped, not stopped by hand) start.
+func (s *Service) startAtBoot(c *ctr, rec *store.Container) {
+	if !rec.HasBeenStartedBefore {
+		return
+	}
+	if rec.HostConfig.AutoRemove {
+		go func() {
+			if err := s.Remove(context.Background(), rec.ID, RemoveOptions{Force: true}); err != nil {
+				s.opts.Logf("container %s: --rm: %v", rec.ID, err)
+			}
+		}()
+		return
+	}
+	p := rec.HostConfig.RestartPolicy.Name
+	if p == container.RestartPolicyAlways || (p == container.RestartPolicyUnlessStopped && !rec.HasBeenManuallyStopped) {
+		go func() {
+			if err := s.Start(context.Background(), rec.ID); err != nil {
+				s.opts.Logf("container %s: start at daemon start: %v", rec.ID, err)
+			}
+		}()
+	}
+}

@@ -1,0 +1,362 @@
+package service_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+
+	"github.com/berth-dev/berth/container/logs"
+	"github.com/berth-dev/berth/container/service"
+	"github.com/berth-dev/berth/container/store"
+	"github.com/berth-dev/berth/errdefs"
+	imageservice "github.com/berth-dev/berth/image/service"
+	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/berth-dev/berth/internal/testutil/fixture"
+	"github.com/berth-dev/berth/internal/testutil/images"
+)
+
+var bins fixture.Engine
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		os.Exit(m.Run()) // the tests skip
+	}
+	dir, err := os.MkdirTemp("", "berth-bins-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bins, err = fixture.BuildEngine(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// env is an image service holding busybox and a container service on it.
+type env struct {
+	t    *testing.T
+	imgs *imageservice.Service
+	svc  *service.Service
+	opts service.Options
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	testutil.RequireRoot(t)
+	root := t.TempDir()
+	// Shim sockets live below ExecRoot: keep it short, as /run/berth is.
+	execRoot, err := os.MkdirTemp("/run", "bt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(execRoot) })
+	imgs, err := imageservice.Open(filepath.Join(root, "image"), imageservice.Options{ConfigPath: filepath.Join(root, "config.json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { imgs.Close() })
+	f, err := os.Open(images.Busybox(t).Archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := imgs.Load(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	cgroup := "/" + testutil.UniqueName(t)
+	t.Cleanup(func() { testutil.RemoveCgroupTree(cgroup) })
+	e := &env{t: t, imgs: imgs, opts: service.Options{
+		Root: filepath.Join(root, "containers"), ExecRoot: execRoot, Images: imgs,
+		Runtime: bins.Runtime, Shim: bins.Shim, Init: bins.Init, CgroupParent: cgroup,
+		Logf: t.Logf,
+	}}
+	e.open()
+	return e
+}
+
+// open starts a service on e's roots, as a daemon (re)start does. The
+// cleanup removes every container it knows.
+func (e *env) open() {
+	e.t.Helper()
+	svc, err := service.Open(context.Background(), e.opts)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.svc = svc
+	e.t.Cleanup(func() {
+		all, _ := svc.Store().List(store.ListOptions{All: true})
+		for _, c := range all {
+			if err := svc.Remove(context.Background(), c.ID, service.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+				e.t.Errorf("cleanup: remove %s: %v", c.ID, err)
+			}
+		}
+		svc.Close()
+	})
+}
+
+func (e *env) create(cfg *container.Config, hc *container.HostConfig) string {
+	e.t.Helper()
+	if cfg.Image == "" {
+		cfg.Image = "busybox"
+	}
+	id, _, err := e.svc.Create(context.Background(), service.CreateOptions{Config: cfg, HostConfig: hc})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return id
+}
+
+func (e *env) wait(id string, cond container.WaitCondition) container.WaitResponse {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ch, err := e.svc.Wait(ctx, id, cond)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	select {
+	case r := <-ch:
+		return r
+	case <-ctx.Done():
+		e.t.Fatalf("wait %s for %s: timed out", id, cond)
+	}
+	return container.WaitResponse{}
+}
+
+// demux reads Docker's stdcopy frames until EOF.
+func demux(t *testing.T, r io.Reader) (stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	hdr := make([]byte, 8)
+	for {
+		if _, err := io.ReadFull(r, hdr); err != nil {
+			return out.String(), errb.String()
+		}
+		n := binary.BigEndian.Uint32(hdr[4:])
+		w := &out
+		if hdr[0] == 2 {
+			w = &errb
+		}
+		if _, err := io.CopyN(w, r, int64(n)); err != nil {
+			t.Fatalf("frame of %d bytes: %v", n, err)
+		}
+	}
+}
+
+// TestRun is `docker run`: attach, start, output on both streams, exit
+// code, the json-file log, and remove.
+func TestRun(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := e.create(&container.Config{Cmd: []string{"sh", "-c", "echo out; echo err >&2; exit 3"}}, nil)
+	type res struct {
+		conn *net.UnixConn
+		err  error
+	}
+	attached := make(chan res, 1)
+	go func() {
+		conn, _, err := e.svc.Attach(ctx, id, service.AttachOptions{Stdout: true, Stderr: true})
+		attached <- res{conn, err}
+	}()
+	time.Sleep(100 * time.Millisecond) // the attach is pending before the start
+	if err := e.svc.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	a := <-attached
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	stdout, stderr := demux(t, a.conn)
+	a.conn.Close()
+	if stdout != "out\n" || stderr != "err\n" {
+		t.Errorf("attach: stdout %q stderr %q", stdout, stderr)
+	}
+	if r := e.wait(id, container.WaitConditionNotRunning); r.StatusCode != 3 {
+		t.Errorf("exit code %d, want 3", r.StatusCode)
+	}
+	rec, err := e.svc.Store().Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.State.Running || rec.State.ExitCode != 3 || rec.State.FinishedAt.IsZero() {
+		t.Errorf("state after exit: %+v", rec.State)
+	}
+	var lines []string
+	if err := logs.Read(ctx, rec.LogPath, logs.ReadOptions{Stdout: true, Stderr: true, Tail: -1}, func(en logs.Entry) error {
+		lines = append(lines, en.Stream+":"+string(en.Line))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(lines, ""); !strings.Contains(got, "stdout:out\n") || !strings.Contains(got, "stderr:err\n") {
+		t.Errorf("log: %q", lines)
+	}
+	// Started again, it runs again.
+	if err := e.svc.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.wait(id, container.WaitConditionNotRunning); r.StatusCode != 3 {
+		t.Errorf("second run: exit code %d", r.StatusCode)
+	}
+	if err := e.svc.Remove(ctx, id, service.RemoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Store().Get(id); !errdefs.IsNotFound(err) {
+		t.Errorf("after remove: %v", err)
+	}
+	if _, err := e.imgs.ContainerMounts(ctx, id); !errdefs.IsNotFound(err) {
+		t.Errorf("the container snapshot survived the remove: %v", err)
+	}
+}
+
+// TestStopAndRemove: stop escalates to SIGKILL after the timeout (busybox
+// sleep as pid 1 ignores SIGTERM), rm refuses a running container unless
+// forced, and a missing command exits 127.
+func TestStopAndRemove(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := e.create(&container.Config{Cmd: []string{"sleep", "1000"}}, nil)
+	if err := e.svc.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Start(ctx, id); !errdefs.IsNotModified(err) {
+		t.Errorf("start of a running container: %v", err)
+	}
+	if err := e.svc.Remove(ctx, id, service.RemoveOptions{}); !errdefs.IsConflict(err) {
+		t.Errorf("rm of a running container: %v", err)
+	}
+	one := 1
+	start := time.Now()
+	if err := e.svc.Stop(ctx, id, "", &one); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < time.Second {
+		t.Errorf("stop returned after %v, before the timeout", d)
+	}
+	rec, _ := e.svc.Store().Get(id)
+	if rec.State.Running || rec.State.ExitCode != 137 {
+		t.Errorf("after stop: %+v", rec.State)
+	}
+	if err := e.svc.Stop(ctx, id, "", nil); !errdefs.IsNotModified(err) {
+		t.Errorf("stop of a stopped container: %v", err)
+	}
+
+	id2 := e.create(&container.Config{Cmd: []string{"sleep", "1000"}}, nil)
+	if err := e.svc.Start(ctx, id2); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Remove(ctx, id2, service.RemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+
+	id3 := e.create(&container.Config{Cmd: []string{"/no/such/command"}}, nil)
+	err := e.svc.Start(ctx, id3)
+	if !errdefs.IsInvalidArgument(err) {
+		t.Errorf("start of a missing command: %v", err)
+	}
+	if rec, _ := e.svc.Store().Get(id3); rec.State.ExitCode != 127 || rec.State.Running {
+		t.Errorf("missing command: state %+v", rec.State)
+	}
+}
+
+// TestRestartPolicies: on-failure:2 restarts twice, --rm removes the
+// container after it exits.
+func TestRestartPolicies(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := e.create(&container.Config{Cmd: []string{"sh", "-c", "exit 1"}},
+		&container.HostConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyOnFailure, MaximumRetryCount: 2}})
+	if err := e.svc.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rec, err := e.svc.Store().Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.RestartCount == 2 && !rec.State.Running {
+			if rec.State.ExitCode != 1 {
+				t.Errorf("exit code %d", rec.State.ExitCode)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("on-failure:2: restart count %d, state %+v", rec.RestartCount, rec.State)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	rm := e.create(&container.Config{Cmd: []string{"true"}}, &container.HostConfig{AutoRemove: true})
+	if err := e.svc.Start(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.wait(rm, container.WaitConditionRemoved); r.StatusCode != 0 {
+		t.Errorf("--rm: exit code %d", r.StatusCode)
+	}
+	if _, err := e.svc.Store().Get(rm); !errdefs.IsNotFound(err) {
+		t.Errorf("--rm container still there: %v", err)
+	}
+}
+
+// TestExec runs processes in a running container: output, exit code,
+// environment.
+func TestExec(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := e.create(&container.Config{Cmd: []string{"sleep", "1000"}, Env: []string{"A=container"}}, nil)
+	if err := e.svc.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	execID, err := e.svc.ExecCreate(ctx, id, container.ExecCreateRequest{
+		Cmd: []string{"sh", "-c", "echo $A $B; echo oops >&2; exit 5"}, Env: []string{"B=exec"},
+		AttachStdout: true, AttachStderr: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, tty, err := e.svc.ExecStart(ctx, execID, nil)
+	if err != nil || tty {
+		t.Fatal(err, tty)
+	}
+	stdout, stderr := demux(t, conn)
+	conn.Close()
+	if stdout != "container exec\n" || stderr != "oops\n" {
+		t.Errorf("exec output %q %q", stdout, stderr)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		insp, err := e.svc.ExecInspect(ctx, execID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !insp.Running && insp.ExitCode != nil {
+			if *insp.ExitCode != 5 {
+				t.Errorf("exec exit code %d", *insp.ExitCode)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exec still running: %+v", insp)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, _, err := e.svc.ExecStart(ctx, execID, nil); !errdefs.IsConflict(err) {
+		t.Errorf("second start of an exec: %v", err)
+	}
+}

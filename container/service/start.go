@@ -1,0 +1,305 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
+
+	"github.com/berth-dev/berth/container/logs"
+	"github.com/berth-dev/berth/container/shim"
+	"github.com/berth-dev/berth/container/shim/client"
+	"github.com/berth-dev/berth/container/spec"
+	"github.com/berth-dev/berth/container/store"
+	"github.com/berth-dev/berth/errdefs"
+	"github.com/berth-dev/berth/snapshot"
+)
+
+// pendingAttach is an attach made while the container is not running: it
+// is connected when the container next starts, before its process runs,
+// so that `docker run` (attach, then start) loses no output.
+type pendingAttach struct {
+	opts  client.AttachOptions
+	ready chan attachResult
+}
+
+type attachResult struct {
+	conn *net.UnixConn
+	err  error
+}
+
+// Start starts a created or stopped container.
+func (s *Service) Start(ctx context.Context, name string) error {
+	rec, err := s.store.Get(name)
+	if err != nil {
+		return err
+	}
+	c := s.ctr(rec.ID)
+	c.op.Lock()
+	defer c.op.Unlock()
+	if rec, err = s.store.Get(rec.ID); err != nil {
+		return err
+	}
+	return s.start(ctx, c, rec)
+}
+
+// start runs rec; c.op is held.
+func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error {
+	switch st := rec.State; {
+	case st.Running && st.Paused:
+		return fmt.Errorf("cannot start a paused container, try unpause instead: %w", errdefs.ErrConflict)
+	case st.Running && !st.Restarting:
+		return fmt.Errorf("container %s is already running: %w", rec.ID, errdefs.ErrNotModified)
+	case st.RemovalInProgress || st.Dead:
+		return fmt.Errorf("container is marked for removal and cannot be started: %w", errdefs.ErrConflict)
+	}
+	// A start outlives the request that asked for it.
+	ctx = context.WithoutCancel(ctx)
+	sh, err := s.launch(ctx, rec)
+	if err != nil {
+		msg := err.Error()
+		code := spec.ExitCodeOf(msg)
+		s.store.Update(rec.ID, func(r *store.Container) error {
+			r.State.Running, r.State.Restarting, r.State.Pid = false, false, 0
+			r.State.ExitCode, r.State.Error = code, msg
+			return nil
+		})
+		s.teardown(rec.ID)
+		c.notify()
+		if code == 126 || code == 127 {
+			return fmt.Errorf("%s: %w", msg, errdefs.ErrInvalidArgument)
+		}
+		return err
+	}
+	s.connectPending(ctx, c, sh)
+	if err := sh.Start(ctx); err != nil {
+		sh.Kill(ctx, 9, true)
+		sh.Wait(ctx, "")
+		s.store.Update(rec.ID, func(r *store.Container) error {
+			r.State.Running, r.State.Restarting, r.State.Pid = false, false, 0
+			r.State.ExitCode, r.State.Error = 128, err.Error()
+			return nil
+		})
+		s.teardown(rec.ID)
+		c.notify()
+		return err
+	}
+	exited := make(chan struct{})
+	c.mu.Lock()
+	c.shim, c.exited, c.stopping = sh, exited, false
+	c.mu.Unlock()
+	rec, err = s.store.Update(rec.ID, func(r *store.Container) error {
+		r.State = store.State{Running: true, Pid: sh.Pid(), StartedAt: now()}
+		r.HasBeenStartedBefore, r.HasBeenManuallyStopped = true, false
+		return nil
+	})
+	if err != nil {
+		s.opts.Logf("container %s: record the start: %v", c.id, err)
+	} else {
+		s.publish(rec, events.ActionStart, nil)
+	}
+	c.notify()
+	go s.monitor(c, sh, exited)
+	return nil
+}
+
+// launch mounts rec's rootfs, writes its bundle and starts its shim, which
+// creates the container (its process waits for start).
+func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shim, error) {
+	bundle := s.bundleDir(rec.ID)
+	rootfs := filepath.Join(bundle, "rootfs")
+	if err := os.MkdirAll(rootfs, 0o700); err != nil {
+		return nil, err
+	}
+	// Whatever a previous run left (its exit is in the record already).
+	for _, f := range []string{shim.ExitFile, shim.SocketFile} {
+		os.Remove(filepath.Join(bundle, f))
+	}
+	if err := snapshot.UnmountAll(rootfs); err != nil {
+		return nil, err
+	}
+	mounts, err := s.opts.Images.ContainerMounts(ctx, rec.ID)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: rootfs: %w", rec.ID, err)
+	}
+	if err := snapshot.MountAll(mounts, rootfs); err != nil {
+		return nil, fmt.Errorf("container %s: mount rootfs: %w", rec.ID, err)
+	}
+	imgCfg, err := s.imageConfig(ctx, rec.Image)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := spec.Generate(spec.Input{
+		ID: rec.ID, Config: rec.Config, HostConfig: rec.HostConfig, Image: imgCfg,
+		Rootfs: rootfs, Dir: s.store.Dir(rec.ID), InitBinary: s.opts.Init, CgroupParent: s.opts.CgroupParent,
+	})
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(sp)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
+		return nil, err
+	}
+	logOpts, err := logs.ParseOptions(rec.HostConfig.LogConfig.Config)
+	if err != nil {
+		return nil, err
+	}
+	driver := shim.LogDriverJSONFile
+	if rec.HostConfig.LogConfig.Type == "none" {
+		driver = shim.LogDriverNone
+	}
+	return client.Start(ctx, bundle, shim.Config{
+		ID: rec.ID, Bundle: bundle, Runtime: s.opts.Runtime, RuntimeRoot: s.runtimeRoot(),
+		LogDriver: driver, LogPath: rec.LogPath, LogOptions: logOpts,
+		Tty: rec.Config.Tty, OpenStdin: rec.Config.OpenStdin, StdinOnce: rec.Config.StdinOnce,
+		Binary: s.opts.Shim,
+	})
+}
+
+// connectPending attaches the clients that waited for this start.
+func (s *Service) connectPending(ctx context.Context, c *ctr, sh *client.Shim) {
+	c.mu.Lock()
+	pending := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	for _, p := range pending {
+		conn, err := sh.Attach(ctx, p.opts)
+		p.ready <- attachResult{conn, err}
+	}
+}
+
+// teardown unmounts a container's rootfs and removes its bundle.
+func (s *Service) teardown(id string) {
+	bundle := s.bundleDir(id)
+	if err := snapshot.UnmountAll(filepath.Join(bundle, "rootfs")); err != nil {
+		s.opts.Logf("container %s: %v", id, err)
+		return
+	}
+	if err := os.RemoveAll(bundle); err != nil {
+		s.opts.Logf("container %s: remove bundle: %v", id, err)
+	}
+}
+
+// monitor waits for the end of the run that sh supervises.
+func (s *Service) monitor(c *ctr, sh *client.Shim, exited chan struct{}) {
+	st, err := sh.Wait(context.Background(), "")
+	if err != nil {
+		// The shim went without recording an exit (killed): the
+		// container's fate is unknown, as dockerd reports a lost task.
+		s.opts.Logf("container %s: shim: %v", c.id, err)
+		st = shim.ExitStatus{ExitCode: 255, FinishedAt: now()}
+	}
+	s.onExit(c, st, exited)
+}
+
+// onExit records the end of a run, then applies the restart policy or
+// --rm.
+func (s *Service) onExit(c *ctr, st shim.ExitStatus, exited chan struct{}) {
+	if st.FinishedAt.IsZero() {
+		st.FinishedAt = now()
+	}
+	rec, err := s.store.Update(c.id, func(r *store.Container) error {
+		r.State.Running, r.State.Paused, r.State.Restarting, r.State.Pid = false, false, false, 0
+		r.State.ExitCode, r.State.OOMKilled, r.State.FinishedAt = st.ExitCode, st.OOMKilled, st.FinishedAt.UTC()
+		return nil
+	})
+	s.teardown(c.id)
+	c.mu.Lock()
+	c.shim, c.exited = nil, nil
+	stopping := c.stopping
+	c.mu.Unlock()
+	if exited != nil {
+		close(exited)
+	}
+	s.dropExecs(c)
+	c.notify()
+	if err != nil {
+		s.opts.Logf("container %s: record the exit: %v", c.id, err)
+		return
+	}
+	if st.OOMKilled {
+		s.publish(rec, events.ActionOOM, nil)
+	}
+	s.publish(rec, events.ActionDie, map[string]string{"exitCode": fmt.Sprint(st.ExitCode)})
+	if !stopping && shouldRestart(rec) {
+		go s.restartLater(c, rec)
+		return
+	}
+	if rec.HostConfig.AutoRemove {
+		if err := s.Remove(context.Background(), c.id, RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+			s.opts.Logf("container %s: --rm: %v", c.id, err)
+		}
+	}
+}
+
+// shouldRestart applies the restart policy to a run that just ended.
+func shouldRestart(rec *store.Container) bool {
+	p := rec.HostConfig.RestartPolicy
+	switch p.Name {
+	case container.RestartPolicyAlways:
+		return true
+	case container.RestartPolicyUnlessStopped:
+		return !rec.HasBeenManuallyStopped
+	case container.RestartPolicyOnFailure:
+		return rec.State.ExitCode != 0 && (p.MaximumRetryCount == 0 || rec.RestartCount < p.MaximumRetryCount)
+	}
+	return false
+}
+
+// Restart backoff, as dockerd: 100 ms doubling up to a minute, back to
+// the start after a run of 10 s or more.
+const (
+	restartFirst = 100 * time.Millisecond
+	restartMax   = time.Minute
+	restartReset = 10 * time.Second
+)
+
+func restartDelay(rec *store.Container) time.Duration {
+	if rec.State.FinishedAt.Sub(rec.State.StartedAt) >= restartReset {
+		return restartFirst
+	}
+	d := restartFirst
+	for i := 0; i < rec.RestartCount && d < restartMax; i++ {
+		d *= 2
+	}
+	return min(d, restartMax)
+}
+
+// restartLater starts rec again after the backoff, unless it was stopped
+// or removed meanwhile.
+func (s *Service) restartLater(c *ctr, rec *store.Container) {
+	delay := restartDelay(rec)
+	if _, err := s.store.Update(c.id, func(r *store.Container) error {
+		r.State.Running, r.State.Restarting = true, true
+		return nil
+	}); err != nil {
+		return
+	}
+	c.notify()
+	select {
+	case <-time.After(delay):
+	case <-s.done:
+		return
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	rec, err := s.store.Get(c.id)
+	if err != nil || !rec.State.Restarting {
+		return // stopped or removed during the backoff
+	}
+	if rec, err = s.store.Update(c.id, func(r *store.Container) error { r.RestartCount++; return nil }); err != nil {
+		return
+	}
+	if err := s.start(context.Background(), c, rec); err != nil {
+		s.opts.Logf("container %s: restart: %v", c.id, err)
+	}
+}
