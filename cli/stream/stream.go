@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sync"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
@@ -118,12 +117,17 @@ func Pump(ctx context.Context, resp client.HijackedResponse, s *Streams, o Optio
 		close(outDone)
 	}
 	inDone := make(chan error, 1)
-	var once sync.Once
 	if o.Stdin {
 		go func() {
 			_, err := io.Copy(resp.Conn, in)
+			var esc term.EscapeError
+			if errors.As(err, &esc) {
+				// Detaching leaves the container's stdin open.
+				inDone <- ErrDetached
+				return
+			}
 			// The container sees EOF on its stdin once ours ends.
-			once.Do(func() { resp.CloseWrite() })
+			resp.CloseWrite()
 			inDone <- err
 		}()
 	}
@@ -132,9 +136,8 @@ func Pump(ctx context.Context, resp client.HijackedResponse, s *Streams, o Optio
 	case err := <-outDone:
 		return err
 	case err := <-inDone:
-		var esc term.EscapeError
-		if errors.As(err, &esc) {
-			return ErrDetached
+		if errors.Is(err, ErrDetached) {
+			return err
 		}
 		if !o.Stdout && !o.Stderr {
 			return err
