@@ -51,7 +51,8 @@ func (c *Cli) newCreateCmd() *cobra.Command {
 			}
 			id, err := c.createContainer(context.Background(), cfg, ro)
 			if err != nil {
-				return c.runError("create", err, true)
+				// Unlike run, docker create reports daemon errors plainly.
+				return err
 			}
 			fmt.Fprintln(c.Out, id)
 			return nil

@@ -18,6 +18,7 @@ import (
 
 	"github.com/docker/cli/opts"
 	"github.com/docker/go-connections/nat"
+	"github.com/moby/moby/api/types/blkiodev"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/spf13/pflag"
@@ -263,7 +264,7 @@ func (o *Options) Parse(fs *pflag.FlagSet, args []string) (*Config, error) {
 		entrypoint = []string{""}
 	}
 
-	restart, err := opts.ParseRestartPolicy(o.restart)
+	restart, err := parseRestartPolicy(o.restart)
 	if err != nil {
 		return nil, err
 	}
@@ -307,6 +308,9 @@ func (o *Options) Parse(fs *pflag.FlagSet, args []string) (*Config, error) {
 	if len(cmd) == 0 {
 		cfg.Cmd = nil
 	}
+	if cfg.OpenStdin && cfg.AttachStdin {
+		cfg.StdinOnce = true
+	}
 	if fs.Changed("stop-timeout") {
 		t := o.stopTimeout
 		cfg.StopTimeout = &t
@@ -322,7 +326,7 @@ func (o *Options) Parse(fs *pflag.FlagSet, args []string) (*Config, error) {
 		NetworkMode: container.NetworkMode(o.network), PortBindings: bindings, RestartPolicy: restart,
 		AutoRemove: o.AutoRemove, VolumeDriver: o.volumeDriver, VolumesFrom: o.volumesFrom.GetSlice(),
 		CapAdd: o.capAdd.GetSlice(), CapDrop: o.capDrop.GetSlice(), CgroupnsMode: container.CgroupnsMode(o.cgroupns),
-		DNS: addrs(o.dns.GetSlice()), DNSOptions: o.dnsOptions.GetSlice(), DNSSearch: o.dnsSearch.GetSlice(),
+		DNS: addrs(o.dns.GetSlice()), DNSOptions: o.dnsOptions.GetAllOrEmpty(), DNSSearch: o.dnsSearch.GetAllOrEmpty(),
 		ExtraHosts: o.extraHosts.GetSlice(), GroupAdd: o.groupAdd.GetSlice(), IpcMode: container.IpcMode(o.ipc),
 		Links: o.links.GetSlice(), OomScoreAdj: o.oomScoreAdj, PidMode: container.PidMode(o.pid),
 		Privileged: o.privileged, PublishAllPorts: o.publishAll, ReadonlyRootfs: o.readOnly,
@@ -333,7 +337,8 @@ func (o *Options) Parse(fs *pflag.FlagSet, args []string) (*Config, error) {
 			CgroupParent: o.cgroupParent, Memory: o.memory.Value(), MemoryReservation: o.memReserve.Value(),
 			MemorySwap: o.memSwap.Value(), NanoCPUs: o.cpus.Value(), CPUShares: o.cpuShares,
 			CPUPeriod: o.cpuPeriod, CPUQuota: o.cpuQuota, CpusetCpus: o.cpusetCpus, CpusetMems: o.cpusetMems,
-			BlkioWeight: o.blkioWeight, Devices: devices, Ulimits: o.ulimits.GetList(),
+			BlkioWeight: o.blkioWeight, Devices: devices, Ulimits: ulimits(o.ulimits.GetList()),
+			BlkioWeightDevice: []*blkiodev.WeightDevice{},
 		},
 	}
 	if len(hc.Tmpfs) == 0 {
@@ -394,14 +399,45 @@ func isAnonymousVolume(v string) bool {
 	return !strings.Contains(v, ":") && path.IsAbs(v)
 }
 
+// addrs parses validated addresses; none is an empty list, not null, as
+// Docker's CLI sends it.
 func addrs(ss []string) []netip.Addr {
-	var out []netip.Addr
+	out := []netip.Addr{}
 	for _, s := range ss {
 		if a, err := netip.ParseAddr(s); err == nil {
 			out = append(out, a)
 		}
 	}
 	return out
+}
+
+func ulimits(l []*container.Ulimit) []*container.Ulimit {
+	if len(l) == 0 {
+		return nil
+	}
+	return l
+}
+
+// parseRestartPolicy splits name[:max-retries] and leaves the name to
+// the daemon to judge, as Docker 20.10's CLI does.
+func parseRestartPolicy(policy string) (container.RestartPolicy, error) {
+	p := container.RestartPolicy{}
+	if policy == "" {
+		return p, nil
+	}
+	parts := strings.Split(policy, ":")
+	if len(parts) > 2 {
+		return p, errors.New("invalid restart policy format")
+	}
+	if len(parts) == 2 {
+		n, err := strconv.Atoi(parts[1])
+		if err != nil {
+			return p, errors.New("maximum retry count must be an integer")
+		}
+		p.MaximumRetryCount = n
+	}
+	p.Name = container.RestartPolicyMode(parts[0])
+	return p, nil
 }
 
 func (o *Options) healthConfig() (*container.HealthConfig, error) {
@@ -436,7 +472,7 @@ func (o *Options) healthConfig() (*container.HealthConfig, error) {
 // securityOpts checks --security-opt values and inlines a seccomp
 // profile file's JSON, as the daemon expects the profile itself.
 func securityOpts(in []string) ([]string, error) {
-	out := make([]string, 0, len(in))
+	var out []string
 	for _, opt := range in {
 		k, v, ok := strings.Cut(opt, "=")
 		if !ok && k != "no-new-privileges" {
@@ -577,9 +613,6 @@ func ports(publish, expose []string) (network.PortSet, network.PortMap, error) {
 	}
 	if len(exposed) == 0 {
 		exposed = nil
-	}
-	if len(bindings) == 0 {
-		bindings = nil
 	}
 	return exposed, bindings, nil
 }
