@@ -70,7 +70,7 @@ func (c *Cli) copyFromContainer(ctr, src, dst string, follow bool) error {
 	if follow {
 		st, err := api.ContainerStatPath(ctx, ctr, client.ContainerStatPathOptions{Path: src})
 		if err != nil {
-			return err
+			return noSuchPath(err, ctr, src)
 		}
 		if st.Stat.Mode&os.ModeSymlink != 0 && st.Stat.LinkTarget != "" {
 			src = st.Stat.LinkTarget
@@ -78,7 +78,7 @@ func (c *Cli) copyFromContainer(ctr, src, dst string, follow bool) error {
 	}
 	res, err := api.CopyFromContainer(ctx, ctr, client.CopyFromContainerOptions{SourcePath: src})
 	if err != nil {
-		return err
+		return noSuchPath(err, ctr, src)
 	}
 	defer res.Content.Close()
 	if dst == "-" {
@@ -106,11 +106,19 @@ func (c *Cli) copyFromContainer(ctr, src, dst string, follow bool) error {
 	if _, err := os.Stat(into); err != nil {
 		return fmt.Errorf("destination directory %q does not exist: %w", into, err)
 	}
+	if srcIsDir && (strings.HasSuffix(src, "/.") || src == ".") {
+		// The archive holds the directory's contents: they go into name.
+		if err := os.MkdirAll(filepath.Join(into, name), res.Stat.Mode.Perm()|0o700); err != nil {
+			return err
+		}
+		base = ""
+	}
 	return extractRebased(res.Content, into, base, name)
 }
 
 // extractRebased writes the tar under dir, renaming its top entry from
-// "from" to "to"; no entry may land outside dir.
+// "from" to "to" (from "" puts every entry under to); no entry may land
+// outside dir.
 func extractRebased(r io.Reader, dir, from, to string) error {
 	tr := tar.NewReader(r)
 	for {
@@ -122,7 +130,9 @@ func extractRebased(r io.Reader, dir, from, to string) error {
 			return fmt.Errorf("reading the copied archive: %w", err)
 		}
 		name := strings.TrimPrefix(path.Clean("/"+hdr.Name), "/")
-		if name == from {
+		if from == "" {
+			name = path.Join(to, name)
+		} else if name == from {
 			name = to
 		} else if strings.HasPrefix(name, from+"/") {
 			name = to + name[len(from):]
@@ -178,6 +188,9 @@ func extractRebased(r io.Reader, dir, from, to string) error {
 
 func rebase(name, from, to string) string {
 	name = strings.TrimPrefix(path.Clean("/"+name), "/")
+	if from == "" {
+		return path.Join(to, name)
+	}
 	if name == from {
 		return to
 	}
@@ -282,4 +295,12 @@ func writeTar(w io.Writer, root, name string, follow bool) error {
 		return err
 	}
 	return tw.Close()
+}
+
+// noSuchPath words a missing container or path as Docker's CLI does.
+func noSuchPath(err error, ctr, p string) error {
+	if isNotFound(err) {
+		return fmt.Errorf("Error: No such container:path: %s:%s", ctr, p)
+	}
+	return err
 }

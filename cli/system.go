@@ -173,7 +173,7 @@ func (c *Cli) newEventsCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				tmpl = func(w io.Writer, m events.Message) error { return t.Execute(w, m) }
+				tmpl = func(w io.Writer, m events.Message) error { return t.Execute(w, legacyEvent{m}) }
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -402,4 +402,37 @@ func lastUsed(t *time.Time) string {
 		return ""
 	}
 	return units.HumanDuration(time.Since(*t)) + " ago"
+}
+
+// legacyEvent adds the status, id and from fields that the daemon's
+// container and image events still carry in API 1.41 (the moby types
+// dropped them), so {{json .}} prints what docker prints.
+type legacyEvent struct{ events.Message }
+
+// MarshalJSON writes the legacy fields first, as the daemon does.
+func (e legacyEvent) MarshalJSON() ([]byte, error) {
+	msg, err := json.Marshal(e.Message)
+	if err != nil {
+		return nil, err
+	}
+	var legacy []byte
+	switch e.Type {
+	case events.ContainerEventType:
+		legacy, _ = json.Marshal(struct {
+			Status string `json:"status,omitempty"`
+			ID     string `json:"id,omitempty"`
+			From   string `json:"from,omitempty"`
+		}{string(e.Action), e.Actor.ID, e.Actor.Attributes["image"]})
+	case events.ImageEventType:
+		legacy, _ = json.Marshal(struct {
+			Status string `json:"status,omitempty"`
+			ID     string `json:"id,omitempty"`
+		}{string(e.Action), e.Actor.ID})
+	default:
+		return msg, nil
+	}
+	if len(legacy) <= 2 {
+		return msg, nil
+	}
+	return append(append(legacy[:len(legacy)-1], ','), msg[1:]...), nil
 }

@@ -205,8 +205,12 @@ func DisplayablePorts(ports []container.PortSummary) string {
 		pubFirst, pubLast, privFirst, privLast uint16
 	}
 	ps := append([]container.PortSummary(nil), ports...)
+	// Exposed-only ports first, then the published ones, as docker ps.
 	sort.SliceStable(ps, func(i, j int) bool {
 		a, b := ps[i], ps[j]
+		if (a.PublicPort == 0) != (b.PublicPort == 0) {
+			return a.PublicPort == 0
+		}
 		if a.IP.String() != b.IP.String() {
 			return a.IP.String() < b.IP.String()
 		}

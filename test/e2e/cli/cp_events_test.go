@@ -1,0 +1,114 @@
+package cli_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCpBothWays(t *testing.T) {
+	setup(t)
+	name := container(t, "", "busybox", "sleep", "600")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "tree")
+	os.MkdirAll(filepath.Join(src, "sub"), 0o755)
+	os.WriteFile(filepath.Join(src, "a.txt"), []byte("alpha\n"), 0o640)
+	os.WriteFile(filepath.Join(src, "sub", "b.txt"), []byte("beta\n"), 0o600)
+	os.Symlink("a.txt", filepath.Join(src, "link"))
+
+	// Host to container: a tree into an existing directory, a file to a new name.
+	berth(t, "cp", src, name+":/tmp")
+	berth(t, "cp", filepath.Join(src, "a.txt"), name+":/renamed.txt")
+	out := berth(t, "exec", name, "sh", "-c", "cat /tmp/tree/a.txt /tmp/tree/sub/b.txt /renamed.txt; readlink /tmp/tree/link; stat -c %a /tmp/tree/sub/b.txt")
+	if out != "alpha\nbeta\nalpha\na.txt\n600\n" {
+		t.Fatalf("after cp into the container: %q", out)
+	}
+	// Container to host, compared with what docker cp makes.
+	for _, tool := range []string{"berth", "docker"} {
+		dst := filepath.Join(dir, tool)
+		os.Mkdir(dst, 0o755)
+		run := berthRun
+		if tool == "docker" {
+			run = dockerRun
+		}
+		if o, code := run(nil, "cp", name+":/tmp/tree", dst); code != 0 {
+			t.Fatalf("%s cp out: %s", tool, o.stderr)
+		}
+		if o, code := run(nil, "cp", name+":/tmp/tree/a.txt", filepath.Join(dst, "copy.txt")); code != 0 {
+			t.Fatalf("%s cp file out: %s", tool, o.stderr)
+		}
+		if o, code := run(nil, "cp", name+":/tmp/tree/sub/.", filepath.Join(dst, "contents")); code != 0 {
+			t.Fatalf("%s cp contents out: %s", tool, o.stderr)
+		}
+	}
+	if b, d := listTree(t, filepath.Join(dir, "berth")), listTree(t, filepath.Join(dir, "docker")); b != d {
+		t.Fatalf("cp from the container:\nberth:\n%s\ndocker:\n%s", b, d)
+	}
+	// "-" streams a tar both ways.
+	b, code := berthRun(nil, "cp", name+":/tmp/tree/a.txt", "-")
+	if code != 0 {
+		t.Fatalf("cp to stdout: %s", b.stderr)
+	}
+	tr := tar.NewReader(strings.NewReader(b.stdout))
+	hdr, err := tr.Next()
+	if err != nil || hdr.Name != "a.txt" {
+		t.Fatalf("cp to stdout is not a tar of a.txt: %v %+v", err, hdr)
+	}
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	tw.WriteHeader(&tar.Header{Name: "fromstdin.txt", Mode: 0o644, Size: 3, Typeflag: tar.TypeReg, ModTime: time.Now()})
+	tw.Write([]byte("in\n"))
+	tw.Close()
+	if o, code := berthRun(tb.Bytes(), "cp", "-", name+":/"); code != 0 {
+		t.Fatalf("cp from stdin: %s", o.stderr)
+	}
+	if out := berth(t, "exec", name, "cat", "/fromstdin.txt"); out != "in\n" {
+		t.Fatalf("cp from stdin wrote %q", out)
+	}
+	sameErr(t, "cp", name+":/nonexistent", dir)
+}
+
+// listTree describes a directory: paths, modes, link targets, contents.
+func listTree(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(root, p)
+		b.WriteString(rel + " " + fi.Mode().String())
+		if fi.Mode()&os.ModeSymlink != 0 {
+			l, _ := os.Readlink(p)
+			b.WriteString(" -> " + l)
+		} else if fi.Mode().IsRegular() {
+			data, _ := os.ReadFile(p)
+			b.WriteString(" " + string(data))
+		}
+		b.WriteString("\n")
+		return nil
+	})
+	return b.String()
+}
+
+func TestEventsAsDocker(t *testing.T) {
+	setup(t)
+	since := time.Now().Add(-time.Second).Format(time.RFC3339Nano)
+	name := container(t, "", "busybox", "true")
+	berth(t, "wait", name)
+	berth(t, "rm", name)
+	until := time.Now().Add(time.Second).Format(time.RFC3339Nano)
+	time.Sleep(1100 * time.Millisecond)
+	out := same(t, "events", "--since", since, "--until", until, "--filter", "container="+name)
+	for _, action := range []string{"container create", "container start", "container die", "container destroy"} {
+		if !strings.Contains(out, action) {
+			t.Fatalf("events lack %q:\n%s", action, out)
+		}
+	}
+	same(t, "events", "--since", since, "--until", until, "--filter", "container="+name, "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}")
+	same(t, "events", "--since", since, "--until", until, "--filter", "event=die", "--filter", "container="+name, "--format", "{{json .}}")
+}
