@@ -44,6 +44,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	configDir = filepath.Join(dir, "config")
 	berthBin = filepath.Join(dir, "berth")
 	if out, err := exec.Command("go", "build", "-o", berthBin, "github.com/berth-dev/berth/cmd/berth").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build berth: %v\n%s", err, out)
@@ -108,10 +109,7 @@ func runCmd(bin string, stdin []byte, args ...string) (output, int) {
 }
 
 // configDir keeps both CLIs away from the host's ~/.docker.
-var configDir = func() string {
-	d, _ := os.MkdirTemp("", "berth-cli-config")
-	return d
-}()
+var configDir string
 
 func setup(t *testing.T) {
 	t.Helper()
