@@ -199,6 +199,25 @@ func TestCPUUsageRises(t *testing.T) {
 	if s2.CPUStats.CPUUsage.UsageInUsermode <= s1.CPUStats.CPUUsage.UsageInUsermode {
 		t.Errorf("user mode time did not grow: %d -> %d", s1.CPUStats.CPUUsage.UsageInUsermode, s2.CPUStats.CPUUsage.UsageInUsermode)
 	}
+	// On a hybrid host the container also sits in the cgroup2 hierarchy,
+	// whose cpu.stat exists without any controller: the v2 reader on a
+	// real kernel must see the same busy loop.
+	if paths, err := resolve(c.cgroupsPath); err == nil && len(paths) > 1 && paths[""] != "" {
+		v2 := reader{proc: "/proc", paths: map[string]string{"": paths[""]}}
+		a, err := v2.read(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		b, err := v2.read(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := float64(b.CPUStats.CPUUsage.TotalUsage-a.CPUStats.CPUUsage.TotalUsage) / float64(b.CPUStats.SystemUsage-a.CPUStats.SystemUsage)
+		if p := d * float64(b.CPUStats.OnlineCPUs) * 100; p < 40 || p > 110 {
+			t.Errorf("CPU %% from the unified hierarchy's cpu.stat: %.1f", p)
+		}
+	}
 	if pc := s2.CPUStats.CPUUsage.PercpuUsage; len(pc) > 0 {
 		var sum uint64
 		for _, v := range pc {
