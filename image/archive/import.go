@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -14,6 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-dev/berth/errdefs"
+	"github.com/berth-dev/berth/image/change"
 	"github.com/berth-dev/berth/image/compression"
 	"github.com/berth-dev/berth/image/content"
 	"github.com/berth-dev/berth/image/reference"
@@ -41,8 +41,8 @@ type ImportOptions struct {
 func (a *Archiver) Import(ctx context.Context, r io.Reader, opts ImportOptions) (store.Image, error) {
 	cfg := ocispec.Image{Platform: a.platform(), RootFS: ocispec.RootFS{Type: "layers"}}
 	cfg.Platform.Variant = ""
-	if err := applyChanges(&cfg.Config, opts.Changes); err != nil {
-		return store.Image{}, err
+	if err := change.ApplyImageConfig(&cfg.Config, opts.Changes); err != nil {
+		return store.Image{}, fmt.Errorf("import: %w", err)
 	}
 	lease := a.GC.NewLease()
 	defer lease.Release()
@@ -116,122 +116,4 @@ func (a *Archiver) Import(ctx context.Context, r io.Reader, opts ImportOptions) 
 	}
 	plat := cfg.Platform
 	return a.Images.Put(ctx, md, store.PutOptions{Names: names, LayerSizes: sizes, Platform: &plat})
-}
-
-// applyChanges applies `--change` instructions to c.
-func applyChanges(c *ocispec.ImageConfig, changes []string) error {
-	for _, ch := range changes {
-		ch = strings.TrimSpace(ch)
-		instr, rest, _ := strings.Cut(ch, " ")
-		rest = strings.TrimSpace(rest)
-		bad := func(why string) error {
-			return fmt.Errorf("import: change %q: %s: %w", ch, why, errdefs.ErrInvalidArgument)
-		}
-		switch strings.ToUpper(instr) {
-		case "CMD", "ENTRYPOINT":
-			var argv []string
-			if strings.HasPrefix(rest, "[") {
-				if err := json.Unmarshal([]byte(rest), &argv); err != nil {
-					return bad("not a JSON array of strings")
-				}
-			} else {
-				argv = []string{"/bin/sh", "-c", rest}
-			}
-			if strings.EqualFold(instr, "CMD") {
-				c.Cmd = argv
-			} else {
-				c.Entrypoint = argv
-			}
-		case "ENV":
-			kvs, err := keyValues(rest)
-			if err != nil {
-				return bad(err.Error())
-			}
-			for _, kv := range kvs {
-				key, _, _ := strings.Cut(kv, "=")
-				replaced := false
-				for i, e := range c.Env {
-					if strings.HasPrefix(e, key+"=") {
-						c.Env[i], replaced = kv, true
-					}
-				}
-				if !replaced {
-					c.Env = append(c.Env, kv)
-				}
-			}
-		case "LABEL":
-			kvs, err := keyValues(rest)
-			if err != nil {
-				return bad(err.Error())
-			}
-			if c.Labels == nil {
-				c.Labels = map[string]string{}
-			}
-			for _, kv := range kvs {
-				k, v, _ := strings.Cut(kv, "=")
-				c.Labels[k] = v
-			}
-		case "EXPOSE":
-			if c.ExposedPorts == nil {
-				c.ExposedPorts = map[string]struct{}{}
-			}
-			for _, p := range strings.Fields(rest) {
-				if !strings.Contains(p, "/") {
-					p += "/tcp"
-				}
-				c.ExposedPorts[p] = struct{}{}
-			}
-		case "VOLUME":
-			var vols []string
-			if strings.HasPrefix(rest, "[") {
-				if err := json.Unmarshal([]byte(rest), &vols); err != nil {
-					return bad("not a JSON array of strings")
-				}
-			} else {
-				vols = strings.Fields(rest)
-			}
-			if c.Volumes == nil {
-				c.Volumes = map[string]struct{}{}
-			}
-			for _, v := range vols {
-				c.Volumes[v] = struct{}{}
-			}
-		case "USER":
-			c.User = rest
-		case "WORKDIR":
-			c.WorkingDir = rest
-		case "STOPSIGNAL":
-			c.StopSignal = rest
-		default:
-			return bad("unsupported instruction (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL are)")
-		}
-	}
-	return nil
-}
-
-// keyValues parses "K=V K2=V2" or the legacy "K V" form; values may be
-// double-quoted.
-func keyValues(s string) ([]string, error) {
-	if k, v, ok := strings.Cut(s, " "); ok && !strings.Contains(k, "=") {
-		return []string{k + "=" + strings.TrimSpace(v)}, nil
-	}
-	var out []string
-	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
-		k, rest, ok := strings.Cut(s, "=")
-		if !ok || k == "" || strings.ContainsAny(k, " \"") {
-			return nil, fmt.Errorf("%q is not KEY=VALUE", s)
-		}
-		var v string
-		if strings.HasPrefix(rest, `"`) {
-			end := strings.Index(rest[1:], `"`)
-			if end < 0 {
-				return nil, fmt.Errorf("unterminated quote in %q", s)
-			}
-			v, s = rest[1:end+1], rest[end+2:]
-		} else {
-			v, s, _ = strings.Cut(rest, " ")
-		}
-		out = append(out, k+"="+v)
-	}
-	return out, nil
 }
