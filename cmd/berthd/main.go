@@ -34,7 +34,7 @@ func main() {
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			return daemon.Run(ctx, cfg, daemon.Options{}, log)
+			return daemon.Run(ctx, cfg, daemon.Options{NewContainers: daemon.NewContainers}, log)
 		},
 	}
 	cmd.SetVersionTemplate("Berth version {{.Version}}\n")

@@ -61,6 +61,15 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 	}
 	// A start outlives the request that asked for it.
 	ctx = context.WithoutCancel(ctx)
+	failed := func(err error) error {
+		s.failPending(c, err)
+		if rec.HostConfig.AutoRemove {
+			// As dockerd: a --rm container that cannot start is removed
+			// (`docker run --rm` waits for that). Not here: c.op is held.
+			go s.Remove(context.Background(), rec.ID, RemoveOptions{Force: true})
+		}
+		return err
+	}
 	sh, err := s.launch(ctx, rec)
 	if err != nil {
 		msg := err.Error()
@@ -73,9 +82,9 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 		s.teardown(rec.ID)
 		c.notify()
 		if code == 126 || code == 127 {
-			return fmt.Errorf("%s: %w", msg, errdefs.ErrInvalidArgument)
+			return failed(fmt.Errorf("%s: %w", msg, errdefs.ErrInvalidArgument))
 		}
-		return err
+		return failed(err)
 	}
 	s.connectPending(ctx, c, sh)
 	if err := sh.Start(ctx); err != nil {
@@ -88,7 +97,7 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 		})
 		s.teardown(rec.ID)
 		c.notify()
-		return err
+		return failed(err)
 	}
 	exited := make(chan struct{})
 	c.mu.Lock()
@@ -174,6 +183,17 @@ func (s *Service) connectPending(ctx context.Context, c *ctr, sh *client.Shim) {
 	for _, p := range pending {
 		conn, err := sh.Attach(ctx, p.opts)
 		p.ready <- attachResult{conn, err}
+	}
+}
+
+// failPending ends the attaches that waited for a start that failed.
+func (s *Service) failPending(c *ctr, err error) {
+	c.mu.Lock()
+	pending := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	for _, p := range pending {
+		p.ready <- attachResult{err: err}
 	}
 }
 
