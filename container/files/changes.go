@@ -115,6 +115,15 @@ func lookupLower(layers []string, rel, name string) *lowerEntry {
 	return found
 }
 
+// containerPath is the container's absolute path of name in the
+// directory rel (relative to the root, "" for the root).
+func containerPath(rel, name string) string {
+	if rel == "" {
+		return "/" + name
+	}
+	return "/" + rel + "/" + name
+}
+
 func isWhiteout(st *unix.Stat_t) bool {
 	return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
 }
@@ -143,7 +152,7 @@ func (c *changer) dir(fd int, rel string, oldLayers []string, hidden bool) error
 			}
 			return err
 		}
-		p := rel + "/" + name
+		p := containerPath(rel, name)
 		old := lookupLower(oldLayers, rel, name)
 		if isWhiteout(&st) {
 			if old != nil {
@@ -167,7 +176,7 @@ func (c *changer) dir(fd int, rel string, oldLayers []string, hidden bool) error
 				}
 				seen[n] = true
 				if lookupLower(oldLayers, rel, n) != nil {
-					deleted = append(deleted, rel+"/"+n)
+					deleted = append(deleted, containerPath(rel, n))
 				}
 			}
 		}

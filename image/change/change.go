@@ -35,6 +35,9 @@ func applyOne(c *container.Config, ch string) error {
 	bad := func(why string) error {
 		return fmt.Errorf("change %q: %s: %w", ch, why, errdefs.ErrInvalidArgument)
 	}
+	if rest == "" {
+		return bad(strings.ToUpper(instr) + " requires at least one argument")
+	}
 	switch strings.ToUpper(instr) {
 	case "CMD", "ENTRYPOINT":
 		var argv []string
