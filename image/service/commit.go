@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -284,13 +283,11 @@ func (s *Service) commitLayer(ctx context.Context, lease *gc.Lease, key, parentC
 		pr.CloseWithError(err)
 		applied <- err
 	}()
+	// A failing applier closes the pipe with its error, which the diff
+	// then returns.
 	res, err := diff.Write(ctx, io.MultiWriter(zw, pw), mounts)
 	pw.CloseWithError(err)
-	applyErr := <-applied
-	if err != nil && applyErr != nil && errors.Is(err, io.ErrClosedPipe) {
-		err = applyErr
-	}
-	if err == nil {
+	if applyErr := <-applied; err == nil {
 		err = applyErr
 	}
 	if err == nil {
