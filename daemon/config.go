@@ -44,6 +44,9 @@ type Config struct {
 	// verification: anyone reaching the port is root on this machine.
 	AllowPlainTCP bool `json:"allow-plain-tcp,omitempty"`
 	Experimental  bool `json:"experimental,omitempty"`
+	// CgroupParent is the parent cgroup of containers without their own
+	// (default "berth").
+	CgroupParent string `json:"cgroup-parent,omitempty"`
 
 	// ConfigFile is where the file options came from (not a file key).
 	ConfigFile string `json:"-"`
@@ -84,6 +87,7 @@ func InstallFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.TLSKey, "tlskey", "", "Path to TLS key file")
 	fs.BoolVar(&cfg.AllowPlainTCP, "allow-plain-tcp", false, "Serve tcp:// hosts without TLS client verification (unsafe: root access for anyone reaching the port)")
 	fs.BoolVar(&cfg.Experimental, "experimental", false, "Enable experimental features")
+	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", "", "Set parent cgroup for all containers")
 	fs.StringVar(&cfg.ConfigFile, "config-file", DefaultConfigFile, "Daemon configuration file")
 }
 

@@ -42,7 +42,8 @@ func NewContainers(e Engine) (Containers, error) {
 		Images:   e.Images,
 		Events:   e.Events,
 		Runtime:  bins[0], Shim: bins[1], Init: bins[2],
-		Logf: func(format string, args ...any) { e.Log.Warn(fmt.Sprintf(format, args...)) },
+		CgroupParent: e.Config.CgroupParent,
+		Logf:         func(format string, args ...any) { e.Log.Warn(fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {
 		return nil, err
@@ -230,6 +231,9 @@ func (b *containerBackend) ContainerAttach(ctx context.Context, name string, o s
 	if err != nil {
 		return err
 	}
+	if !rec.Config.OpenStdin {
+		stdin = nil // nothing to write to: the client's EOF must not end the stream
+	}
 	return pump(ctx, conn, rec.Config.Tty, stdin, stdout, stderr, keys)
 }
 
@@ -400,7 +404,14 @@ func (b *containerBackend) ExecStart(ctx context.Context, id string, o server.Ex
 		conn.Close()
 		return nil
 	}
-	return pump(ctx, conn, tty, o.Stdin, o.Stdout, o.Stderr, nil)
+	stdin := o.Stdin
+	if insp, err := b.svc.ExecInspect(ctx, id); err != nil || !insp.OpenStdin {
+		stdin = nil // the client's EOF must not end the stream
+	}
+	if err := pump(ctx, conn, tty, stdin, o.Stdout, o.Stderr, nil); err != nil {
+		return err
+	}
+	return b.svc.ExecWait(ctx, id)
 }
 
 func (b *containerBackend) ExecResize(ctx context.Context, id string, height, width uint) error {

@@ -25,6 +25,8 @@ type execEntry struct {
 	id, ctrID string
 	cfg       container.ExecCreateRequest
 
+	done chan struct{} // closed once the exit is recorded
+
 	mu       sync.Mutex
 	started  bool
 	running  bool
@@ -44,7 +46,7 @@ func (s *Service) ExecCreate(ctx context.Context, name string, cfg container.Exe
 	if len(cfg.Cmd) == 0 {
 		return "", fmt.Errorf("No exec command specified: %w", errdefs.ErrInvalidArgument)
 	}
-	e := &execEntry{id: newID(), ctrID: rec.ID, cfg: cfg}
+	e := &execEntry{id: newID(), ctrID: rec.ID, cfg: cfg, done: make(chan struct{})}
 	s.mu.Lock()
 	s.execs[e.id] = e
 	s.mu.Unlock()
@@ -104,6 +106,7 @@ func (s *Service) ExecStart(ctx context.Context, id string, consoleSize *[2]uint
 		e.mu.Lock()
 		e.exitCode = &code
 		e.mu.Unlock()
+		close(e.done)
 		if code == 126 || code == 127 {
 			return nil, false, fmt.Errorf("%s: %w", msg, errdefs.ErrInvalidArgument)
 		}
@@ -122,6 +125,7 @@ func (s *Service) ExecStart(ctx context.Context, id string, consoleSize *[2]uint
 		e.mu.Lock()
 		e.running, e.exitCode = false, &code
 		e.mu.Unlock()
+		close(e.done)
 		s.publish(rec, events.ActionExecDie, map[string]string{"execID": e.id, "exitCode": fmt.Sprint(code)})
 	}()
 	return conn, cfg.Tty, nil
@@ -186,6 +190,22 @@ func mergeEnv(base, extra []string) []string {
 		}
 	}
 	return out
+}
+
+// ExecWait waits until exec id's exit is recorded (its output may end a
+// moment before): what a client asks of ExecInspect after the stream is
+// then the final answer.
+func (s *Service) ExecWait(ctx context.Context, id string) error {
+	e, err := s.exec(id)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-e.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // ExecResize sets the exec's TTY size.

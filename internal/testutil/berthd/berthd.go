@@ -19,6 +19,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/berth-dev/berth/internal/testutil/fixture"
 )
 
 var (
@@ -28,8 +31,8 @@ var (
 	buildErr  error
 )
 
-// Build compiles ./cmd/berthd of the module the tests run in (once per
-// process) and returns the binary's path. $BERTHD_BINARY, when set, is
+// Build compiles ./cmd/berthd of the module the tests run in, with the
+// binaries it runs (once per process), and returns berthd's path. $BERTHD_BINARY, when set, is
 // used instead. Cleanup removes the build.
 func Build() (string, error) {
 	buildOnce.Do(func() {
@@ -37,20 +40,16 @@ func Build() (string, error) {
 			buildBin = b
 			return
 		}
-		out, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			buildErr = fmt.Errorf("go env GOMOD: %w", err)
-			return
-		}
-		root := filepath.Dir(strings.TrimSpace(string(out)))
 		if buildDir, buildErr = os.MkdirTemp("", "berthd-build"); buildErr != nil {
 			return
 		}
-		buildBin = filepath.Join(buildDir, "berthd")
-		cmd := exec.Command("go", "build", "-o", buildBin, "./cmd/berthd")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/berthd: %w\n%s", err, out)
+		// berthd finds berth-runtime, berth-shim and berth-init next to
+		// itself.
+		var e fixture.Engine
+		e, buildErr = fixture.BuildEngine(buildDir)
+		buildBin = e.Berthd
+		if buildErr == nil && filepath.Dir(e.Runtime) != buildDir {
+			buildErr = os.Symlink(e.Runtime, filepath.Join(buildDir, "berth-runtime"))
 		}
 	})
 	return buildBin, buildErr
@@ -81,6 +80,26 @@ type Daemon struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
+	bin  string
+	args []string // as given to Launch
+}
+
+// Crash kills the daemon with SIGKILL, as a crash would, and waits for it
+// to be gone. Its containers keep running in their shims.
+func (d *Daemon) Crash() {
+	d.kill()
+	d.err = nil // an exit the test asked for
+}
+
+// Restart launches the daemon again on the same directory and arguments
+// (after Crash or Stop), as a host's service manager would.
+func (d *Daemon) Restart() error {
+	n, err := Launch(d.bin, d.Dir, d.args...)
+	if err != nil {
+		return err
+	}
+	*d = *n
+	return nil
 }
 
 // PID is the daemon's process ID.
@@ -99,12 +118,21 @@ func Start(t testing.TB, args ...string) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := Launch(bin, dir, args...)
+	// Containers of the test go under a cgroup parent of their own.
+	cgroup := "/" + testutil.UniqueName(t)
+	d, err := Launch(bin, dir, append([]string{"--cgroup-parent", cgroup}, args...)...)
 	if err != nil {
 		os.RemoveAll(dir)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		defer testutil.RemoveCgroupTree(cgroup)
+		// Containers outlive their daemon: remove the test's first.
+		if ids, err := d.Docker("ps", "-aq"); err == nil && strings.TrimSpace(ids) != "" {
+			if out, err := d.Docker(append([]string{"rm", "-f"}, strings.Fields(ids)...)...); err != nil {
+				t.Errorf("remove the test's containers: %v: %s", err, out)
+			}
+		}
 		if err := d.Stop(); err != nil {
 			t.Errorf("berthd: %v\n%s", err, d.Log())
 		}
@@ -128,7 +156,7 @@ func Paths(dir string) (dataRoot, execRoot, socket string) {
 // an error carrying its output.
 func Launch(bin, dir string, args ...string) (*Daemon, error) {
 	dataRoot, execRoot, socket := Paths(dir)
-	d := &Daemon{Dir: dir, DataRoot: dataRoot, ExecRoot: execRoot, Socket: socket,
+	d := &Daemon{bin: bin, args: args, Dir: dir, DataRoot: dataRoot, ExecRoot: execRoot, Socket: socket,
 		DockerConfig: filepath.Join(dir, "docker-config"), LogPath: filepath.Join(dir, "berthd.log")}
 	has := func(flags ...string) (string, bool) {
 		for i, a := range args {

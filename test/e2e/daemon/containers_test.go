@@ -1,0 +1,133 @@
+package daemon_test
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/testutil/berthd"
+	"github.com/berth-dev/berth/internal/testutil/images"
+)
+
+// withBusybox is a daemon with the busybox fixture loaded.
+func withBusybox(t *testing.T) *berthd.Daemon {
+	t.Helper()
+	d := start(t)
+	d.Must(t, "load", "-i", images.Busybox(t).Archive)
+	return d
+}
+
+// docker runs the docker CLI on d and returns stdout+stderr and the exit
+// code.
+func docker(t *testing.T, d *berthd.Daemon, args ...string) (string, int) {
+	t.Helper()
+	out, err := d.Docker(args...)
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("docker %v: %v", args, err)
+	}
+	return out, code
+}
+
+// TestDockerRun drives the container lifecycle with the real docker CLI:
+// run (attached, detached, --rm), exit codes as Docker's, ps, logs, exec,
+// inspect, stop, restart, pause, rename, rm.
+func TestDockerRun(t *testing.T) {
+	d := withBusybox(t)
+	if out, code := docker(t, d, "run", "--rm", "busybox", "echo", "hello"); out != "hello\n" || code != 0 {
+		t.Errorf("run --rm echo: %q, exit %d", out, code)
+	}
+	if out, code := docker(t, d, "run", "--name", "three", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"); code != 3 || !strings.Contains(out, "out\n") || !strings.Contains(out, "err\n") {
+		t.Errorf("run exit 3: %q, exit %d", out, code)
+	}
+	if out, code := docker(t, d, "run", "--rm", "busybox", "/no/such"); code != 127 || !strings.Contains(out, "no such file or directory") {
+		t.Errorf("missing command: %q, exit %d", out, code)
+	}
+	if out, code := docker(t, d, "run", "--rm", "no-such-image:v1"); code != 125 {
+		t.Errorf("missing image: %q, exit %d", out, code)
+	}
+	if out := d.Must(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.Name}}", "three"); out != "exited 3 /three\n" {
+		t.Errorf("inspect: %q", out)
+	}
+	if out := d.Must(t, "logs", "three"); out != "out\nerr\n" && out != "err\nout\n" {
+		t.Errorf("logs: %q", out)
+	}
+
+	id := strings.TrimSpace(d.Must(t, "run", "-d", "--name", "sleeper", "-e", "WHO=berth", "busybox", "sleep", "1000"))
+	if len(id) != 64 {
+		t.Fatalf("run -d printed %q", id)
+	}
+	if out := d.Must(t, "ps", "--format", "{{.Names}} {{.Status}}"); !strings.HasPrefix(out, "sleeper Up ") {
+		t.Errorf("ps: %q", out)
+	}
+	if out := d.Must(t, "exec", "sleeper", "sh", "-c", "echo $WHO; hostname"); out != "berth\n"+id[:12]+"\n" {
+		t.Errorf("exec: %q", out)
+	}
+	if _, code := docker(t, d, "exec", "sleeper", "sh", "-c", "exit 5"); code != 5 {
+		t.Errorf("exec exit code %d, want 5", code)
+	}
+	d.Must(t, "pause", "sleeper")
+	if out := d.Must(t, "inspect", "-f", "{{.State.Status}}", "sleeper"); out != "paused\n" {
+		t.Errorf("after pause: %q", out)
+	}
+	d.Must(t, "unpause", "sleeper")
+	d.Must(t, "rename", "sleeper", "napper")
+	if out, code := docker(t, d, "rm", "napper"); code == 0 || !strings.Contains(out, "cannot remove a running container") {
+		t.Errorf("rm of a running container: %q, exit %d", out, code)
+	}
+	d.Must(t, "restart", "-t", "1", "napper")
+	if out := d.Must(t, "inspect", "-f", "{{.State.Running}} {{.RestartCount}}", "napper"); out != "true 0\n" {
+		t.Errorf("after restart: %q", out)
+	}
+	start := time.Now()
+	d.Must(t, "stop", "-t", "1", "napper")
+	if el := time.Since(start); el < time.Second || el > 8*time.Second {
+		t.Errorf("stop -t 1 took %v", el)
+	}
+	if out := d.Must(t, "inspect", "-f", "{{.State.ExitCode}}", "napper"); out != "137\n" {
+		t.Errorf("exit code after stop: %q", out)
+	}
+	d.Must(t, "rm", "napper", "three")
+	if out := d.Must(t, "ps", "-aq"); out != "" {
+		t.Errorf("containers left: %q", out)
+	}
+}
+
+// TestLiveRestore: berthd killed with SIGKILL while containers run; the
+// containers keep running and keep logging; a restarted berthd finds them,
+// reports the exit of the one that ended meanwhile, and stops the other.
+func TestLiveRestore(t *testing.T) {
+	d := withBusybox(t)
+	d.Must(t, "run", "-d", "--name", "ticker", "busybox", "sh", "-c", "trap 'exit 0' TERM; while true; do echo tick; sleep 0.2; done")
+	d.Must(t, "run", "-d", "--name", "brief", "busybox", "sh", "-c", "sleep 1; exit 4")
+	pid := strings.TrimSpace(d.Must(t, "inspect", "-f", "{{.State.Pid}}", "ticker"))
+	d.Crash()
+	time.Sleep(1500 * time.Millisecond) // brief ends while no daemon runs
+	var p int
+	if _, err := fmt.Sscan(pid, &p); err != nil || syscall.Kill(p, 0) != nil {
+		t.Fatalf("the container's process %s did not survive the daemon: %v", pid, err)
+	}
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if out := d.Must(t, "inspect", "-f", "{{.State.Status}} {{.State.Pid}}", "ticker"); out != "running "+pid+"\n" {
+		t.Errorf("ticker after the restart: %q (pid was %s)", out, pid)
+	}
+	if out := d.Must(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "brief"); out != "exited 4\n" {
+		t.Errorf("brief after the restart: %q", out)
+	}
+	before := strings.Count(d.Must(t, "logs", "ticker"), "tick")
+	time.Sleep(600 * time.Millisecond)
+	if after := strings.Count(d.Must(t, "logs", "ticker"), "tick"); after <= before {
+		t.Errorf("the log stopped growing: %d then %d lines", before, after)
+	}
+	d.Must(t, "stop", "ticker")
+	if out := d.Must(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "ticker"); out != "exited 0\n" {
+		t.Errorf("ticker after stop: %q", out)
+	}
+}
