@@ -18,6 +18,7 @@ import (
 
 	"github.com/berth-dev/berth/api/filters"
 	"github.com/berth-dev/berth/api/server"
+	"github.com/berth-dev/berth/container/files"
 	"github.com/berth-dev/berth/container/logs"
 	cservice "github.com/berth-dev/berth/container/service"
 	"github.com/berth-dev/berth/container/store"
@@ -422,44 +423,40 @@ func (b *containerBackend) ExecInspect(ctx context.Context, id string) (containe
 	return b.svc.ExecInspect(ctx, id)
 }
 
-// notYet is the answer of the operations whose engine side is still being
-// written: an honest 501, never a made-up result.
-func notYet(op string) error {
-	return fmt.Errorf("%s is not implemented in berthd yet: %w", op, errdefs.ErrNotImplemented)
-}
-
 func (b *containerBackend) ContainerTop(ctx context.Context, name, psArgs string) (container.TopResponse, error) {
-	return container.TopResponse{}, notYet("top")
+	return b.svc.Top(ctx, name, psArgs)
 }
 
 func (b *containerBackend) ContainerStats(ctx context.Context, name string, o server.StatsOptions) error {
-	return notYet("stats")
+	return b.svc.Stats(ctx, name, o.Stream, o.OneShot, o.Send)
 }
 
 func (b *containerBackend) ContainerUpdate(ctx context.Context, name string, cfg container.UpdateConfig) (container.UpdateResponse, error) {
-	return container.UpdateResponse{}, notYet("update")
+	return b.svc.Update(ctx, name, cfg)
 }
 
 func (b *containerBackend) ContainerExport(ctx context.Context, name string, w io.Writer) error {
-	return notYet("export")
+	return b.svc.Export(ctx, name, w)
 }
 
 func (b *containerBackend) ContainerChanges(ctx context.Context, name string) ([]container.FilesystemChange, error) {
-	return nil, notYet("diff")
+	return b.svc.Changes(ctx, name)
 }
 
 func (b *containerBackend) ContainerStatPath(ctx context.Context, name, path string) (container.PathStat, error) {
-	return container.PathStat{}, notYet("archive")
+	return b.svc.StatPath(ctx, name, path)
 }
 
 func (b *containerBackend) ContainerArchivePath(ctx context.Context, name, path string) (io.ReadCloser, container.PathStat, error) {
-	return nil, container.PathStat{}, notYet("archive")
+	return b.svc.ArchivePath(ctx, name, path)
 }
 
 func (b *containerBackend) ContainerExtractToDir(ctx context.Context, name, path string, o server.ExtractOptions, content io.Reader) error {
-	return notYet("archive")
+	return b.svc.Extract(ctx, name, path, content, files.ExtractOptions{NoOverwriteDirNonDir: o.NoOverwriteDirNonDir, CopyUIDGID: o.CopyUIDGID})
 }
 
 func (b *containerBackend) ContainerCommit(ctx context.Context, o server.CommitOptions) (string, error) {
-	return "", notYet("commit")
+	return b.svc.Commit(ctx, o.Container, cservice.CommitOptions{
+		Ref: o.Reference, Comment: o.Comment, Author: o.Author, Pause: o.Pause, Changes: o.Changes, Config: o.Config,
+	})
 }

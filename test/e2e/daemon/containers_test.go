@@ -131,3 +131,55 @@ func TestLiveRestore(t *testing.T) {
 		t.Errorf("ticker after stop: %q", out)
 	}
 }
+
+// TestContainerFiles: top, stats, diff, cp both ways, update, commit and
+// export through the docker CLI.
+func TestContainerFiles(t *testing.T) {
+	d := withBusybox(t)
+	d.Must(t, "run", "-d", "--name", "box", "-m", "64m", "busybox", "sh", "-c", "echo hi > /new; rm /bin/vi; sleep 1000")
+	time.Sleep(300 * time.Millisecond)
+	if out := d.Must(t, "top", "box"); !strings.Contains(out, "PID") || !strings.Contains(out, "sleep 1000") {
+		t.Errorf("top: %q", out)
+	}
+	if out := d.Must(t, "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}} {{.PIDs}}", "box"); !strings.HasPrefix(out, "box ") || !strings.Contains(out, "/ 64MiB 1") {
+		t.Errorf("stats: %q", out)
+	}
+	diff := d.Must(t, "diff", "box")
+	for _, want := range []string{"A /new\n", "D /bin/vi\n", "C /bin\n"} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("diff lacks %q:\n%s", want, diff)
+		}
+	}
+	src := t.TempDir() + "/in.txt"
+	if err := writeFile(src, "copied in\n"); err != nil {
+		t.Fatal(err)
+	}
+	d.Must(t, "cp", src, "box:/tmp/")
+	if out := d.Must(t, "exec", "box", "cat", "/tmp/in.txt"); out != "copied in\n" {
+		t.Errorf("cp in: %q", out)
+	}
+	dst := t.TempDir()
+	d.Must(t, "cp", "box:/new", dst)
+	if b, err := readFile(dst + "/new"); err != nil || b != "hi\n" {
+		t.Errorf("cp out: %q, %v", b, err)
+	}
+	if out, code := docker(t, d, "cp", "box:/no/such", dst); code == 0 || !strings.Contains(out, "No such container:path: box:/no/such") {
+		t.Errorf("cp of a missing path: %q, exit %d", out, code)
+	}
+	d.Must(t, "update", "--memory", "128m", "box")
+	if out := d.Must(t, "inspect", "-f", "{{.HostConfig.Memory}}", "box"); out != "134217728\n" {
+		t.Errorf("memory after update: %q", out)
+	}
+	d.Must(t, "commit", "-c", `CMD ["cat", "/new"]`, "box", "committed:v1")
+	if out := d.Must(t, "run", "--rm", "committed:v1"); out != "hi\n" {
+		t.Errorf("run of the committed image: %q", out)
+	}
+	if out, code := docker(t, d, "run", "--rm", "committed:v1", "ls", "/bin/vi"); code == 0 {
+		t.Errorf("the deleted file is back in the committed image: %q", out)
+	}
+	d.Must(t, "stop", "-t", "0", "box")
+	out := d.Must(t, "export", "box")
+	if !strings.Contains(out, "new") || !strings.Contains(out, "bin/busybox") {
+		t.Errorf("export of a stopped container lacks files (%d bytes)", len(out))
+	}
+}
