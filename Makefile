@@ -15,7 +15,7 @@ VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # new berth container, cgroup and mount on the machine to the running test.
 TEST_FLAGS ?= -count=1 -timeout 25m -p 1
 
-.PHONY: all build deps-build demo test bench vet clean
+.PHONY: all build deps-build demo demo-runtime test bench vet clean
 
 all: build
 
@@ -34,13 +34,22 @@ build: deps-build
 	CGO_ENABLED=1 $(GO) build -tags osusergo,netgo -ldflags '$(STATIC_LDFLAGS) -X github.com/berth-dev/berth/runtime/linux.Version=$(VERSION)' -o $(BIN)/berth-runtime ./cmd/berth-runtime
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/berth-whoami ./cmd/berth-whoami
 
-# The main job: berth-whoami run by berth-runtime inside its walls.
-# `make demo RUNTIME=runc` runs the same bundle with runc.
+# The main job, through the engine: berthd started on temporary roots, a
+# FROM-scratch image around berth-whoami made with `berth import`, and
+# `berth run --rm` of it inside its walls. Offline.
 demo:
 	@scripts/ensure-deps.sh $(DEMO_DEPS)
 	@$(MAKE) --no-print-directory build
 	@scripts/cgroup-setup.sh
-	@scripts/demo.sh $(RUNTIME)
+	@scripts/demo.sh
+
+# The runtime alone: berth-whoami in an OCI bundle run by berth-runtime.
+# `make demo-runtime RUNTIME=runc` runs the same bundle with runc.
+demo-runtime:
+	@scripts/ensure-deps.sh $(DEMO_DEPS)
+	@$(MAKE) --no-print-directory build
+	@scripts/cgroup-setup.sh
+	@scripts/demo-runtime.sh $(RUNTIME)
 
 test:
 	@scripts/ensure-deps.sh $(TEST_DEPS)
