@@ -29,6 +29,7 @@ import (
 	"strings"
 
 	"github.com/berth-dev/berth/errdefs"
+	"github.com/berth-dev/berth/internal/atomicfile"
 )
 
 // DockerHubKey is the key Docker stores Docker Hub's credentials under.
@@ -190,34 +191,8 @@ func (cf *configFile) save(path string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("write docker config: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".config.json.tmp-*")
-	if err != nil {
+	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write docker config: %w", err)
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename this is a no-op
-	if err := f.Chmod(0o600); err == nil {
-		_, err = f.Write(append(b, '\n'))
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tmp, path)
-		}
-		if err != nil {
-			return fmt.Errorf("write docker config %s: %w", path, err)
-		}
-	} else {
-		f.Close()
-		return fmt.Errorf("write docker config %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/image/content"
+	"github.com/berth-dev/berth/internal/atomicfile"
 )
 
 // writer is one open ingest. It holds the lock of its ref until Commit or
@@ -187,11 +188,4 @@ func renameNoReplace(oldpath, newpath string) error {
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
