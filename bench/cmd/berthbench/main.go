@@ -25,16 +25,22 @@ func main() {
 	berth := flag.String("berth", "bin/berth-runtime", "path of the berth-runtime binary")
 	out := flag.String("out", "bench/results/latest.md", "write the table here too (empty: stdout only)")
 	only := flag.String("systems", "", "comma-separated systems to run (default: all)")
-	suites := flag.String("suites", "runtime,pull", "which suites: runtime (lifecycle vs runc, crun), pull (vs skopeo, podman, docker)")
+	suites := flag.String("suites", "runtime,pull,engine", "which suites: runtime (lifecycle vs runc, crun), pull (vs skopeo, podman, docker), engine (berthd vs dockerd, podman)")
 	pullN := flag.Int("pull-n", 5, "iterations of each pull scenario")
+	eng := engineFlags{}
+	flag.IntVar(&eng.runN, "engine-n", 20, "iterations of the engine's run --rm scenario")
+	flag.IntVar(&eng.concurrentN, "concurrent-n", 3, "iterations of the engine's 50 concurrent runs")
+	flag.IntVar(&eng.memN, "mem-n", 10, "running containers for the memory measure")
+	flag.IntVar(&eng.profileN, "profile-n", 10, "iterations of the run --rm profile")
 	flag.Parse()
-	if err := run(*n, *pullN, *berth, *out, *only, *suites); err != nil {
+	eng.binDir = filepath.Dir(*berth)
+	if err := run(*n, *pullN, eng, *berth, *out, *only, *suites); err != nil {
 		fmt.Fprintln(os.Stderr, "berthbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, pullN int, berth, out, only, suites string) error {
+func run(n, pullN int, eng engineFlags, berth, out, only, suites string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("must run as root")
 	}
@@ -57,6 +63,8 @@ func run(n, pullN int, berth, out, only, suites string) error {
 			err = runSuite(&b, n, work, filter(bench.FindSystems(berth), only), bench.Lifecycle())
 		case "pull":
 			err = runPull(&b, pullN, work, only)
+		case "engine":
+			err = runEngine(&b, eng, work, only)
 		default:
 			err = fmt.Errorf("unknown suite %q", suite)
 		}

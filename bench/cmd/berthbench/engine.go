@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/bench"
+	"github.com/berth-dev/berth/internal/testutil/images"
+)
+
+type engineFlags struct {
+	binDir                            string
+	runN, concurrentN, memN, profileN int
+}
+
+// runEngine measures the engines: berthd (with the berth and the docker
+// CLI) against a private dockerd and podman, each with busybox loaded
+// from the fixture's docker-archive (offline).
+func runEngine(b *strings.Builder, f engineFlags, work, only string) error {
+	img, err := images.CachedBusybox(images.BusyboxOptions{})
+	if err != nil {
+		return fmt.Errorf("busybox image: %w", err)
+	}
+	bin, err := filepath.Abs(f.binDir)
+	if err != nil {
+		return err
+	}
+	cfg := bench.EngineConfig{BinDir: bin, Archive: img.Archive}
+	systems := filter(bench.EngineSystems(cfg), only)
+	runRm, concurrent := bench.Engine(cfg)
+	b.WriteString("## Engine: berthd vs dockerd 20.10 vs podman\n\n")
+	b.WriteString("berth = berthd + the berth CLI; berthd+docker-cli = the same daemon driven by Debian's docker CLI 20.10 (separates the CLI's cost); docker = a private dockerd 20.10 (overlay2) + docker CLI 20.10; podman = podman with private roots (overlay, cgroupfs, crun; `--ulimit nofile=1024:1024 --ulimit nproc=4096:4096` because its defaults exceed this host's hard limits). Every container has `--network none`.\n\n")
+	if err := runSuite(b, f.runN, work, systems, []bench.Scenario{runRm}); err != nil {
+		return err
+	}
+	if err := runSuite(b, f.concurrentN, work, systems, []bench.Scenario{concurrent}); err != nil {
+		return err
+	}
+	// One CLI per engine suffices for memory: berthd+docker-cli runs the
+	// same daemon and shims as berth.
+	var memSystems []bench.System
+	for _, s := range systems {
+		if s.Name != bench.SysBerthDocker {
+			memSystems = append(memSystems, s)
+		}
+	}
+	if len(memSystems) > 0 {
+		fmt.Fprintf(os.Stderr, "engine memory: %d containers per engine\n", f.memN)
+		loadBefore := loadavg()
+		res := bench.MeasureMemories(cfg, memSystems, work, fmt.Sprintf("bb%d", os.Getpid()), f.memN, 2*time.Second)
+		fmt.Fprintf(b, "load average %s before, %s after\n\n", loadBefore, loadavg())
+		if err := bench.WriteMemoryMarkdown(b, f.memN, res); err != nil {
+			return err
+		}
+		b.WriteString("podman has no daemon: each `podman` command is the whole engine for its duration, and conmon stays per container.\n\n")
+	}
+	return nil
+}
