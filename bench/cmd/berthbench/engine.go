@@ -57,5 +57,17 @@ func runEngine(b *strings.Builder, f engineFlags, work, only string) error {
 		}
 		b.WriteString("podman has no daemon: each `podman` command is the whole engine for its duration, and conmon stays per container.\n\n")
 	}
+	if len(filter([]bench.System{{Name: bench.SysBerth}}, only)) == 1 && f.profileN > 0 {
+		fmt.Fprintf(os.Stderr, "engine: profile of berth run --rm, %d runs\n", f.profileN)
+		dir := filepath.Join(work, "profile")
+		p, err := bench.ProfileRunRm(cfg, dir, fmt.Sprintf("bb%d-prof", os.Getpid()), f.profileN)
+		if err != nil {
+			fmt.Fprintf(b, "Profile of berth run --rm failed: %v\n\n", err)
+			return nil
+		}
+		if err := bench.WriteProfileMarkdown(b, p); err != nil {
+			return err
+		}
+	}
 	return nil
 }
