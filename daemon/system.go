@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/api/server"
+	cservice "github.com/berth-dev/berth/container/service"
 	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/image/store"
 )
@@ -88,8 +89,8 @@ func (s *systemBackend) Info(ctx context.Context) (system.Info, error) {
 		Labels:             []string{},
 		ExperimentalBuild:  cfg.Experimental,
 		ServerVersion:      Version,
-		Runtimes:           map[string]system.RuntimeWithStatus{"berth-runtime": {Runtime: system.Runtime{Path: "berth-runtime"}}},
-		DefaultRuntime:     "berth-runtime",
+		Runtimes:           map[string]system.RuntimeWithStatus{cservice.RuntimeName: {Runtime: system.Runtime{Path: "berth-runtime"}}},
+		DefaultRuntime:     cservice.RuntimeName,
 		Swarm:              swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive},
 		LiveRestoreEnabled: true,
 		SecurityOptions:    []string{"name=seccomp,profile=builtin"},

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
@@ -66,12 +68,18 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (string, []string
 		return "", nil, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
 	}
 
+	if err := validateRestartPolicy(hc.RestartPolicy, hc.AutoRemove); err != nil {
+		return "", nil, err
+	}
+
 	id := newID()
+	// --entrypoint "" arrives as [""]: it clears the image's entrypoint.
+	if len(cfg.Entrypoint) == 1 && cfg.Entrypoint[0] == "" {
+		cfg.Entrypoint = []string{}
+	}
 	spec.MergeImageConfig(cfg, imgCfg)
 	spec.SetDefaults(id, cfg, hc)
-	if hc.LogConfig.Type == "" {
-		hc.LogConfig.Type = "json-file"
-	}
+	warnings := adaptConfig(cfg, hc)
 	if err := spec.Validate(cfg, hc); err != nil {
 		return "", nil, err
 	}
@@ -98,7 +106,98 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (string, []string
 		return "", nil, err
 	}
 	s.publish(rec, events.ActionCreate, nil)
-	return id, nil, nil
+	return id, warnings, nil
+}
+
+// RuntimeName is the runtime a container records (HostConfig.Runtime) and
+// the daemon reports as its default.
+const RuntimeName = "berth-runtime"
+
+// adaptConfig records the request as dockerd 20.10 records it, so that
+// inspect shows the same values: defaults filled in, "unset" spellings
+// of the CLI (-1, 0, {}) turned into null, and what this host cannot do
+// discarded with dockerd's warning.
+func adaptConfig(cfg *container.Config, hc *container.HostConfig) []string {
+	var warnings []string
+	if len(cfg.Entrypoint) == 0 {
+		cfg.Entrypoint = nil
+	}
+	if len(cfg.Volumes) == 0 {
+		cfg.Volumes = nil
+	}
+	if hc.LogConfig.Type == "" {
+		hc.LogConfig.Type = "json-file"
+	}
+	if hc.LogConfig.Config == nil {
+		hc.LogConfig.Config = map[string]string{}
+	}
+	if hc.Runtime == "" {
+		hc.Runtime = RuntimeName
+	}
+	if !hc.Privileged {
+		if hc.MaskedPaths == nil {
+			hc.MaskedPaths = slices.Clone(spec.DefaultMaskedPaths)
+		}
+		if hc.ReadonlyPaths == nil {
+			hc.ReadonlyPaths = slices.Clone(spec.DefaultReadonlyPaths)
+		}
+	}
+	if hc.SecurityOpt == nil && (hc.Privileged || hc.IpcMode.IsHost() || hc.PidMode.IsHost()) {
+		// As dockerd: SELinux labels make no sense with the host's
+		// namespaces or without confinement.
+		hc.SecurityOpt = []string{"label=disable"}
+	}
+	if hc.OomKillDisable == nil {
+		hc.OomKillDisable = new(bool)
+	}
+	if hc.MemorySwappiness != nil && *hc.MemorySwappiness == -1 {
+		hc.MemorySwappiness = nil
+	}
+	if hc.PidsLimit != nil && *hc.PidsLimit <= 0 {
+		hc.PidsLimit = nil
+	}
+	if hc.BlkioWeight > 0 && !blkioWeightSupported() {
+		warnings = append(warnings, "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.")
+		hc.BlkioWeight = 0
+	}
+	return warnings
+}
+
+// blkioWeightSupported says whether the host's blkio controller takes a
+// weight (only with the CFQ/BFQ schedulers' files), as dockerd's sysinfo.
+func blkioWeightSupported() bool {
+	for _, p := range []string{
+		"/sys/fs/cgroup/blkio/blkio.weight",
+		"/sys/fs/cgroup/io.weight",
+		"/sys/fs/cgroup/io.bfq.weight",
+	} {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// validateRestartPolicy refuses what dockerd 20.10 refuses, with its
+// messages.
+func validateRestartPolicy(p container.RestartPolicy, autoRemove bool) error {
+	switch p.Name {
+	case "always", "unless-stopped", "no":
+		if p.MaximumRetryCount != 0 {
+			return fmt.Errorf("maximum retry count cannot be used with restart policy '%s': %w", p.Name, errdefs.ErrInvalidArgument)
+		}
+	case "on-failure":
+		if p.MaximumRetryCount < 0 {
+			return fmt.Errorf("maximum retry count cannot be negative: %w", errdefs.ErrInvalidArgument)
+		}
+	case "":
+	default:
+		return fmt.Errorf("invalid restart policy '%s': %w", p.Name, errdefs.ErrInvalidArgument)
+	}
+	if autoRemove && p.Name != "" && p.Name != "no" {
+		return fmt.Errorf("can't create 'AutoRemove' container with restart policy: %w", errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
 
 // imageConfig is the runtime part of image id's config.

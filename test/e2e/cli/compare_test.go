@@ -7,7 +7,9 @@ import (
 	"testing"
 )
 
-func TestImagesHistoryInspectAsDocker(t *testing.T) {
+func TestImagesHistoryInspectAsDocker(t *testing.T) { both(t, testImagesHistoryInspectAsDocker) }
+
+func testImagesHistoryInspectAsDocker(t *testing.T) {
 	setup(t)
 	for _, args := range [][]string{
 		{"images"},
@@ -31,7 +33,9 @@ func TestImagesHistoryInspectAsDocker(t *testing.T) {
 	}
 }
 
-func TestRunOutputAndExitCodesAsDocker(t *testing.T) {
+func TestRunOutputAndExitCodesAsDocker(t *testing.T) { both(t, testRunOutputAndExitCodesAsDocker) }
+
+func testRunOutputAndExitCodesAsDocker(t *testing.T) {
 	setup(t)
 	if out := same(t, "run", "--rm", "busybox", "echo", "hello", "world"); out != "hello world\n" {
 		t.Fatalf("run --rm echo printed %q", out)
@@ -72,7 +76,9 @@ func TestRunOutputAndExitCodesAsDocker(t *testing.T) {
 	sameErr(t, "stop", "nosuchcontainer")
 }
 
-func TestPsInspectLogsAsDocker(t *testing.T) {
+func TestPsInspectLogsAsDocker(t *testing.T) { both(t, testPsInspectLogsAsDocker) }
+
+func testPsInspectLogsAsDocker(t *testing.T) {
 	setup(t)
 	running := container(t, "-up", "-l", "app=web", "busybox", "sleep", "600")
 	exited := container(t, "-down", "busybox", "sh", "-c", "echo out; echo err >&2; exit 4")
@@ -115,7 +121,9 @@ func TestPsInspectLogsAsDocker(t *testing.T) {
 	}
 }
 
-func TestLifecycleVerbs(t *testing.T) {
+func TestLifecycleVerbs(t *testing.T) { both(t, testLifecycleVerbs) }
+
+func testLifecycleVerbs(t *testing.T) {
 	setup(t)
 	name := container(t, "", "--stop-signal", "KILL", "busybox", "sleep", "600")
 	state := func() string {
@@ -169,7 +177,9 @@ func TestLifecycleVerbs(t *testing.T) {
 	}
 }
 
-func TestExec(t *testing.T) {
+func TestExec(t *testing.T) { both(t, testExec) }
+
+func testExec(t *testing.T) {
 	setup(t)
 	name := container(t, "", "busybox", "sleep", "600")
 	same(t, "exec", name, "echo", "hi")
@@ -190,7 +200,9 @@ func TestExec(t *testing.T) {
 	t.Fatal("exec -d did not run")
 }
 
-func TestStatsAndSystem(t *testing.T) {
+func TestStatsAndSystem(t *testing.T) { both(t, testStatsAndSystem) }
+
+func testStatsAndSystem(t *testing.T) {
 	setup(t)
 	name := container(t, "", "busybox", "sleep", "600")
 	out := berth(t, "stats", "--no-stream", name)
@@ -217,7 +229,9 @@ func TestStatsAndSystem(t *testing.T) {
 	}
 }
 
-func TestSaveLoadTagRmi(t *testing.T) {
+func TestSaveLoadTagRmi(t *testing.T) { both(t, testSaveLoadTagRmi) }
+
+func testSaveLoadTagRmi(t *testing.T) {
 	setup(t)
 	tag := "berth-e2e/" + strings.ToLower(testutil_unique(t)) + ":v1"
 	berth(t, "tag", "busybox", tag)
@@ -245,7 +259,9 @@ func TestSaveLoadTagRmi(t *testing.T) {
 	sameErr(t, "rmi", "nosuchimage:nope")
 }
 
-func TestCommitExportImport(t *testing.T) {
+func TestCommitExportImport(t *testing.T) { both(t, testCommitExportImport) }
+
+func testCommitExportImport(t *testing.T) {
 	setup(t)
 	name := container(t, "", "busybox", "sh", "-c", "echo committed > /marker; sleep 600")
 	waitExec(t, name, "test", "-f", "/marker")

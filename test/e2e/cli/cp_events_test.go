@@ -10,7 +10,9 @@ import (
 	"time"
 )
 
-func TestCpBothWays(t *testing.T) {
+func TestCpBothWays(t *testing.T) { both(t, testCpBothWays) }
+
+func testCpBothWays(t *testing.T) {
 	setup(t)
 	name := container(t, "", "busybox", "sleep", "600")
 	dir := t.TempDir()
@@ -95,7 +97,9 @@ func listTree(t *testing.T, root string) string {
 	return b.String()
 }
 
-func TestEventsAsDocker(t *testing.T) {
+func TestEventsAsDocker(t *testing.T) { both(t, testEventsAsDocker) }
+
+func testEventsAsDocker(t *testing.T) {
 	setup(t)
 	since := time.Now().Add(-time.Second).Format(time.RFC3339Nano)
 	name := container(t, "", "busybox", "true")

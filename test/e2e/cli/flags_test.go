@@ -5,15 +5,19 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 )
 
 // TestCreateFlagsAsDocker creates one container with berth and one with
 // docker from the same flags and requires the daemon to have recorded the
-// same Config and HostConfig: berth parses run/create flags as Docker's
-// CLI does, so the daemon work of later issues sees Docker's requests.
-func TestCreateFlagsAsDocker(t *testing.T) {
+// same Config and HostConfig as dockerd records for docker's request:
+// berth parses run/create flags as Docker's CLI does, and berthd records
+// a request as dockerd does.
+func TestCreateFlagsAsDocker(t *testing.T) { both(t, testCreateFlagsAsDocker) }
+
+func testCreateFlagsAsDocker(t *testing.T) {
 	setup(t)
 	dir := t.TempDir()
 	envFile := filepath.Join(dir, "env")
@@ -42,19 +46,28 @@ func TestCreateFlagsAsDocker(t *testing.T) {
 	for i, flags := range flagSets {
 		args := append(append([]string{}, flags...), "busybox", "echo", "x y")
 		bname, dname := testutil_unique(t)+"-b", testutil_unique(t)+"-d"
+		rname := testutil_unique(t) + "-ref"
 		bout, bcode := berthRun(nil, append([]string{"create", "--name", bname}, args...)...)
 		dout, dcode := dockerRun(nil, append([]string{"create", "--name", dname}, args...)...)
-		t.Cleanup(func() { dockerRun(nil, "rm", "-f", bname, dname) })
-		if bcode != 0 || dcode != 0 {
-			t.Fatalf("set %d: create: berth exit %d %s, docker exit %d %s", i, bcode, bout.stderr, dcode, dout.stderr)
+		rout, rcode := runOn(reference(), dockerCLI, nil, append([]string{"create", "--name", rname}, args...)...)
+		t.Cleanup(func() {
+			dockerRun(nil, "rm", "-f", bname, dname)
+			runOn(reference(), dockerCLI, nil, "rm", "-f", rname)
+		})
+		if bcode != 0 || dcode != 0 || rcode != 0 {
+			t.Fatalf("set %d: create: berth exit %d %s, docker exit %d %s, docker on dockerd exit %d %s",
+				i, bcode, bout.stderr, dcode, dout.stderr, rcode, rout.stderr)
 		}
 		for _, part := range []string{"Config", "HostConfig"} {
-			b := inspectJSON(t, bname, part)
-			d := inspectJSON(t, dname, part)
-			if !reflect.DeepEqual(b, d) {
-				bj, _ := json.MarshalIndent(b, "", " ")
-				dj, _ := json.MarshalIndent(d, "", " ")
-				t.Errorf("set %d (%s): %s differs\nberth:  %s\ndocker: %s", i, strings.Join(flags, " "), part, bj, dj)
+			want := inspectJSON(t, reference(), rname, part)
+			for _, c := range []struct{ cli, name string }{{"berth", bname}, {"docker", dname}} {
+				got := inspectJSON(t, cur, c.name, part)
+				for _, k := range diffKeys(got, want) {
+					gj, _ := json.Marshal(got[k])
+					wj, _ := json.Marshal(want[k])
+					t.Errorf("set %d (%s): %s created by %s on %s: %s is %s, dockerd records %s",
+						i, strings.Join(flags, " "), part, c.cli, cur.name, k, gj, wj)
+				}
 			}
 		}
 	}
@@ -64,23 +77,41 @@ func TestCreateFlagsAsDocker(t *testing.T) {
 		{"--restart", "always", "--rm"}, {"--no-healthcheck", "--health-cmd", "true"}, {"-a", "stdfoo"},
 	} {
 		b, bc := berthRun(nil, append(append([]string{"create"}, bad...), "busybox")...)
-		_, dc := dockerRun(nil, append(append([]string{"create"}, bad...), "busybox")...)
-		if bc != dc || bc == 0 {
-			t.Errorf("create %v: berth exit %d (%s), docker exit %d", bad, bc, b.stderr, dc)
+		d, dc := dockerRun(nil, append(append([]string{"create"}, bad...), "busybox")...)
+		r, rc := runOn(reference(), dockerCLI, nil, append(append([]string{"create"}, bad...), "busybox")...)
+		if bc != dc || bc == 0 || dc != rc || d.stderr != r.stderr {
+			t.Errorf("create %v: berth exit %d (%s), docker exit %d (%s), docker on dockerd exit %d (%s)",
+				bad, bc, b.stderr, dc, d.stderr, rc, r.stderr)
 		}
 	}
 }
 
 // inspectJSON is one part of a container's inspect output, without the
 // fields that differ between any two containers.
-func inspectJSON(t *testing.T, name, part string) map[string]any {
+func inspectJSON(t *testing.T, e engine, name, part string) map[string]any {
 	t.Helper()
+	out, code := runOn(e, dockerCLI, nil, "inspect", "-f", "{{json ."+part+"}}", name)
+	if code != 0 {
+		t.Fatalf("inspect %s on %s: %s", name, e.name, out.stderr)
+	}
 	var m map[string]any
-	if err := json.Unmarshal([]byte(berth(t, "inspect", "-f", "{{json ."+part+"}}", name)), &m); err != nil {
+	if err := json.Unmarshal([]byte(out.stdout), &m); err != nil {
 		t.Fatal(err)
 	}
 	if part == "Config" && m["Hostname"] != "host" {
 		delete(m, "Hostname")
+	}
+	// docker 20.10 orders -e values without "=" at random (a map walk).
+	if env, ok := m["Env"].([]any); ok {
+		sort.Slice(env, func(i, j int) bool { return env[i].(string) < env[j].(string) })
+	}
+	// berthd's runtime has its own name, and it masks one more path than
+	// dockerd 20.10 (as newer dockerd does; see container/spec).
+	if m["Runtime"] == "berth-runtime" {
+		m["Runtime"] = "runc"
+	}
+	if mp, ok := m["MaskedPaths"].([]any); ok && len(mp) > 0 && mp[len(mp)-1] == "/sys/devices/virtual/powercap" {
+		m["MaskedPaths"] = mp[:len(mp)-1]
 	}
 	// The moby client names capabilities with their CAP_ prefix (as docker
 	// 23 and later send them); docker 20.10 sent them as typed.
@@ -92,4 +123,21 @@ func inspectJSON(t *testing.T, name, part string) map[string]any {
 		}
 	}
 	return m
+}
+
+// diffKeys are the keys whose values differ between a and b.
+func diffKeys(a, b map[string]any) []string {
+	var keys []string
+	for k := range a {
+		if !reflect.DeepEqual(a[k], b[k]) {
+			keys = append(keys, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -1,7 +1,8 @@
-// Package cli_test drives the berth binary the way a user does, against a
-// private dockerd 20.10 (the Engine API berthd will serve), and compares
-// what it prints and how it exits with the real docker CLI 20.10 run
-// against the same daemon.
+// Package cli_test drives the berth binary the way a user does and
+// compares what it prints and how it exits with the real docker CLI 20.10
+// run against the same daemon. Every test runs twice: against a private
+// dockerd 20.10 (the reference engine) and against berthd (ours), so the
+// same comparisons check both the CLI and the daemon.
 package cli_test
 
 import (
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/berth-dev/berth/internal/testutil/berthd"
 	"github.com/berth-dev/berth/internal/testutil/dockerd"
 	"github.com/berth-dev/berth/internal/testutil/images"
 )
@@ -26,8 +28,31 @@ const dockerCLI = "/usr/bin/docker"
 
 var (
 	berthBin string
-	daemon   *dockerd.Daemon
+	// engines are the daemons every test runs against, by name.
+	engines []engine
+	// cur is the engine of the running subtest (the tests run one at a
+	// time; both sets it).
+	cur engine
 )
+
+// engine is one daemon the CLIs talk to.
+type engine struct {
+	name string
+	Host string
+}
+
+// daemon is the engine of the running subtest.
+var daemon = &cur
+
+// both runs test once against each engine, as subtests named after it.
+func both(t *testing.T, test func(t *testing.T)) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			cur = e
+			test(t)
+		})
+	}
+}
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -56,24 +81,72 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	daemon, err = dockerd.Launch(dockerd.Options{CgroupParent: "/berth-cli-e2e"})
+	dd, err := dockerd.Launch(dockerd.Options{CgroupParent: "/berth-cli-e2e"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer daemon.Stop()
-	// The fixture image enters the daemon through berth load: no internet.
+	defer dd.Stop()
+	bd, cleanup, err := launchBerthd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer cleanup()
+	engines = []engine{{"dockerd", dd.Host}, {"berthd", bd.Host}}
+	// The fixture image enters the daemons through berth load: no internet.
 	img, err := images.CachedBusybox(images.BusyboxOptions{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	out, code := berthRun(nil, "load", "-i", img.Archive)
-	if code != 0 || !strings.Contains(out.stdout, "Loaded image: busybox:latest") {
-		fmt.Fprintf(os.Stderr, "berth load: exit %d\n%s%s", code, out.stdout, out.stderr)
-		return 1
+	for _, e := range engines {
+		cur = e
+		out, code := berthRun(nil, "load", "-i", img.Archive)
+		if code != 0 || !strings.Contains(out.stdout, "Loaded image: busybox:latest") {
+			fmt.Fprintf(os.Stderr, "berth load into %s: exit %d\n%s%s", e.name, code, out.stdout, out.stderr)
+			return 1
+		}
 	}
 	return m.Run()
+}
+
+// berthdCgroup is the cgroup parent of berthd's containers in this test
+// binary, removed at the end.
+const berthdCgroup = "/berth-cli-e2e-berthd"
+
+// launchBerthd starts the berthd the tests share, with temporary roots.
+// cleanup removes its containers, stops it and removes what it made.
+func launchBerthd() (*berthd.Daemon, func(), error) {
+	bin, err := berthd.Build()
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, err := berthd.NewDir()
+	if err != nil {
+		berthd.Cleanup()
+		return nil, nil, err
+	}
+	d, err := berthd.Launch(bin, dir, "--cgroup-parent", berthdCgroup)
+	if err != nil {
+		os.RemoveAll(dir)
+		berthd.Cleanup()
+		return nil, nil, err
+	}
+	return d, func() {
+		// Containers outlive their daemon: remove them first.
+		if ids, err := d.Docker("ps", "-aq"); err == nil && strings.TrimSpace(ids) != "" {
+			if out, err := d.Docker(append([]string{"rm", "-f"}, strings.Fields(ids)...)...); err != nil {
+				fmt.Fprintf(os.Stderr, "remove berthd's containers: %v: %s\n", err, out)
+			}
+		}
+		if err := d.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "berthd: %v\n%s\n", err, d.Log())
+		}
+		testutil.RemoveCgroupTree(berthdCgroup)
+		os.RemoveAll(dir)
+		berthd.Cleanup()
+	}, nil
 }
 
 type output struct{ stdout, stderr string }
@@ -88,9 +161,17 @@ func dockerRun(stdin []byte, args ...string) (output, int) {
 }
 
 func runCmd(bin string, stdin []byte, args ...string) (output, int) {
+	return runOn(cur, bin, stdin, args...)
+}
+
+// reference is the dockerd engine, the one whose records are right.
+func reference() engine { return engines[0] }
+
+// runOn runs bin against engine e.
+func runOn(eng engine, bin string, stdin []byte, args ...string) (output, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append([]string{"-H", daemon.Host}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-H", eng.Host}, args...)...)
 	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+configDir)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
@@ -114,8 +195,8 @@ var configDir string
 func setup(t *testing.T) {
 	t.Helper()
 	testutil.RequireRoot(t)
-	if daemon == nil {
-		t.Fatal("no private dockerd (TestMain failed)")
+	if cur.Host == "" {
+		t.Fatal("no daemon (TestMain failed)")
 	}
 }
 
@@ -163,12 +244,16 @@ func same(t *testing.T, args ...string) string {
 	return ""
 }
 
+// dockerWord is the program's name in docker's messages (not inside
+// names such as a test's "...dockerd-1").
+var dockerWord = regexp.MustCompile(`\bdocker\b`)
+
 // sameErr is same for stderr, with "docker" read as "berth".
 func sameErr(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	b, bc := berthRun(nil, args...)
 	d, dc := dockerRun(nil, args...)
-	want := strings.ReplaceAll(d.stderr, "docker", "berth")
+	want := dockerWord.ReplaceAllString(d.stderr, "berth")
 	if b.stderr != want || bc != dc {
 		t.Fatalf("berth and docker differ for %q:\nberth (exit %d): %q\ndocker (exit %d): %q", strings.Join(args, " "), bc, b.stderr, dc, want)
 	}

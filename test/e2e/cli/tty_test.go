@@ -119,7 +119,9 @@ func (s *ptySession) exit() int {
 	return -1
 }
 
-func TestRunInteractiveTerminal(t *testing.T) {
+func TestRunInteractiveTerminal(t *testing.T) { both(t, testRunInteractiveTerminal) }
+
+func testRunInteractiveTerminal(t *testing.T) {
 	setup(t)
 	name := testutil_unique(t)
 	t.Cleanup(func() { dockerRun(nil, "rm", "-f", name) })
@@ -146,7 +148,9 @@ func TestRunInteractiveTerminal(t *testing.T) {
 	}
 }
 
-func TestRunDetachKeys(t *testing.T) {
+func TestRunDetachKeys(t *testing.T) { both(t, testRunDetachKeys) }
+
+func testRunDetachKeys(t *testing.T) {
 	setup(t)
 	for _, tc := range []struct{ flag, keys string }{
 		{"", "\x10\x11"},                    // ctrl-p ctrl-q
@@ -180,7 +184,9 @@ func TestRunDetachKeys(t *testing.T) {
 	}
 }
 
-func TestExecInteractiveTerminal(t *testing.T) {
+func TestExecInteractiveTerminal(t *testing.T) { both(t, testExecInteractiveTerminal) }
+
+func testExecInteractiveTerminal(t *testing.T) {
 	setup(t)
 	name := container(t, "", "busybox", "sleep", "600")
 	s := startPTY(t, 33, 77, "exec", "-it", name, "sh")
@@ -193,7 +199,9 @@ func TestExecInteractiveTerminal(t *testing.T) {
 	}
 }
 
-func TestSigProxy(t *testing.T) {
+func TestSigProxy(t *testing.T) { both(t, testSigProxy) }
+
+func testSigProxy(t *testing.T) {
 	setup(t)
 	name := testutil_unique(t)
 	t.Cleanup(func() { dockerRun(nil, "rm", "-f", name) })
