@@ -7,7 +7,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/berth-dev/berth/container/shim"
@@ -20,7 +19,7 @@ func main() {
 		args = args[1:]
 	}
 	if len(args) != 1 || args[0] == "" || args[0][0] == '-' {
-		fmt.Fprintln(os.Stderr, "usage: berth-shim [--launch] STATEDIR")
+		os.Stderr.WriteString("usage: berth-shim [--launch] STATEDIR\n")
 		os.Exit(2)
 	}
 	var err error
@@ -30,7 +29,7 @@ func main() {
 		err = shim.Run(args[0], os.NewFile(3, "ready"))
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "berth-shim: %v\n", err)
+		os.Stderr.WriteString("berth-shim: " + err.Error() + "\n")
 		os.Exit(1)
 	}
 }

@@ -30,6 +30,50 @@ func TestEntryFormat(t *testing.T) {
 	}
 }
 
+// AppendTime agrees with encoding/json byte for byte, and AppendString
+// decodes back as encoding/json's output does (they differ only in \t,
+// \b and \f, which dockerd 20.10 writes as \u00XX): berth-shim's
+// protocol relies on both.
+func TestAppendMatchesStdlib(t *testing.T) {
+	times := []time.Time{
+		time.Unix(0, 0),
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1969, 12, 31, 23, 59, 59, 1, time.UTC),
+		time.Date(1600, 2, 29, 12, 0, 0, 0, time.UTC),
+		time.Date(2026, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2024, 2, 29, 1, 2, 3, 100, time.FixedZone("y", -7200)),
+		time.Date(9999, 6, 7, 8, 9, 10, 500000000, time.UTC),
+		time.Now(),
+	}
+	for i := int64(0); i < 2000; i++ {
+		times = append(times, time.Unix(i*86399*37, i*7919%1000000000))
+	}
+	for _, ts := range times {
+		want, _ := json.Marshal(ts.UTC())
+		if got := `"` + string(AppendTime(nil, ts)) + `"`; got != string(want) {
+			t.Fatalf("AppendTime(%v) = %s, want %s", ts, got, want)
+		}
+	}
+	strs := []string{"", "plain", "\x00\x1f\x7f", "\"\\/", "<a href=x>&amp;</a>", "\u2028\u2029", "héllo wörld ☃ 𝄞", "bad\xff\xfe utf8\xc3", "\xe2\x80", "tab\there\r\n"}
+	for c := 0; c < 256; c++ {
+		strs = append(strs, string([]byte{byte(c), 'x', byte(c)}))
+	}
+	for _, s := range strs {
+		var want string
+		std, _ := json.Marshal(s)
+		json.Unmarshal(std, &want)
+		for _, got := range [][]byte{AppendString(nil, s), AppendString(nil, []byte(s))} {
+			var back string
+			if err := json.Unmarshal(got, &back); err != nil || back != want {
+				t.Errorf("AppendString(%q) = %s: decodes to %q (%v), want %q", s, got, back, err, want)
+			}
+			if strings.ContainsAny(string(got), "<>&\u2028\u2029") {
+				t.Errorf("AppendString(%q) = %s: HTML characters or line separators unescaped", s, got)
+			}
+		}
+	}
+}
+
 type rawEntry struct {
 	Log    string    `json:"log"`
 	Stream string    `json:"stream"`

@@ -3,7 +3,6 @@ package logs
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"strconv"
@@ -36,14 +35,20 @@ type File struct {
 func Create(path string, o Options) (*File, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("open log %s: %w", path, err)
+		return nil, logError("open log", path, err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("stat log %s: %w", path, err)
+		return nil, logError("stat log", path, err)
 	}
 	return &File{path: path, opts: o.withDefaults(), f: f, size: st.Size()}, nil
+}
+
+// logError is "OP PATH: cause", the cause kept for errors.Is. Not
+// fmt.Errorf: berth-shim links this package and must stay small.
+func logError(op, path string, err error) error {
+	return &fs.PathError{Op: op, Path: path, Err: err}
 }
 
 // Path is the live file's path.
@@ -89,7 +94,7 @@ func (l *File) flush() error {
 	_, err := l.f.Write(l.buf)
 	l.buf = l.buf[:0]
 	if err != nil {
-		err = fmt.Errorf("write log %s: %w", l.path, err)
+		err = logError("write log", l.path, err)
 		if l.err == nil {
 			l.err = err
 		}
@@ -110,18 +115,18 @@ func (l *File) rotate() {
 		for i := l.opts.MaxFile - 1; i > 1; i-- {
 			err := os.Rename(l.path+"."+strconv.Itoa(i-1), l.path+"."+strconv.Itoa(i))
 			if err != nil && !errors.Is(err, fs.ErrNotExist) && l.err == nil {
-				l.err = fmt.Errorf("rotate log %s: %w", l.path, err)
+				l.err = logError("rotate log", l.path, err)
 			}
 		}
 		if err := os.Rename(l.path, l.path+".1"); err != nil && l.err == nil {
-			l.err = fmt.Errorf("rotate log %s: %w", l.path, err)
+			l.err = logError("rotate log", l.path, err)
 		}
 	}
 	// With one file only, dockerd truncates in place.
 	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		if l.err == nil {
-			l.err = fmt.Errorf("reopen log %s after rotation: %w", l.path, err)
+			l.err = logError("reopen log", l.path+" after rotation", err)
 		}
 		return
 	}

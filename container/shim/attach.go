@@ -1,7 +1,6 @@
 package shim
 
 import (
-	"encoding/binary"
 	"os"
 	"sync"
 )
@@ -40,15 +39,16 @@ func (f *fanout) remove(a *attacher) {
 	f.mu.Unlock()
 }
 
-// write sends p, read from stream, to every client that wants it. It never
-// blocks on a client.
-func (f *fanout) write(stream byte, p []byte) {
+// write sends p, read from stream, to every client that wants it, and
+// reports whether any took it. It never blocks on a client.
+func (f *fanout) write(stream byte, p []byte) (sent bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for a := range f.attachers {
 		if !a.wants(stream) {
 			continue
 		}
+		sent = true
 		if !a.send(stream, p, f.tty) {
 			delete(f.attachers, a)
 			if f.onDrop != nil {
@@ -56,6 +56,7 @@ func (f *fanout) write(stream byte, p []byte) {
 			}
 		}
 	}
+	return sent
 }
 
 // end tells every client that output is over: each gets what is still
@@ -115,8 +116,9 @@ func (a *attacher) send(stream byte, p []byte, tty bool) bool {
 	}
 	if !tty {
 		var h [8]byte
+		n := uint32(len(p))
 		h[0] = stream
-		binary.BigEndian.PutUint32(h[4:], uint32(len(p)))
+		h[4], h[5], h[6], h[7] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
 		a.pending = append(a.pending, h[:]...)
 	}
 	a.pending = append(a.pending, p...)

@@ -1,7 +1,6 @@
 package shim
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -81,15 +80,13 @@ type cgroupMount struct {
 }
 
 func cgroupMounts() []cgroupMount {
-	f, err := os.Open("/proc/self/mountinfo")
+	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
 	var out []cgroupMount
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		pre, post, ok := strings.Cut(s.Text(), " - ")
+	for _, l := range strings.Split(string(data), "\n") {
+		pre, post, ok := strings.Cut(l, " - ")
 		if !ok {
 			continue
 		}

@@ -3,6 +3,7 @@ package shim
 import (
 	"io"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -111,7 +112,13 @@ func (p *process) pump(src *os.File, stream byte, lw *logs.LineWriter) {
 			if lw != nil {
 				lw.Write(buf[:n])
 			}
-			p.out.write(stream, buf[:n])
+			if p.out.write(stream, buf[:n]) {
+				// With one P (GOMAXPROCS 1) a pump whose pipe never runs
+				// dry would keep the clients' writers from running for a
+				// whole time slice, and a busy container would overrun
+				// the buffer of a client that does read.
+				runtime.Gosched()
+			}
 		}
 		if err != nil {
 			// EOF on pipes; EIO on a pty master once the last slave is closed.

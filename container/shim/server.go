@@ -1,12 +1,11 @@
 package shim
 
 import (
-	"bufio"
-	"encoding/json"
+	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,11 +25,7 @@ func (s *shim) serve() {
 }
 
 func reply(c *os.File, r Response) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	_, err = c.Write(append(b, '\n'))
+	_, err := c.Write(append(appendResponse(nil, &r), '\n'))
 	return err
 }
 
@@ -40,28 +35,25 @@ func errReply(c *os.File, err error) {
 }
 
 func (s *shim) handle(c *os.File) {
-	br := bufio.NewReaderSize(c, 4096)
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	var line []byte
-	for {
-		chunk, isPrefix, err := br.ReadLine()
-		if err != nil {
+	line, rest, err := readRequest(c)
+	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			errReply(c, err)
+		} else {
 			c.Close()
-			return
 		}
-		line = append(line, chunk...)
-		if len(line) > maxRequest {
-			errReply(c, errors.New("request too large"))
-			return
-		}
-		if !isPrefix {
-			break
-		}
+		return
 	}
 	c.SetReadDeadline(time.Time{})
+	// The client's stdin may follow the request at once: what was read
+	// past the line goes first.
+	br := &stdinReader{pending: rest, conn: c}
+	// Requests touch code the quiet shim does not need resident.
+	defer s.trimLater()
 	var req Request
-	if err := json.Unmarshal(line, &req); err != nil {
-		errReply(c, fmt.Errorf("bad request: %w", err))
+	if err := parseRequest(line, &req); err != nil {
+		errReply(c, wrap("bad request", err))
 		return
 	}
 	switch req.Op {
@@ -86,7 +78,7 @@ func (s *shim) handle(c *os.File) {
 	case OpExec:
 		s.exec(c, br, req)
 	default:
-		errReply(c, fmt.Errorf("unknown op %q", req.Op))
+		errReply(c, errors.New("unknown op "+strconv.Quote(req.Op)))
 	}
 }
 
@@ -108,7 +100,7 @@ func (s *shim) process(execID string) (*process, error) {
 	}
 	p, ok := s.execs[execID]
 	if !ok {
-		return nil, fmt.Errorf("exec %q: not found", execID)
+		return nil, errors.New("exec " + strconv.Quote(execID) + ": not found")
 	}
 	return p, nil
 }
@@ -118,7 +110,7 @@ func (s *shim) start() error {
 	st := s.status
 	s.mu.Unlock()
 	if st != StatusCreated {
-		return fmt.Errorf("cannot start container %s: it is %s", s.cfg.ID, st)
+		return errors.New("cannot start container " + s.cfg.ID + ": it is " + st)
 	}
 	started := time.Now().UTC()
 	if err := s.runtime([3]int{s.devnull, s.devnull, s.devnull}, "start", s.cfg.ID); err != nil {
@@ -142,13 +134,13 @@ func (s *shim) kill(sig int, all bool) error {
 	st := s.status
 	s.mu.Unlock()
 	if st == StatusStopped {
-		return fmt.Errorf("cannot kill container %s: %w", s.cfg.ID, errStopped)
+		return wrap("cannot kill container "+s.cfg.ID, errStopped)
 	}
 	args := []string{"kill"}
 	if all {
 		args = append(args, "--all")
 	}
-	args = append(args, s.cfg.ID, fmt.Sprint(sig))
+	args = append(args, s.cfg.ID, strconv.Itoa(sig))
 	return s.runtime([3]int{s.devnull, s.devnull, s.devnull}, args...)
 }
 
@@ -188,7 +180,7 @@ func (s *shim) wait(c *os.File, execID string) {
 }
 
 // attach turns c into a stream of p's stdio (see the package doc).
-func (s *shim) attach(c *os.File, br *bufio.Reader, req Request) {
+func (s *shim) attach(c *os.File, br *stdinReader, req Request) {
 	p, err := s.process(req.ExecID)
 	if err != nil {
 		errReply(c, err)
@@ -196,7 +188,7 @@ func (s *shim) attach(c *os.File, br *bufio.Reader, req Request) {
 	}
 	a := newAttacher(c, req.Stdout, req.Stderr)
 	if !p.out.add(a) {
-		errReply(c, fmt.Errorf("cannot attach: %w", errStopped))
+		errReply(c, wrap("cannot attach", errStopped))
 		return
 	}
 	if err := reply(c, Response{Pid: p.pid}); err != nil {
@@ -209,7 +201,7 @@ func (s *shim) attach(c *os.File, br *bufio.Reader, req Request) {
 
 // stream runs an attached connection: output to the client, and the
 // client's input to stdin when asked.
-func (s *shim) stream(p *process, a *attacher, br *bufio.Reader, stdin bool) {
+func (s *shim) stream(p *process, a *attacher, br *stdinReader, stdin bool) {
 	go a.run()
 	if stdin {
 		go p.feedStdin(br)
@@ -230,20 +222,18 @@ func validExecID(id string) bool {
 
 // exec runs another process in the container; with streams selected the
 // connection then carries its stdio.
-func (s *shim) exec(c *os.File, br *bufio.Reader, req Request) {
+func (s *shim) exec(c *os.File, br *stdinReader, req Request) {
 	if !validExecID(req.ExecID) {
-		errReply(c, fmt.Errorf("invalid exec id %q", req.ExecID))
+		errReply(c, errors.New("invalid exec id "+strconv.Quote(req.ExecID)))
 		return
 	}
-	var proc struct {
-		Terminal bool `json:"terminal"`
-	}
-	if err := json.Unmarshal(req.Process, &proc); err != nil {
-		errReply(c, fmt.Errorf("exec %s: bad process: %w", req.ExecID, err))
+	terminal, err := processTerminal(req.Process)
+	if err != nil {
+		errReply(c, wrap("exec "+req.ExecID+": bad process", err))
 		return
 	}
-	if proc.Terminal != req.Tty {
-		errReply(c, fmt.Errorf("exec %s: process.terminal is %v but tty is %v", req.ExecID, proc.Terminal, req.Tty))
+	if terminal != req.Tty {
+		errReply(c, errors.New("exec "+req.ExecID+": process.terminal is "+strconv.FormatBool(terminal)+" but tty is "+strconv.FormatBool(req.Tty)))
 		return
 	}
 	s.mu.Lock()
@@ -251,11 +241,11 @@ func (s *shim) exec(c *os.File, br *bufio.Reader, req Request) {
 	status := s.status
 	s.mu.Unlock()
 	if dup {
-		errReply(c, fmt.Errorf("exec %s: already exists", req.ExecID))
+		errReply(c, errors.New("exec "+req.ExecID+": already exists"))
 		return
 	}
 	if status != StatusRunning {
-		errReply(c, fmt.Errorf("cannot exec in container %s: it is %s", s.cfg.ID, status))
+		errReply(c, errors.New("cannot exec in container "+s.cfg.ID+": it is "+status))
 		return
 	}
 	p := newProcess(req.ExecID, req.Tty, true, s.onDrop("exec "+req.ExecID))
@@ -286,7 +276,7 @@ func (s *shim) startExec(p *process, req Request) (int, error) {
 	defer os.Remove(procFile)
 	defer os.Remove(pidFile)
 	if err := os.WriteFile(procFile, req.Process, 0o600); err != nil {
-		return 0, fmt.Errorf("exec %s: %w", req.ExecID, err)
+		return 0, wrap("exec "+req.ExecID, err)
 	}
 	args := []string{"exec", "--process", procFile, "--detach", "--pid-file", pidFile}
 	var io *stdio
@@ -337,4 +327,49 @@ func (s *shim) startExec(p *process, req Request) (int, error) {
 		close(p.exited)
 	}()
 	return p.pid, nil
+}
+
+var errTooLarge = errors.New("request too large")
+
+// readRequest reads the request line from c; rest is what was read after
+// it (the start of the client's stdin).
+func readRequest(c *os.File) (line, rest []byte, err error) {
+	buf := make([]byte, 0, 512)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := c.Read(buf[len(buf):cap(buf)])
+		start := len(buf)
+		buf = buf[:len(buf)+n]
+		if i := bytes.IndexByte(buf[start:], '\n'); i >= 0 {
+			i += start
+			if i > maxRequest {
+				return nil, nil, errTooLarge
+			}
+			return buf[:i], buf[i+1:], nil
+		}
+		if len(buf) > maxRequest {
+			return nil, nil, errTooLarge
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+// stdinReader is an attached client's input: the bytes that came with
+// the request line, then the connection.
+type stdinReader struct {
+	pending []byte
+	conn    *os.File
+}
+
+func (r *stdinReader) Read(p []byte) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
+		return n, nil
+	}
+	return r.conn.Read(p)
 }

@@ -1,12 +1,11 @@
 package shim
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +21,18 @@ var (
 	errNoTTY   = errors.New("the process has no terminal")
 	errStopped = errors.New("container has exited")
 )
+
+// wrapError is "msg: cause", the cause kept for errors.Is. The shim has
+// no fmt (see the package doc's Size).
+type wrapError struct {
+	msg string
+	err error
+}
+
+func (e *wrapError) Error() string { return e.msg + ": " + e.err.Error() }
+func (e *wrapError) Unwrap() error { return e.err }
+
+func wrap(msg string, err error) error { return &wrapError{msg: msg, err: err} }
 
 // shim is one running berth-shim.
 type shim struct {
@@ -43,6 +54,7 @@ type shim struct {
 	waiters   sync.WaitGroup // requests answered after the exit
 	done      chan struct{}  // closed when the exit is recorded
 	startedAt time.Time
+	trimTimer *time.Timer
 }
 
 // Launch is `berth-shim --launch DIR`: it starts the real shim for DIR in
@@ -51,11 +63,11 @@ type shim struct {
 func Launch(dir string) error {
 	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("find own executable: %w", err)
+		return wrap("find own executable", err)
 	}
 	null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", os.DevNull, err)
+		return wrap("open "+os.DevNull, err)
 	}
 	defer unix.Close(null)
 	files := []uintptr{uintptr(null), uintptr(null), uintptr(null), 3}
@@ -69,7 +81,7 @@ func Launch(dir string) error {
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
 	if err != nil {
-		return fmt.Errorf("start shim %s: %w", exe, err)
+		return wrap("start shim "+exe, err)
 	}
 	return nil
 }
@@ -81,6 +93,12 @@ func Run(dir string, ready *os.File) error {
 	// The shim waits on pipes and sockets; one P is plenty and saves a
 	// P's caches and a thread (about 250 kB resident per container).
 	runtime.GOMAXPROCS(1)
+	// The default GOGC lets the heap reach 4 MB before the first
+	// collection: a shim answering requests for a long-lived container
+	// would keep that much resident. 25 starts collecting at 1 MB, above
+	// what start-up allocates (a collection costs some 300 kB of metadata
+	// that a quiet shim would rather not have).
+	debug.SetGCPercent(25)
 	s, err := newShim(dir)
 	if err != nil {
 		writeReady(ready, Ready{Error: err.Error()})
@@ -88,7 +106,7 @@ func Run(dir string, ready *os.File) error {
 	}
 	defer s.close()
 	if err := s.create(); err != nil {
-		s.diagf("create: %v", err)
+		s.note("create", err)
 		s.ln.Close()
 		os.Remove(filepath.Join(dir, SocketFile))
 		writeReady(ready, Ready{Error: err.Error(), ShimPid: os.Getpid()})
@@ -115,43 +133,42 @@ func writeReady(f *os.File, r Ready) {
 	if f == nil {
 		return
 	}
-	b, _ := json.Marshal(r)
-	f.Write(append(b, '\n'))
+	f.Write(append(appendReady(nil, &r), '\n'))
 	f.Close()
 }
 
 func newShim(dir string) (*shim, error) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return nil, fmt.Errorf("become child subreaper: %w", err)
+		return nil, wrap("become child subreaper", err)
 	}
 	data, err := os.ReadFile(filepath.Join(dir, ConfigFile))
 	if err != nil {
-		return nil, fmt.Errorf("read shim config: %w", err)
+		return nil, wrap("read shim config", err)
 	}
 	s := &shim{dir: dir, dirfd: -1, devnull: -1, status: StatusCreated, execs: map[string]*process{}, done: make(chan struct{})}
-	if err := json.Unmarshal(data, &s.cfg); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", filepath.Join(dir, ConfigFile), err)
+	if err := parseConfig(data, &s.cfg); err != nil {
+		return nil, wrap("parse "+filepath.Join(dir, ConfigFile), err)
 	}
 	if err := s.cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if s.diag, err = os.OpenFile(filepath.Join(dir, LogFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err != nil {
-		return nil, fmt.Errorf("open shim log: %w", err)
+		return nil, wrap("open shim log", err)
 	}
 	if s.devnull, err = unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
 		s.close()
-		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
+		return nil, wrap("open "+os.DevNull, err)
 	}
 	if s.dirfd, err = unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
 		s.close()
-		return nil, fmt.Errorf("open state dir %s: %w", dir, err)
+		return nil, wrap("open state dir "+dir, err)
 	}
 	s.reaper = newReaper()
 	sock := filepath.Join(dir, SocketFile)
 	os.Remove(sock)
 	if s.ln, err = listenUnix(sockPath(dir, SocketFile, os.Getpid(), s.dirfd)); err != nil {
 		s.close()
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, wrap("control socket", err)
 	}
 	return s, nil
 }
@@ -173,7 +190,7 @@ func (c *Config) Validate() error {
 		}
 	case LogDriverNone:
 	default:
-		return fmt.Errorf("shim config: unknown log driver %q (want json-file or none)", c.LogDriver)
+		return errors.New("shim config: unknown log driver " + strconv.Quote(c.LogDriver) + " (want json-file or none)")
 	}
 	return nil
 }
@@ -190,16 +207,23 @@ func (s *shim) close() {
 	}
 }
 
-// diagf writes a line to shim.log.
-func (s *shim) diagf(format string, args ...any) {
+// note writes a line to shim.log: the time, what and the error.
+func (s *shim) note(what string, err error) {
 	if s.diag == nil {
 		return
 	}
-	fmt.Fprintf(s.diag, "%s %s\n", time.Now().UTC().Format(time.RFC3339Nano), fmt.Sprintf(format, args...))
+	b := logs.AppendTime(nil, time.Now())
+	b = append(b, ' ')
+	b = append(b, what...)
+	if err != nil {
+		b = append(b, ": "...)
+		b = append(b, err.Error()...)
+	}
+	s.diag.Write(append(b, '\n'))
 }
 
 func (s *shim) onDrop(what string) func(string) {
-	return func(reason string) { s.diagf("%s: %s", what, reason) }
+	return func(reason string) { s.note(what+": "+reason, nil) }
 }
 
 // runtime runs the runtime with args and fds as its stdio, and returns the
@@ -222,7 +246,7 @@ func (s *shim) runtime(fds [3]int, args ...string) error {
 		Files: []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])},
 	})
 	if err != nil {
-		return fmt.Errorf("run %s %s: %w", s.cfg.Runtime, args[0], err)
+		return wrap("run "+s.cfg.Runtime+" "+args[0], err)
 	}
 	ws := <-s.reaper.watch(pid)
 	if ws.Exited() && ws.ExitStatus() == 0 {
@@ -232,9 +256,9 @@ func (s *shim) runtime(fds [3]int, args ...string) error {
 		return errors.New(msg)
 	}
 	if ws.Signaled() {
-		return fmt.Errorf("%s %s: killed by signal %v", filepath.Base(s.cfg.Runtime), args[0], ws.Signal())
+		return errors.New(filepath.Base(s.cfg.Runtime) + " " + args[0] + ": killed by signal " + ws.Signal().String())
 	}
-	return fmt.Errorf("%s %s: exit status %d", filepath.Base(s.cfg.Runtime), args[0], ws.ExitStatus())
+	return errors.New(filepath.Base(s.cfg.Runtime) + " " + args[0] + ": exit status " + strconv.Itoa(ws.ExitStatus()))
 }
 
 // runtimeError returns the last error message the runtime logged after
@@ -253,9 +277,8 @@ func runtimeError(path string, off int64) string {
 	n, _ := f.ReadAt(buf, st.Size()-int64(len(buf)))
 	msg := ""
 	for _, l := range strings.Split(string(buf[:n]), "\n") {
-		var e struct{ Level, Msg string }
-		if json.Unmarshal([]byte(l), &e) == nil && e.Level == "error" && e.Msg != "" {
-			msg = e.Msg
+		if level, m, ok := runtimeLogLine(l); ok && level == "error" && m != "" {
+			msg = m
 		} else if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "{") {
 			msg = t
 		}
@@ -320,11 +343,11 @@ func (s *shim) create() error {
 func readPid(path string) (int, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, fmt.Errorf("read pid file: %w", err)
+		return 0, wrap("read pid file", err)
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("pid file %s: bad content %q", path, b)
+		return 0, errors.New("pid file " + path + ": bad content " + strconv.Quote(string(b)))
 	}
 	return pid, nil
 }
@@ -351,7 +374,7 @@ func (s *shim) newConsoleSocket() (*consoleSocket, error) {
 	path := sockPath(s.dir, name, os.Getpid(), s.dirfd)
 	ln, err := listenUnix(path)
 	if err != nil {
-		return nil, fmt.Errorf("console socket: %w", err)
+		return nil, wrap("console socket", err)
 	}
 	return &consoleSocket{ln: ln, path: path, file: file}, nil
 }
@@ -361,7 +384,7 @@ func (c *consoleSocket) receive() <-chan masterResult {
 	go func() {
 		conn, err := accept(c.ln)
 		if err != nil {
-			ch <- masterResult{err: fmt.Errorf("console socket: %w", err)}
+			ch <- masterResult{err: wrap("console socket", err)}
 			return
 		}
 		defer conn.Close()
@@ -398,15 +421,15 @@ func (s *shim) waitInit() {
 	// Kills what is left in the cgroup (a container sharing the host's pid
 	// namespace keeps its children) and removes it.
 	if err := s.runtime(null, "delete", "--force", s.cfg.ID); err != nil {
-		s.diagf("delete: %v", err)
+		s.note("delete", err)
 	}
 	p.drain()
 	if s.log != nil {
 		if err := s.log.Err(); err != nil {
-			s.diagf("log: %v", err)
+			s.note("log", err)
 		}
 		if err := s.log.Close(); err != nil {
-			s.diagf("log: %v", err)
+			s.note("log", err)
 		}
 	}
 	s.mu.Lock()
@@ -420,12 +443,12 @@ func (s *shim) waitInit() {
 		select {
 		case <-e.exited:
 		case <-time.After(drainTimeout):
-			s.diagf("exec %s: still not finished after the container's exit", e.id)
+			s.note("exec "+e.id+": still not finished after the container's exit", nil)
 		}
 	}
 	p.exit = ExitStatus{ExitCode: exitCode(ws), OOMKilled: oom, Pid: p.pid, StartedAt: started, FinishedAt: finished}
-	if err := writeFileAtomic(filepath.Join(s.dir, ExitFile), p.exit); err != nil {
-		s.diagf("record exit: %v", err)
+	if err := writeFileAtomic(filepath.Join(s.dir, ExitFile), appendExit(nil, &p.exit)); err != nil {
+		s.note("record exit", err)
 	}
 	s.mu.Lock()
 	s.status = StatusStopped
@@ -434,17 +457,13 @@ func (s *shim) waitInit() {
 	close(s.done)
 }
 
-// writeFileAtomic writes v as JSON to path so that a crash leaves either
+// writeFileAtomic writes the JSON b to path so that a crash leaves either
 // the old file or the whole new one.
-func writeFileAtomic(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
+func writeFileAtomic(path string, b []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return wrap("write "+path, err)
 	}
 	_, err = f.Write(append(b, '\n'))
 	if err == nil {
@@ -458,7 +477,7 @@ func writeFileAtomic(path string, v any) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
+		return wrap("write "+path, err)
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		d.Sync()

@@ -2,7 +2,6 @@ package shim
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,15 +31,15 @@ func sockPath(dir, name string, pid, dirfd int) string {
 func listenUnix(path string) (*os.File, error) {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("socket: %w", err)
+		return nil, wrap("socket", err)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("bind %s: %w", path, err)
+		return nil, wrap("bind "+path, err)
 	}
 	if err := unix.Listen(fd, 128); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("listen %s: %w", path, err)
+		return nil, wrap("listen "+path, err)
 	}
 	return os.NewFile(uintptr(fd), path), nil
 }
@@ -85,11 +84,11 @@ func recvFd(c *os.File) (*os.File, error) {
 		err = rerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("receive pty master: %w", err)
+		return nil, wrap("receive pty master", err)
 	}
 	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 	if err != nil {
-		return nil, fmt.Errorf("receive pty master: %w", err)
+		return nil, wrap("receive pty master", err)
 	}
 	for _, m := range msgs {
 		fds, err := unix.ParseUnixRights(&m)
@@ -122,7 +121,7 @@ func shutdownWrite(c *os.File) {
 func pipe(oursIsRead bool) (ours *os.File, theirs int, err error) {
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
-		return nil, -1, fmt.Errorf("pipe: %w", err)
+		return nil, -1, wrap("pipe", err)
 	}
 	o, t := p[1], p[0]
 	if oursIsRead {

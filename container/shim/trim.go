@@ -1,13 +1,27 @@
 package shim
 
 import (
-	"bufio"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// trimDelay is how long the shim must be idle before trimLater trims.
+const trimDelay = time.Second
+
+// trimLater runs trimText once no request has come for trimDelay.
+func (s *shim) trimLater() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.trimTimer == nil {
+		s.trimTimer = time.AfterFunc(trimDelay, trimText)
+		return
+	}
+	s.trimTimer.Reset(trimDelay)
+}
 
 // trimText drops the shim's mappings of its own executable's read-only
 // pages (code and rodata). Start-up touches much code that a running shim
@@ -17,20 +31,20 @@ import (
 // large folios bring much back at the next touch). Writable mappings are
 // never touched (MADV_DONTNEED would reset them).
 func trimText() {
+	// Start-up garbage (the config, the runtime's invocations) would
+	// otherwise stay resident until the heap reached 4 MB.
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return
 	}
-	f, err := os.Open("/proc/self/maps")
+	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
 		return
 	}
-	defer f.Close()
 	type span struct{ lo, hi uintptr }
 	var spans []span
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fl := strings.Fields(s.Text())
+	for _, l := range strings.Split(string(maps), "\n") {
+		fl := strings.Fields(l)
 		if len(fl) < 6 || fl[5] != exe || strings.Contains(fl[1], "w") {
 			continue
 		}

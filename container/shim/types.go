@@ -1,7 +1,7 @@
 package shim
 
 import (
-	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/berth-dev/berth/container/logs"
@@ -63,13 +63,35 @@ type Request struct {
 	Width  uint16 `json:"width,omitempty"`
 	// exec: the OCI process (runtime-spec Process) to run; its terminal
 	// field must match Tty.
-	Process json.RawMessage `json:"process,omitempty"`
-	Tty     bool            `json:"tty,omitempty"`
+	Process RawJSON `json:"process,omitempty"`
+	Tty     bool    `json:"tty,omitempty"`
 	// attach and exec: which streams the connection carries. For exec,
 	// Stdin also gives the process a stdin pipe (otherwise /dev/null).
 	Stdin  bool `json:"stdin,omitempty"`
 	Stdout bool `json:"stdout,omitempty"`
 	Stderr bool `json:"stderr,omitempty"`
+}
+
+// RawJSON is encoding/json's RawMessage, without importing encoding/json
+// into the shim (its package initialisation alone links float
+// formatting): JSON kept as it is, encoded as it is.
+type RawJSON []byte
+
+// MarshalJSON returns m, or null when m is nil.
+func (m RawJSON) MarshalJSON() ([]byte, error) {
+	if m == nil {
+		return []byte("null"), nil
+	}
+	return m, nil
+}
+
+// UnmarshalJSON keeps a copy of data.
+func (m *RawJSON) UnmarshalJSON(data []byte) error {
+	if m == nil {
+		return errors.New("shim.RawJSON: UnmarshalJSON on nil pointer")
+	}
+	*m = append((*m)[0:0], data...)
+	return nil
 }
 
 // Response is the one JSON line the shim answers with. For attach, and
