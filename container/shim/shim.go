@@ -459,6 +459,8 @@ func (s *shim) waitInit() {
 
 // writeFileAtomic writes the JSON b to path so that a crash leaves either
 // the old file or the whole new one.
+// writeFileAtomic is internal/atomicfile's WriteFile without fmt, which the
+// shim does not link (its size is paid once per container).
 func writeFileAtomic(path string, b []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
