@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -10,8 +11,8 @@ import (
 
 // Engine returns the engine scenarios: `run --rm` end to end and
 // concurrent detached runs (n containers).
-func Engine(cfg EngineConfig) (runRm, concurrent Scenario) {
-	return RunRmScenario{Config: cfg}, ConcurrentRunScenario{Config: cfg, N: 50}
+func Engine(cfg EngineConfig, named bool) (runRm, concurrent Scenario) {
+	return RunRmScenario{Config: cfg}, ConcurrentRunScenario{Config: cfg, N: 50, Named: named}
 }
 
 // engineTrial owns one engine for a scenario.
@@ -60,11 +61,17 @@ func (s RunRmScenario) Setup(env *Env) (Trial, error) {
 type ConcurrentRunScenario struct {
 	Config EngineConfig
 	N      int
+	// Named gives every container a --name instead of a generated one.
+	Named bool
 }
 
 // Name says how many.
 func (s ConcurrentRunScenario) Name() string {
-	return fmt.Sprintf("%d × run -d --network none busybox sleep 1000 concurrently, until all running", s.N)
+	name := fmt.Sprintf("%d × run -d --network none busybox sleep 1000 concurrently, until all running", s.N)
+	if s.Named {
+		name += " (each with --name)"
+	}
+	return name
 }
 
 // Setup starts the engine and loads busybox (untimed).
@@ -73,8 +80,16 @@ func (s ConcurrentRunScenario) Setup(env *Env) (Trial, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := e.runArgs("-d", "--network", "none", "busybox", "sleep", "1000")
+	iteration := 0
 	return &engineTrial{e: e, run: func() ([]Sample, error) {
+		iteration++
+		args := func(i int) []string {
+			a := []string{"-d", "--network", "none"}
+			if s.Named {
+				a = append(a, "--name", fmt.Sprintf("%s-%d-%d", validName(env.Prefix), iteration, i))
+			}
+			return e.runArgs(append(a, "busybox", "sleep", "1000")...)
+		}
 		d, err := timed(func() error { return startConcurrently(e, s.N, args) })
 		if rerr := e.removeAll(); rerr != nil && err == nil {
 			err = fmt.Errorf("cleanup: %w", rerr)
@@ -86,9 +101,10 @@ func (s ConcurrentRunScenario) Setup(env *Env) (Trial, error) {
 	}}, nil
 }
 
-// startConcurrently runs n CLI processes with args at once, then polls ps
-// until n containers run.
-func startConcurrently(e *engine, n int, args []string) error {
+// startConcurrently runs n CLI processes with args(i) at once, then polls
+// ps until n containers run. Every failure is logged in full to stderr
+// (the table gets the first, shortened).
+func startConcurrently(e *engine, n int, args func(i int) []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	errs := make([]error, n)
@@ -97,11 +113,12 @@ func startConcurrently(e *engine, n int, args []string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := e.command(ctx, args...)
+			c := e.command(ctx, args(i)...)
 			var stderr strings.Builder
 			c.Stderr = &stderr
 			if err := c.Run(); err != nil {
 				errs[i] = fmt.Errorf("%s run -d #%d: %v: %s", e.name, i, err, strings.TrimSpace(stderr.String()))
+				fmt.Fprintln(os.Stderr, errs[i])
 			}
 		}()
 	}
@@ -124,4 +141,14 @@ func startConcurrently(e *engine, n int, args []string) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// validName keeps only the characters container names may hold.
+func validName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-' {
+			return r
+		}
+		return '_'
+	}, s)
 }

@@ -14,6 +14,7 @@ import (
 type engineFlags struct {
 	binDir                            string
 	runN, concurrentN, memN, profileN int
+	named                             bool
 }
 
 // runEngine measures the engines: berthd (with the berth and the docker
@@ -30,14 +31,34 @@ func runEngine(b *strings.Builder, f engineFlags, work, only string) error {
 	}
 	cfg := bench.EngineConfig{BinDir: bin, Archive: img.Archive}
 	systems := filter(bench.EngineSystems(cfg), only)
-	runRm, concurrent := bench.Engine(cfg)
+	runRm, concurrent := bench.Engine(cfg, f.named)
 	b.WriteString("## Engine: berthd vs dockerd 20.10 vs podman\n\n")
 	b.WriteString("berth = berthd + the berth CLI; berthd+docker-cli = the same daemon driven by Debian's docker CLI 20.10 (separates the CLI's cost); docker = a private dockerd 20.10 (overlay2) + docker CLI 20.10; podman = podman with private roots (overlay, cgroupfs, crun; `--ulimit nofile=1024:1024 --ulimit nproc=4096:4096` because its defaults exceed this host's hard limits). Every container has `--network none`.\n\n")
-	if err := runSuite(b, f.runN, work, systems, []bench.Scenario{runRm}); err != nil {
-		return err
+	// A count of 0 leaves that part out.
+	if f.runN > 0 {
+		if err := runSuite(b, f.runN, work, systems, []bench.Scenario{runRm}); err != nil {
+			return err
+		}
 	}
-	if err := runSuite(b, f.concurrentN, work, systems, []bench.Scenario{concurrent}); err != nil {
-		return err
+	if f.concurrentN > 0 {
+		if err := runSuite(b, f.concurrentN, work, systems, []bench.Scenario{concurrent}); err != nil {
+			return err
+		}
+		// berthd's generated names can collide under concurrent creates
+		// (a 409 Conflict): measure it with --name too, so that its
+		// figure exists while that is so.
+		var berths []bench.System
+		for _, s := range systems {
+			if !f.named && (s.Name == bench.SysBerth || s.Name == bench.SysBerthDocker) {
+				berths = append(berths, s)
+			}
+		}
+		if len(berths) > 0 {
+			_, named := bench.Engine(cfg, true)
+			if err := runSuite(b, f.concurrentN, work, berths, []bench.Scenario{named}); err != nil {
+				return err
+			}
+		}
 	}
 	// One CLI per engine suffices for memory: berthd+docker-cli runs the
 	// same daemon and shims as berth.
@@ -47,7 +68,7 @@ func runEngine(b *strings.Builder, f engineFlags, work, only string) error {
 			memSystems = append(memSystems, s)
 		}
 	}
-	if len(memSystems) > 0 {
+	if len(memSystems) > 0 && f.memN > 0 {
 		fmt.Fprintf(os.Stderr, "engine memory: %d containers per engine\n", f.memN)
 		loadBefore := loadavg()
 		res := bench.MeasureMemories(cfg, memSystems, work, fmt.Sprintf("bb%d", os.Getpid()), f.memN, 2*time.Second)
