@@ -197,8 +197,12 @@ func (c *Cli) run(fs *pflag.FlagSet, ro *runopts.Options, args []string, detach,
 				Stdin: config.AttachStdin, Stdout: config.AttachStdout, Stderr: config.AttachStderr, DetachKeys: detachKeys})
 		}()
 	}
-	// Wait before start: a fast container must not exit unseen.
-	status := c.waitExitOrRemoved(ctx, id, cfg.HostConfig.AutoRemove)
+	// Wait before start: a fast container must not exit unseen. The wait
+	// outlives cancel (which ends the attach when start fails): with --rm
+	// it still has to see the removal.
+	waitCtx, cancelWait := context.WithCancel(context.Background())
+	defer cancelWait()
+	status := c.waitExitOrRemoved(waitCtx, id, cfg.HostConfig.AutoRemove)
 	if _, err := api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		if attach {
 			cancel()

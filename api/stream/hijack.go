@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -83,5 +84,11 @@ func Hijack(w http.ResponseWriter, r *http.Request, contentType string) (*Conn, 
 		nc.Close()
 		return nil, fmt.Errorf("write the hijacked response header: %w", err)
 	}
-	return &Conn{Conn: nc, r: brw.Reader}, nil
+	// Read what the server buffered, then the socket itself: reading
+	// through the server's reader would end the request's context when
+	// the client half-closes (its EOF on stdin), which is not a
+	// disconnect.
+	buffered, _ := brw.Reader.Peek(brw.Reader.Buffered())
+	in := bufio.NewReader(io.MultiReader(bytes.NewReader(bytes.Clone(buffered)), nc))
+	return &Conn{Conn: nc, r: in}, nil
 }

@@ -267,7 +267,10 @@ func (s *Service) Wait(ctx context.Context, name string, cond container.WaitCond
 			}
 			if done {
 				resp := container.WaitResponse{StatusCode: int64(last.State.ExitCode)}
-				if last.State.Error != "" {
+				// A removal clears the error, as dockerd's: docker run --rm
+				// of a container that failed to start prints the start's
+				// error only.
+				if last.State.Error != "" && !gone {
 					resp.Error = &container.WaitExitError{Message: last.State.Error}
 				}
 				out <- resp

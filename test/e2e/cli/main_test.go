@@ -231,7 +231,7 @@ func same(t *testing.T, args ...string) string {
 	t.Helper()
 	var b, d output
 	var bc, dc int
-	for try := 0; try < 5; try++ {
+	for try := 0; try < 10; try++ {
 		b, bc = berthRun(nil, args...)
 		d, dc = dockerRun(nil, args...)
 		if b.stdout == d.stdout && bc == dc {
