@@ -58,9 +58,8 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (string, []string
 		if name, err = names.Validate(o.Name); err != nil {
 			return "", nil, err
 		}
-	} else {
-		name = "/" + names.Generate(func(n string) bool { return s.store.NameInUse("/" + n) })
-	}
+	} // else the store generates one while it holds its name index
+
 	if hc.LogConfig.Type != "" && hc.LogConfig.Type != "json-file" && hc.LogConfig.Type != "none" {
 		return "", nil, fmt.Errorf("logger: no log driver named '%s' is registered: %w", hc.LogConfig.Type, errdefs.ErrInvalidArgument)
 	}
