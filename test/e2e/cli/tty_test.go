@@ -245,3 +245,21 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestConsoleSizeOnCreate: the terminal's size given at create and exec
+// (HostConfig.ConsoleSize, API 1.42) is the process's from its first
+// instruction, with no resize race. dockerd 20.10 (API 1.41) takes the
+// size only with the resize after start, so this runs on berthd.
+func TestConsoleSizeOnCreate(t *testing.T) {
+	setup(t)
+	cur = engines[1]
+	s := startPTY(t, 31, 93, "run", "-t", "--rm", "busybox", "stty", "size")
+	if code := s.exit(); code != 0 || !strings.Contains(s.output(), "31 93\r") {
+		t.Fatalf("run -t stty size: exit %d, terminal %q", code, s.output())
+	}
+	name := container(t, "", "busybox", "sleep", "600")
+	e := startPTY(t, 17, 59, "exec", "-t", name, "stty", "size")
+	if code := e.exit(); code != 0 || !strings.Contains(e.output(), "17 59\r") {
+		t.Fatalf("exec -t stty size: exit %d, terminal %q", code, e.output())
+	}
+}
