@@ -44,21 +44,6 @@ func runEngine(b *strings.Builder, f engineFlags, work, only string) error {
 		if err := runSuite(b, f.concurrentN, work, systems, []bench.Scenario{concurrent}); err != nil {
 			return err
 		}
-		// berthd's generated names can collide under concurrent creates
-		// (a 409 Conflict): measure it with --name too, so that its
-		// figure exists while that is so.
-		var berths []bench.System
-		for _, s := range systems {
-			if !f.named && (s.Name == bench.SysBerth || s.Name == bench.SysBerthDocker) {
-				berths = append(berths, s)
-			}
-		}
-		if len(berths) > 0 {
-			_, named := bench.Engine(cfg, true)
-			if err := runSuite(b, f.concurrentN, work, berths, []bench.Scenario{named}); err != nil {
-				return err
-			}
-		}
 	}
 	// One CLI per engine suffices for memory: berthd+docker-cli runs the
 	// same daemon and shims as berth.
