@@ -2,6 +2,10 @@ package service
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
 
 	"github.com/moby/moby/api/types/container"
 
@@ -32,9 +36,44 @@ func (s *Service) restore(ctx context.Context) {
 		case rec.State.Restarting:
 			go s.restartLater(c, rec)
 		default:
+			s.stopOrphan(ctx, rec)
 			s.startAtBoot(c, rec)
 		}
 	}
+}
+
+// stopOrphan ends the shim of a start the daemon did not see through (it
+// died between launching the shim and recording the run): the client got
+// no answer, so the record stays as it is, and the half-started container
+// is killed and its bundle taken down, as after an exit.
+func (s *Service) stopOrphan(ctx context.Context, rec *store.Container) {
+	bundle := s.bundleDir(rec.ID)
+	if _, err := os.Stat(filepath.Join(bundle, shim.ConfigFile)); err != nil {
+		return // no shim was launched, or its run was taken down
+	}
+	// A shim launched just before the crash may not listen yet.
+	var sh *client.Shim
+	var err error
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if sh, err = client.Connect(ctx, bundle); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err == nil {
+		if _, exited := sh.Exited(); !exited {
+			s.opts.Logf("container %s: stopping the shim of an interrupted start", rec.ID)
+			if err := sh.Kill(ctx, syscall.SIGKILL, true); err != nil {
+				s.opts.Logf("container %s: kill: %v", rec.ID, err)
+			}
+			wctx, cancel := context.WithTimeout(ctx, killWait)
+			_, err = sh.Wait(wctx, "")
+			cancel()
+			if err != nil {
+				s.opts.Logf("container %s: wait for the killed shim: %v", rec.ID, err)
+			}
+		}
+	}
+	s.teardown(rec.ID)
 }
 
 // reattach follows a container that was running when the daemon stopped.
