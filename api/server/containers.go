@@ -17,13 +17,19 @@ import (
 )
 
 func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) error {
-	var req container.CreateRequest
+	var req createRequest
 	empty, err := readJSON(w, r, &req, false)
 	if err != nil {
 		return err
 	}
 	if empty || req.Config == nil {
 		return invalid("config cannot be empty in order to create a container")
+	}
+	if req.Cmd != nil {
+		req.Config.Cmd = req.Cmd
+	}
+	if req.Entrypoint != nil {
+		req.Config.Entrypoint = req.Entrypoint
 	}
 	create := ContainerCreateRequest{
 		Name:             r.FormValue("name"),
@@ -306,14 +312,46 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// createRequest is a create body; Cmd and Entrypoint may be a string as
+// well as a list, as Docker's API has always taken them (a string is a
+// list of one).
+type createRequest struct {
+	container.CreateRequest
+	Cmd        strSlice
+	Entrypoint strSlice
+}
+
+// strSlice is a JSON list of strings, or a string.
+type strSlice []string
+
+func (s *strSlice) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*s = []string{one}
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return err
+	}
+	if list == nil {
+		list = []string{}
+	}
+	*s = list
+	return nil
+}
+
 func resizeArgs(r *http.Request) (uint, uint, error) {
 	h, err := strconv.ParseUint(r.FormValue("h"), 10, 32)
 	if err != nil {
-		return 0, 0, invalid("invalid resize height %q", r.FormValue("h"))
+		return 0, 0, invalid("strconv.Atoi: parsing %q: invalid syntax", r.FormValue("h"))
 	}
 	wd, err := strconv.ParseUint(r.FormValue("w"), 10, 32)
 	if err != nil {
-		return 0, 0, invalid("invalid resize width %q", r.FormValue("w"))
+		return 0, 0, invalid("strconv.Atoi: parsing %q: invalid syntax", r.FormValue("w"))
 	}
 	return uint(h), uint(wd), nil
 }

@@ -41,7 +41,7 @@ func (s *Service) ExecCreate(ctx context.Context, name string, cfg container.Exe
 		return "", err
 	}
 	if rec.State.Paused {
-		return "", fmt.Errorf("Container %s is paused, unpause the container before exec: %w", rec.ID, errdefs.ErrConflict)
+		return "", fmt.Errorf("Container %s is paused, unpause the container before exec: %w", name, errdefs.ErrConflict)
 	}
 	if len(cfg.Cmd) == 0 {
 		return "", fmt.Errorf("No exec command specified: %w", errdefs.ErrInvalidArgument)

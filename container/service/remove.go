@@ -106,6 +106,10 @@ func (s *Service) Rename(ctx context.Context, name, newName string) error {
 	}
 	old := rec.Name
 	if err := s.store.Rename(rec.ID, newName); err != nil {
+		if errdefs.IsConflict(err) {
+			// dockerd's words for a name taken at rename.
+			return fmt.Errorf("Error when allocating new name: %w", err)
+		}
 		return err
 	}
 	if rec, err = s.store.Get(rec.ID); err == nil {
