@@ -34,7 +34,9 @@ func TestCrashAtRandomMoments(t *testing.T) {
 		name string
 		args func(i int) []string
 	}{
-		{"create", func(i int) []string { return []string{"create", "--name", fmt.Sprintf("c%d", i), "busybox", "sleep", "600"} }},
+		{"create", func(i int) []string {
+			return []string{"create", "--name", fmt.Sprintf("c%d", i), "busybox", "sleep", "600"}
+		}},
 		{"run", func(i int) []string {
 			return []string{"run", "-d", "--name", fmt.Sprintf("r%d", i), "busybox", "sleep", "600"}
 		}},
