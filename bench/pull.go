@@ -213,8 +213,25 @@ func (p *PullScenario) Setup(env *Env) (Trial, error) {
 			return cmd("umoci", "raw", "unpack", "--image", root+"/layout:gen", root+"/rootfs")
 		}, nil)
 	case "podman":
+		// podman refuses a runroot longer than 50 characters: keep it
+		// short, one per store root, removed at teardown.
+		runroots := map[string]string{}
+		runroot := func(root string) (string, error) {
+			if r, ok := runroots[root]; ok {
+				return r, nil
+			}
+			r, err := os.MkdirTemp("/run", "pbr")
+			if err == nil {
+				runroots[root] = r
+			}
+			return r, err
+		}
 		t = p.trial(env, func(root, ref string) error {
-			return cmd("podman", "--root", root+"/root", "--runroot", root+"/run", "--tmpdir", root+"/tmp",
+			rr, err := runroot(root)
+			if err != nil {
+				return err
+			}
+			return cmd("podman", "--root", root+"/root", "--runroot", rr, "--tmpdir", root+"/tmp",
 				"--storage-driver", "overlay", "--events-backend", "file", "--cgroup-manager", "cgroupfs",
 				"pull", "--quiet", "--tls-verify=false", ref)
 		}, nil)
@@ -228,6 +245,9 @@ func (p *PullScenario) Setup(env *Env) (Trial, error) {
 		t.withTeardown(func() error {
 			for _, d := range made {
 				os.RemoveAll(d)
+			}
+			for _, r := range runroots {
+				clearDir(r)
 			}
 			return nil
 		})

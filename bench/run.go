@@ -72,6 +72,9 @@ func Run(cfg Config, systems []System, scenarios []Scenario) []Result {
 				samples, err := s.trial.Run()
 				if err != nil {
 					s.err = "error: " + oneLine(err)
+					if cfg.Log != nil { // the table cell is cut short
+						fmt.Fprintf(cfg.Log, "%s: %s: %v\n", sc.Name(), s.sys.Name, err)
+					}
 					continue
 				}
 				for _, smp := range samples {
