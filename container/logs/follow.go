@@ -133,6 +133,13 @@ func (r *reader) nextFile(cur *logFile) (*logFile, error) {
 	pick := 0
 	if idx >= 0 {
 		pick = idx + 1
+	} else if st, err := cur.f.Stat(); err == nil {
+		// Not among the files listed, yet not deleted: the writer was
+		// renaming them while we listed (one file can be missed). Look
+		// again on the next pass rather than start over from the oldest.
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Nlink > 0 {
+			return nil, nil
+		}
 	}
 	if pick >= len(files) {
 		return nil, nil

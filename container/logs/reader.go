@@ -85,6 +85,10 @@ type logFile struct {
 	f   *os.File
 	ino uint64
 	off int64
+	// end is the file's size when it was opened: a read without Follow
+	// stops there, so that a container writing meanwhile cannot make
+	// `logs --tail 2` return thousands of lines.
+	end int64
 }
 
 type reader struct {
@@ -137,7 +141,7 @@ func (r *reader) openAll() error {
 			}
 			return fmt.Errorf("open log %s: %w", p, err)
 		}
-		ino, _, err := inode(f)
+		ino, size, err := inode(f)
 		if err != nil {
 			f.Close()
 			return fmt.Errorf("stat log %s: %w", p, err)
@@ -147,7 +151,7 @@ func (r *reader) openAll() error {
 			continue
 		}
 		seen[ino] = true
-		r.files = append(r.files, &logFile{f: f, ino: ino})
+		r.files = append(r.files, &logFile{f: f, ino: ino, end: size})
 	}
 	return nil
 }
@@ -164,10 +168,7 @@ func (r *reader) seekTail(n int) error {
 	var chunk [32 << 10]byte
 	for i := len(r.files) - 1; i >= 0; i-- {
 		lf := r.files[i]
-		_, size, err := inode(lf.f)
-		if err != nil {
-			return err
-		}
+		size := lf.end
 		if n == 0 {
 			lf.off = size
 			continue
@@ -229,10 +230,17 @@ func (r *reader) drain(lf *logFile) (done bool, err error) {
 		r.buf = make([]byte, 64<<10)
 	}
 	for {
-		n, err := lf.f.ReadAt(r.buf, lf.off)
+		buf := r.buf
+		if !r.opts.Follow {
+			if lf.off >= lf.end {
+				return false, nil
+			}
+			buf = buf[:min(int64(len(buf)), lf.end-lf.off)]
+		}
+		n, err := lf.f.ReadAt(buf, lf.off)
 		if n > 0 {
 			lf.off += int64(n)
-			data := r.buf[:n]
+			data := buf[:n]
 			if len(r.pending) > 0 {
 				r.pending = append(r.pending, data...)
 				data = r.pending
