@@ -27,15 +27,8 @@ import (
 // container cannot start: an overlay's upper directory takes one mount).
 // When fn returns keep, the caller owns release and must call it.
 func (s *Service) withRootfs(ctx context.Context, name string, fn func(rootfs string) (keep bool, err error)) (release func(), err error) {
-	rec, err := s.store.Get(name)
+	rec, _, unlock, err := s.lock(name)
 	if err != nil {
-		return nil, err
-	}
-	c := s.ctr(rec.ID)
-	c.op.Lock()
-	unlock := func() { c.op.Unlock() }
-	if rec, err = s.store.Get(rec.ID); err != nil {
-		unlock()
 		return nil, err
 	}
 	if rec.State.Running {
@@ -311,13 +304,11 @@ func (s *Service) Stats(ctx context.Context, name string, stream, oneShot bool, 
 // Update changes a container's resources and restart policy; a running
 // container's cgroup gets the new limits at once (berth-runtime update).
 func (s *Service) Update(ctx context.Context, name string, u container.UpdateConfig) (container.UpdateResponse, error) {
-	rec, err := s.store.Get(name)
+	rec, _, unlock, err := s.lock(name)
 	if err != nil {
 		return container.UpdateResponse{}, err
 	}
-	c := s.ctr(rec.ID)
-	c.op.Lock()
-	defer c.op.Unlock()
+	defer unlock()
 	hc := *rec.HostConfig
 	r := &hc.Resources
 	n := u.Resources

@@ -29,16 +29,11 @@ const killWait = 10 * time.Second
 
 // Remove deletes a container: its record, log, snapshot and bundle.
 func (s *Service) Remove(ctx context.Context, name string, o RemoveOptions) error {
-	rec, err := s.store.Get(name)
+	rec, c, unlock, err := s.lock(name)
 	if err != nil {
 		return err
 	}
-	c := s.ctr(rec.ID)
-	c.op.Lock()
-	defer c.op.Unlock()
-	if rec, err = s.store.Get(rec.ID); err != nil {
-		return err
-	}
+	defer unlock()
 	if rec.State.Running && !rec.State.Restarting {
 		if !o.Force {
 			return fmt.Errorf("You cannot remove a running container %s. Stop the container before attempting removal or force remove: %w", rec.ID, errdefs.ErrConflict)

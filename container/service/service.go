@@ -137,6 +137,21 @@ func (s *Service) ctr(id string) *ctr {
 	return c
 }
 
+// lock finds container name and takes its operation lock; the record it
+// returns is read under the lock. Call unlock when done.
+func (s *Service) lock(name string) (rec *store.Container, c *ctr, unlock func(), err error) {
+	if rec, err = s.store.Get(name); err != nil {
+		return nil, nil, nil, err
+	}
+	c = s.ctr(rec.ID)
+	c.op.Lock()
+	if rec, err = s.store.Get(rec.ID); err != nil {
+		c.op.Unlock()
+		return nil, nil, nil, err
+	}
+	return rec, c, c.op.Unlock, nil
+}
+
 // notify wakes everyone waiting for a state change of c.
 func (c *ctr) notify() {
 	c.mu.Lock()

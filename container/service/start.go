@@ -36,16 +36,11 @@ type attachResult struct {
 
 // Start starts a created or stopped container.
 func (s *Service) Start(ctx context.Context, name string) error {
-	rec, err := s.store.Get(name)
+	rec, c, unlock, err := s.lock(name)
 	if err != nil {
 		return err
 	}
-	c := s.ctr(rec.ID)
-	c.op.Lock()
-	defer c.op.Unlock()
-	if rec, err = s.store.Get(rec.ID); err != nil {
-		return err
-	}
+	defer unlock()
 	return s.start(ctx, c, rec)
 }
 

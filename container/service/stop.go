@@ -23,13 +23,11 @@ const DefaultStopTimeout = 10
 // seconds (nil: the container's StopTimeout or 10; negative: forever), then
 // kills it.
 func (s *Service) Stop(ctx context.Context, name, signal string, timeout *int) error {
-	rec, err := s.store.Get(name)
+	_, c, unlock, err := s.lock(name)
 	if err != nil {
 		return err
 	}
-	c := s.ctr(rec.ID)
-	c.op.Lock()
-	defer c.op.Unlock()
+	defer unlock()
 	return s.stop(ctx, c, signal, timeout)
 }
 
@@ -142,13 +140,11 @@ func (s *Service) Kill(ctx context.Context, name, signal string) error {
 
 // Restart stops the container (if it runs) and starts it.
 func (s *Service) Restart(ctx context.Context, name, signal string, timeout *int) error {
-	rec, err := s.store.Get(name)
+	rec, c, unlock, err := s.lock(name)
 	if err != nil {
 		return err
 	}
-	c := s.ctr(rec.ID)
-	c.op.Lock()
-	defer c.op.Unlock()
+	defer unlock()
 	if err := s.stop(ctx, c, signal, timeout); err != nil && !errdefs.IsNotModified(err) {
 		return err
 	}
