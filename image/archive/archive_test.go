@@ -24,6 +24,7 @@ import (
 	"github.com/berth-dev/berth/image/store"
 	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/internal/testutil/images"
+	"github.com/berth-dev/berth/internal/testutil/imagestore"
 	"github.com/berth-dev/berth/internal/testutil/registry"
 	"github.com/berth-dev/berth/snapshot"
 	"github.com/berth-dev/berth/snapshot/overlay"
@@ -41,23 +42,9 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	testutil.RequireRoot(t)
-	dir := t.TempDir()
-	cs, err := local.NewStore(filepath.Join(dir, "content"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sn, err := overlay.New(filepath.Join(dir, "snapshots"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sn.Close() })
-	st, err := store.Open(filepath.Join(dir, "images"), cs, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	c := gc.New(cs, sn, st)
-	return &env{t: t, cs: cs, sn: sn, st: st, gc: c, a: &Archiver{Content: cs, Snapshots: sn, Images: st, GC: c}}
+	s := imagestore.Open(t)
+	return &env{t: t, cs: s.Content, sn: s.Snapshots, st: s.Images, gc: s.GC,
+		a: &Archiver{Content: s.Content, Snapshots: s.Snapshots, Images: s.Images, GC: s.GC}}
 }
 
 func (e *env) loadFile(path string, opts LoadOptions) []string {

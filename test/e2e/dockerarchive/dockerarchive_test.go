@@ -20,13 +20,12 @@ import (
 	"testing"
 
 	"github.com/berth-dev/berth/image/archive"
-	"github.com/berth-dev/berth/image/content/local"
-	"github.com/berth-dev/berth/image/gc"
 	"github.com/berth-dev/berth/image/reference"
 	"github.com/berth-dev/berth/image/store"
 	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/internal/testutil/dockerd"
 	"github.com/berth-dev/berth/internal/testutil/images"
+	"github.com/berth-dev/berth/internal/testutil/imagestore"
 	"github.com/berth-dev/berth/snapshot"
 	"github.com/berth-dev/berth/snapshot/overlay"
 )
@@ -65,22 +64,9 @@ type berth struct {
 
 func newBerth(t *testing.T) *berth {
 	t.Helper()
-	dir := t.TempDir()
-	cs, err := local.NewStore(filepath.Join(dir, "content"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sn, err := overlay.New(filepath.Join(dir, "snapshots"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sn.Close() })
-	st, err := store.Open(filepath.Join(dir, "images"), cs, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return &berth{t: t, sn: sn, st: st, a: &archive.Archiver{Content: cs, Snapshots: sn, Images: st, GC: gc.New(cs, sn, st)}}
+	s := imagestore.Open(t)
+	return &berth{t: t, sn: s.Snapshots, st: s.Images,
+		a: &archive.Archiver{Content: s.Content, Snapshots: s.Snapshots, Images: s.Images, GC: s.GC}}
 }
 
 func (b *berth) get(ref string) store.Image {
