@@ -82,6 +82,10 @@ type ctr struct {
 	pending  []*pendingAttach
 	removed  bool
 	stopping bool // a stop or kill by the user: no restart policy
+	// starting is closed when the start under way has recorded its
+	// outcome: the process may talk (and a user answer with a signal)
+	// before the record says it runs.
+	starting chan struct{}
 	execs    []string
 }
 

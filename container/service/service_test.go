@@ -360,3 +360,51 @@ func TestExec(t *testing.T) {
 		t.Errorf("second start of an exec: %v", err)
 	}
 }
+
+// TestKillWhileStarting: a signal sent as soon as the process speaks (what
+// `docker run`'s --sig-proxy does) reaches it, even when the start has not
+// been recorded yet. A runtime that lingers after `start` holds that window
+// open.
+func TestKillWhileStarting(t *testing.T) {
+	e := newEnv(t)
+	slow := filepath.Join(t.TempDir(), "slow-runtime")
+	script := "#!/bin/sh\n\"" + bins.Runtime + "\" \"$@\"; rc=$?\nfor a; do [ \"$a\" = start ] && sleep 1; done\nexit $rc\n"
+	if err := os.WriteFile(slow, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.opts.Runtime = slow
+	e.open()
+	ctx := context.Background()
+	id := e.create(&container.Config{Cmd: []string{"sh", "-c",
+		"trap 'echo got-term; exit 42' TERM; echo started; while true; do sleep 0.1; done"}}, nil)
+	type res struct {
+		conn *net.UnixConn
+		err  error
+	}
+	attached := make(chan res, 1)
+	go func() {
+		conn, _, err := e.svc.Attach(ctx, id, service.AttachOptions{Stdout: true})
+		attached <- res{conn, err}
+	}()
+	time.Sleep(100 * time.Millisecond) // the attach is pending before the start
+	started := make(chan error, 1)
+	go func() { started <- e.svc.Start(ctx, id) }()
+	a := <-attached
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	defer a.conn.Close()
+	hdr := make([]byte, 8+len("started\n"))
+	if _, err := io.ReadFull(a.conn, hdr); err != nil || string(hdr[8:]) != "started\n" {
+		t.Fatalf("first output %q: %v", hdr, err)
+	}
+	if err := e.svc.Kill(ctx, id, "TERM"); err != nil {
+		t.Fatalf("kill as the process speaks: %v", err)
+	}
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	if r := e.wait(id, container.WaitConditionNotRunning); r.StatusCode != 42 {
+		t.Errorf("exit code %d, want the trap's 42", r.StatusCode)
+	}
+}

@@ -56,6 +56,16 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 	}
 	// A start outlives the request that asked for it.
 	ctx = context.WithoutCancel(ctx)
+	starting := make(chan struct{})
+	c.mu.Lock()
+	c.starting = starting
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.starting = nil
+		c.mu.Unlock()
+		close(starting)
+	}()
 	failed := func(err error) error {
 		s.failPending(c, err)
 		if rec.HostConfig.AutoRemove {

@@ -120,6 +120,20 @@ func (s *Service) Kill(ctx context.Context, name, signal string) error {
 	}
 	c := s.ctr(rec.ID)
 	c.mu.Lock()
+	if starting := c.starting; starting != nil {
+		// Its output may be what the signal answers (docker run's
+		// --sig-proxy): let the start finish recording first.
+		c.mu.Unlock()
+		select {
+		case <-starting:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if rec, err = s.store.Get(rec.ID); err != nil {
+			return err
+		}
+		c.mu.Lock()
+	}
 	sh := c.shim
 	if sh != nil && rec.State.Running {
 		c.stopping = true // a kill by the user is not a failure to restart from
