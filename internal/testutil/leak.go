@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -37,6 +38,11 @@ func WatchName(name string) LeakOption {
 //
 // Call it first in the test, before creating anything, so its check runs
 // after the test's other cleanups.
+//
+// With BERTH_TEST_SHARED set (several people testing on one machine), the
+// catch-all "berth" name is dropped: only what carries the test's Marker,
+// lies in its dirs or descends from it counts, so one run never reports
+// (and kills) another's containers.
 func LeakCheck(t testing.TB, opts ...LeakOption) {
 	t.Helper()
 	scope := fixture.LeakScope{
@@ -44,6 +50,9 @@ func LeakCheck(t testing.TB, opts ...LeakOption) {
 		// t.TempDir() dirs all share one parent per test.
 		Dirs:  []string{filepath.Dir(t.TempDir())},
 		Names: []string{"berth"},
+	}
+	if os.Getenv("BERTH_TEST_SHARED") != "" {
+		scope.Names = nil
 	}
 	for _, o := range opts {
 		o(&scope)
