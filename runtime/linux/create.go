@@ -75,7 +75,7 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 			spec.Mounts[i].Source = filepath.Join(bundle, m.Source)
 		}
 	}
-	filter, err := seccomp.Compile(spec.Linux.Seccomp)
+	filter, err := seccomp.CompileCached(spec.Linux.Seccomp, seccompCache(o.Root), Version)
 	if err != nil {
 		return nil, fmt.Errorf("config: linux.seccomp: %w", err)
 	}

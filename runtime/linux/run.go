@@ -169,7 +169,7 @@ func Exec(o ExecOptions) (int, error) {
 			req.console = tty.child
 		}
 	}
-	filter, err := seccomp.Compile(s.Config.Linux.Seccomp)
+	filter, err := seccomp.CompileCached(s.Config.Linux.Seccomp, seccompCache(o.Root), Version)
 	if err != nil {
 		return -1, fmt.Errorf("container %q: seccomp: %w", o.ID, err)
 	}

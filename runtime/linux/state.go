@@ -237,3 +237,8 @@ func List(root string) ([]*State, error) {
 	}
 	return out, nil
 }
+
+// seccompCache is where compiled seccomp programs are kept under a state
+// root: "@" cannot start a container id, so no container collides with it
+// and List passes it by.
+func seccompCache(root string) string { return filepath.Join(root, "@seccomp") }
