@@ -204,7 +204,7 @@ func writeFiles(dir string, in *Input, hostname, domainname string) error {
 		name string
 		data []byte
 	}{{HostsFile, hosts}, {HostnameFile, []byte(hostname + "\n")}, {ResolvConfFile, resolv}} {
-		if err := atomicfile.WriteFile(filepath.Join(dir, f.name), f.data, 0o644); err != nil {
+		if err := atomicfile.Replace(filepath.Join(dir, f.name), f.data, 0o644); err != nil {
 			return err
 		}
 	}

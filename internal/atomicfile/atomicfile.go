@@ -43,6 +43,32 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	return SyncDir(dir)
 }
 
+// Replace swaps path's content for data atomically (a reader sees the old
+// or the new file, whole) without making it durable: for files rebuilt at
+// every use, such as a container's /etc/hosts, where a crash may lose the
+// new content and an fsync would only cost time.
+func Replace(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), TempPrefix+filepath.Base(path)+"-")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(perm)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
 // SyncDir fsyncs directory dir: entries created, renamed or removed in it
 // become durable.
 func SyncDir(dir string) error {

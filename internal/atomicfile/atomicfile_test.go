@@ -30,3 +30,25 @@ func TestWriteFile(t *testing.T) {
 		t.Error("write into a missing directory succeeded")
 	}
 }
+
+func TestReplace(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "hosts")
+	for _, content := range []string{"127.0.0.1 a\n", "127.0.0.1 b\n::1 b\n"} {
+		if err := Replace(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(p); err != nil || string(b) != content {
+			t.Fatalf("read back %q, %v", b, err)
+		}
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o644 {
+		t.Errorf("mode %v", st.Mode())
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("temp files left: %v", ents)
+	}
+	if err := Replace(filepath.Join(dir, "missing", "f"), nil, 0o644); err == nil {
+		t.Error("no error for a missing directory")
+	}
+}
