@@ -112,12 +112,18 @@ func (s *shim) start() error {
 	if st != StatusCreated {
 		return errors.New("cannot start container " + s.cfg.ID + ": it is " + st)
 	}
-	started := time.Now().UTC()
+	// Set before the start: a quick process may exit, and have its exit
+	// recorded, before the runtime's start returns.
+	s.mu.Lock()
+	s.startedAt = time.Now().UTC()
+	s.mu.Unlock()
 	if err := s.runtime([3]int{s.devnull, s.devnull, s.devnull}, "start", s.cfg.ID); err != nil {
+		s.mu.Lock()
+		s.startedAt = time.Time{}
+		s.mu.Unlock()
 		return err
 	}
 	s.mu.Lock()
-	s.startedAt = started
 	if s.status == StatusCreated {
 		s.status = StatusRunning
 	}

@@ -55,6 +55,8 @@ type shim struct {
 	done      chan struct{}  // closed when the exit is recorded
 	startedAt time.Time
 	trimTimer *time.Timer
+	// lateDelete: the runtime's delete runs after the exit is reported.
+	lateDelete bool
 }
 
 // Launch is `berth-shim --launch DIR`: it starts the real shim for DIR in
@@ -126,6 +128,13 @@ func Run(dir string, ready *os.File) error {
 	}
 	s.ln.Close()
 	os.Remove(filepath.Join(dir, SocketFile))
+	if s.lateDelete {
+		// The state dir may be gone already (the daemon tears the bundle
+		// down once it has the exit): run from / and log to shim.log.
+		if err := s.runtimeAt("/", "", [3]int{s.devnull, s.devnull, s.devnull}, "delete", "--force", s.cfg.ID); err != nil {
+			s.note("delete", err)
+		}
+	}
 	return nil
 }
 
@@ -229,7 +238,12 @@ func (s *shim) onDrop(what string) func(string) {
 // runtime runs the runtime with args and fds as its stdio, and returns the
 // runtime's own error message when it fails.
 func (s *shim) runtime(fds [3]int, args ...string) error {
-	logPath := filepath.Join(s.dir, RuntimeLog)
+	return s.runtimeAt(s.dir, filepath.Join(s.dir, RuntimeLog), fds, args...)
+}
+
+// runtimeAt runs the runtime in dir, logging to logPath ("": no log, the
+// error is then only its exit status).
+func (s *shim) runtimeAt(dir, logPath string, fds [3]int, args ...string) error {
 	var off int64
 	if st, err := os.Stat(logPath); err == nil {
 		off = st.Size()
@@ -238,10 +252,12 @@ func (s *shim) runtime(fds [3]int, args ...string) error {
 	if s.cfg.RuntimeRoot != "" {
 		argv = append(argv, "--root", s.cfg.RuntimeRoot)
 	}
-	argv = append(argv, "--log", logPath, "--log-format", "json")
+	if logPath != "" {
+		argv = append(argv, "--log", logPath, "--log-format", "json")
+	}
 	argv = append(argv, args...)
 	pid, err := syscall.ForkExec(s.cfg.Runtime, argv, &syscall.ProcAttr{
-		Dir:   s.dir,
+		Dir:   dir,
 		Env:   os.Environ(),
 		Files: []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])},
 	})
@@ -252,7 +268,7 @@ func (s *shim) runtime(fds [3]int, args ...string) error {
 	if ws.Exited() && ws.ExitStatus() == 0 {
 		return nil
 	}
-	if msg := runtimeError(logPath, off); msg != "" {
+	if msg := runtimeError(logPath, off); logPath != "" && msg != "" {
 		return errors.New(msg)
 	}
 	if ws.Signaled() {
@@ -309,6 +325,14 @@ func (s *shim) create() error {
 		masterc = console.receive()
 	}
 	err = s.runtime(io.fds, args...)
+	// The previous run's shim may still be deleting the container's old
+	// state (it does so after reporting that run's exit): wait for it
+	// rather than fail a quick restart. A live namesake never goes away,
+	// and then the error stands.
+	for deadline := time.Now().Add(3 * time.Second); err != nil && strings.Contains(err.Error(), "already exists") && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		err = s.runtime(io.fds, args...)
+	}
 	io.closeChild()
 	if err != nil {
 		p.closeAll()
@@ -328,6 +352,7 @@ func (s *shim) create() error {
 		return err
 	}
 	s.oom = findOOMCounter(p.pid)
+	s.lateDelete = ownPidNS(p.pid)
 	if s.cfg.LogDriver != LogDriverNone {
 		if s.log, err = logs.Create(s.cfg.LogPath, s.cfg.LogOptions); err != nil {
 			p.closeAll()
@@ -417,11 +442,16 @@ func (s *shim) waitInit() {
 	ws := <-s.reaper.watch(p.pid)
 	finished := time.Now().UTC()
 	oom := s.oom.read() > 0
-	null := [3]int{s.devnull, s.devnull, s.devnull}
-	// Kills what is left in the cgroup (a container sharing the host's pid
-	// namespace keeps its children) and removes it.
-	if err := s.runtime(null, "delete", "--force", s.cfg.ID); err != nil {
-		s.note("delete", err)
+	// The runtime's delete removes the container's cgroup and state, and
+	// kills what is left in the cgroup. A container with a pid namespace
+	// of its own has nothing left (the kernel kills the namespace with its
+	// init, before init can be reaped), so the delete follows the exit
+	// report instead of delaying it (docker run --rm waits for it). One
+	// sharing a pid namespace may keep processes that hold its stdio.
+	if !s.lateDelete {
+		if err := s.runtime([3]int{s.devnull, s.devnull, s.devnull}, "delete", "--force", s.cfg.ID); err != nil {
+			s.note("delete", err)
+		}
 	}
 	p.drain()
 	if s.log != nil {
@@ -486,4 +516,20 @@ func writeFileAtomic(path string, b []byte) error {
 		d.Close()
 	}
 	return nil
+}
+
+// ownPidNS reports whether process pid is the init (pid 1) of a pid
+// namespace below the shim's: the namespace, and every process in it,
+// dies with it. (A container joining another's pid namespace is not.)
+func ownPidNS(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 2 && f[0] == "NSpid:" {
+			return f[len(f)-1] == "1"
+		}
+	}
+	return false
 }

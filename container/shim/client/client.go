@@ -64,7 +64,11 @@ func Start(ctx context.Context, stateDir string, cfg shim.Config) (*Shim, error)
 	}
 	if c, err := dial(stateDir); err == nil {
 		c.Close()
-		return nil, fmt.Errorf("container %s: a shim is already running in %s: %w", cfg.ID, stateDir, errdefs.ErrConflict)
+		// A shim that has recorded its container's exit still answers
+		// its last waiters for a moment: a quick restart waits for it.
+		if _, exited := readExit(stateDir); !exited || !waitSocketGone(ctx, stateDir, 3*time.Second) {
+			return nil, fmt.Errorf("container %s: a shim is already running in %s: %w", cfg.ID, stateDir, errdefs.ErrConflict)
+		}
 	}
 	// A restarted container reuses its state dir: forget the last run.
 	for _, f := range []string{shim.ExitFile, shim.SocketFile, shim.RuntimeLog} {
@@ -128,6 +132,19 @@ func waitExit(pid int, d time.Duration) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// waitSocketGone waits up to d for the shim socket in dir to stop
+// answering.
+func waitSocketGone(ctx context.Context, dir string, d time.Duration) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(5 * time.Millisecond) {
+		c, err := dial(dir)
+		if err != nil {
+			return true
+		}
+		c.Close()
+	}
+	return false
 }
 
 func shimBinary(bin string) (string, error) {

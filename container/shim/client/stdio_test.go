@@ -53,8 +53,9 @@ func TestTwoAttachers(t *testing.T) {
 // A client that stops reading is cut off; the container and the log are
 // not held up.
 func TestSlowAttacherDisconnected(t *testing.T) {
-	// 8 MiB of output, well over the 1 MiB per-client buffer.
-	c := create(t, nil, sh("head -c 8388608 /dev/zero | tr '\\0' x; echo; echo done"))
+	// 8 MiB of output, well over the 1 MiB per-client buffer, in bursts
+	// of 128 KiB: a reader that reads keeps up even on a loaded machine.
+	c := create(t, nil, sh("for i in $(seq 64); do head -c 131072 /dev/zero | tr '\\0' x; sleep 0.01; done; echo; echo done"))
 	slow := c.attach(client.AttachOptions{Stdout: true})
 	fast := c.attach(client.AttachOptions{Stdout: true})
 	c.start()
