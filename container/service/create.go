@@ -77,6 +77,14 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (string, []string
 		cfg.Entrypoint = []string{}
 	}
 	spec.MergeImageConfig(cfg, imgCfg)
+	imgHealth, err := s.imageHealthcheck(ctx, img.ID.String())
+	if err != nil {
+		return "", nil, err
+	}
+	MergeHealthcheck(cfg, imgHealth)
+	if err := ValidateHealthcheck(cfg.Healthcheck); err != nil {
+		return "", nil, err
+	}
 	spec.SetDefaults(id, cfg, hc)
 	warnings := adaptConfig(cfg, hc)
 	if err := spec.Validate(cfg, hc); err != nil {
