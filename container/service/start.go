@@ -150,9 +150,14 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	if err != nil {
 		return nil, err
 	}
+	nsPaths, ipcShm, err := s.joinedNamespaces(rec)
+	if err != nil {
+		return nil, err
+	}
 	sp, err := spec.Generate(spec.Input{
 		ID: rec.ID, Config: rec.Config, HostConfig: rec.HostConfig, Image: imgCfg,
 		Rootfs: rootfs, Dir: s.store.Dir(rec.ID), InitBinary: s.opts.Init, CgroupParent: s.opts.CgroupParent,
+		NamespacePaths: nsPaths, IPCShm: ipcShm,
 	})
 	if err != nil {
 		return nil, err

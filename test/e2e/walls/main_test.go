@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := m.Run()
+	for _, d := range probeDirs {
+		os.RemoveAll(d)
+	}
 	berthd.Cleanup()
 	os.Exit(code)
 }
