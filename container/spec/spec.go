@@ -3,10 +3,10 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path"
-	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -242,6 +242,8 @@ func securityOpts(opts []string) (security, error) {
 			s.noNewPrivileges = true
 		case k == "no-new-privileges" && v == "false":
 			s.noNewPrivileges = false
+		case k == "seccomp" && ok && v == "builtin":
+			s.seccompProfile = "" // the default profile, by name
 		case k == "seccomp" && ok && v != "":
 			s.seccompProfile = v
 		case k == "label" && ok && v == "disable", k == "apparmor" && ok && v == "unconfined":
