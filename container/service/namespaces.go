@@ -2,10 +2,14 @@ package service
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/moby/moby/api/types/container"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/container/spec"
 	"github.com/berth-dev/berth/container/store"
 	"github.com/berth-dev/berth/errdefs"
 )
@@ -33,8 +37,7 @@ func (s *Service) joinedNamespaces(rec *store.Container) (map[specs.LinuxNamespa
 		}
 		switch donor.HostConfig.IpcMode {
 		case container.IPCModeShareable:
-			// Its own tmpfs, seen through its root.
-			shm = fmt.Sprintf("/proc/%d/root/dev/shm", donor.State.Pid)
+			shm = s.shmDir(donor.ID)
 		case container.IPCModeHost:
 			shm = "/dev/shm"
 		default:
@@ -42,7 +45,41 @@ func (s *Service) joinedNamespaces(rec *store.Container) (map[specs.LinuxNamespa
 		}
 		paths[specs.IPCNamespace] = fmt.Sprintf("/proc/%d/ns/ipc", donor.State.Pid)
 	}
+	if hc.IpcMode.IsShareable() {
+		var err error
+		if shm, err = s.mountShm(rec); err != nil {
+			return nil, "", err
+		}
+	}
 	return paths, shm, nil
+}
+
+// shmDir is where a shareable IPC container's /dev/shm tmpfs is mounted
+// on the host, for the containers that join it to bind-mount too.
+func (s *Service) shmDir(id string) string { return filepath.Join(s.bundleDir(id), "shm") }
+
+// mountShm mounts the tmpfs of a shareable IPC container (--ipc
+// shareable) on the host, sized by --shm-size, as dockerd does.
+func (s *Service) mountShm(rec *store.Container) (string, error) {
+	dir := s.shmDir(rec.ID)
+	unmountShm(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	size := rec.HostConfig.ShmSize
+	if size <= 0 {
+		size = spec.DefaultShmSize
+	}
+	if err := unix.Mount("shm", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("mode=1777,size=%d", size)); err != nil {
+		return "", fmt.Errorf("container %s: mount its shareable /dev/shm at %s: %w", rec.ID, dir, err)
+	}
+	return dir, nil
+}
+
+// unmountShm undoes mountShm (nothing when it is not mounted).
+func unmountShm(dir string) {
+	for unix.Unmount(dir, unix.MNT_DETACH) == nil {
+	}
 }
 
 // donor is the running container name whose namespace of kind is joined.

@@ -215,6 +215,7 @@ func (s *Service) teardown(id string) {
 		s.opts.Logf("container %s: %v", id, err)
 		return
 	}
+	unmountShm(s.shmDir(id))
 	if err := os.RemoveAll(bundle); err != nil {
 		s.opts.Logf("container %s: remove bundle: %v", id, err)
 	}

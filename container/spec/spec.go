@@ -66,8 +66,10 @@ type Input struct {
 	// (/proc/<pid>/ns/... of the containers named by --pid and --ipc
 	// container:<id>), by type. Every container: mode needs its path.
 	NamespacePaths map[specs.LinuxNamespaceType]string
-	// IPCShm is the /dev/shm of the container whose IPC namespace this
-	// one joins (--ipc container:<id>), bind-mounted at /dev/shm.
+	// IPCShm, when set, is the host directory bind-mounted at /dev/shm
+	// instead of a private tmpfs: the tmpfs the daemon mounted for a
+	// shareable IPC, or the /dev/shm of the container whose IPC
+	// namespace this one joins (--ipc container:<id>).
 	IPCShm string
 }
 
@@ -472,10 +474,10 @@ func joinNamespaces(s *specs.Spec, in *Input, hc *container.HostConfig) error {
 			}
 		}
 	}
-	if hc.IpcMode.IsContainer() {
-		if in.IPCShm == "" {
-			return fmt.Errorf("container %s: --ipc %s: no /dev/shm to share: %w", in.ID, hc.IpcMode, errdefs.ErrFailedPrecondition)
-		}
+	if hc.IpcMode.IsContainer() && in.IPCShm == "" {
+		return fmt.Errorf("container %s: --ipc %s: no /dev/shm to share: %w", in.ID, hc.IpcMode, errdefs.ErrFailedPrecondition)
+	}
+	if in.IPCShm != "" {
 		for i, m := range s.Mounts {
 			if m.Destination == "/dev/shm" {
 				s.Mounts[i] = specs.Mount{Destination: "/dev/shm", Type: "bind", Source: in.IPCShm, Options: []string{"rbind", "nosuid", "noexec", "nodev"}}
