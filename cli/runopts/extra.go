@@ -94,3 +94,9 @@ func (x *extraOpts) apply(cfg *container.Config, hc *container.HostConfig) error
 	}
 	return nil
 }
+
+// ParseRestartPolicy parses --restart (no, always, unless-stopped,
+// on-failure[:N]) as docker does, for `update` too.
+func ParseRestartPolicy(policy string) (container.RestartPolicy, error) {
+	return parseRestartPolicy(policy)
+}
