@@ -23,7 +23,7 @@ func (c *Cli) containerCommands() []*cobra.Command {
 		c.newRunCmd(), c.newCreateCmd(), c.newStartCmd(), c.newStopCmd(), c.newRestartCmd(), c.newKillCmd(),
 		c.newRmCmd("rm"), c.newPsCmd("ps"), c.newLogsCmd(), c.newExecCmd(), c.newAttachCmd(), c.newInspectCmd(),
 		c.newTopCmd(), c.newStatsCmd(), c.newWaitCmd(), c.newRenameCmd(), c.newPauseCmd(), c.newUnpauseCmd(),
-		c.newCpCmd(), c.newExportCmd(), c.newCommitCmd(),
+		c.newCpCmd(), c.newExportCmd(), c.newCommitCmd(), c.newUpdateCmd(),
 	}
 }
 
@@ -37,7 +37,7 @@ func (c *Cli) containerGroup() *cobra.Command {
 	g.AddCommand(c.newRunCmd(), c.newCreateCmd(), c.newStartCmd(), c.newStopCmd(), c.newRestartCmd(),
 		c.newKillCmd(), rm, ls, c.newLogsCmd(), c.newExecCmd(), c.newAttachCmd(), c.newContainerInspectCmd(),
 		c.newTopCmd(), c.newStatsCmd(), c.newWaitCmd(), c.newRenameCmd(), c.newPauseCmd(), c.newUnpauseCmd(),
-		c.newCpCmd(), c.newExportCmd(), c.newCommitCmd(), c.newContainerPruneCmd())
+		c.newCpCmd(), c.newExportCmd(), c.newCommitCmd(), c.newContainerPruneCmd(), c.newUpdateCmd())
 	return g
 }
 

@@ -54,6 +54,9 @@ func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) error {
 	if resp.Warnings == nil {
 		resp.Warnings = []string{}
 	}
+	if req.kernelMemory != 0 {
+		resp.Warnings = append(resp.Warnings, kernelMemoryWarning())
+	}
 	writeJSON(w, http.StatusCreated, resp)
 	return nil
 }
@@ -319,6 +322,8 @@ type createRequest struct {
 	container.CreateRequest
 	Cmd        strSlice
 	Entrypoint strSlice
+	// kernelMemory is HostConfig.KernelMemory (see UnmarshalJSON).
+	kernelMemory int64
 }
 
 // strSlice is a JSON list of strings, or a string.

@@ -85,6 +85,7 @@ type Options struct {
 	healthInterval, healthTimeout, healthStartPeriod         time.Duration
 	healthRetries                                            int
 	noHealthcheck                                            bool
+	extra                                                    extraOpts
 }
 
 // AddFlags registers the flags shared by run and create on fs.
@@ -186,6 +187,7 @@ func AddFlags(fs *pflag.FlagSet) *Options {
 	fs.BoolVarP(&o.Interactive, "interactive", "i", false, "Keep STDIN open even if not attached")
 	fs.BoolVarP(&o.TTY, "tty", "t", false, "Allocate a pseudo-TTY")
 	fs.StringVar(&o.CIDFile, "cidfile", "", "Write the container ID to the file")
+	o.extra.addFlags(fs)
 	return o
 }
 
@@ -359,6 +361,9 @@ func (o *Options) Parse(fs *pflag.FlagSet, args []string) (*Config, error) {
 	if fs.Changed("init") {
 		v := o.init
 		hc.Init = &v
+	}
+	if err := o.extra.apply(cfg, hc); err != nil {
+		return nil, err
 	}
 
 	netCfg := &network.NetworkingConfig{}

@@ -77,8 +77,17 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (string, []string
 		cfg.Entrypoint = []string{}
 	}
 	spec.MergeImageConfig(cfg, imgCfg)
+	imgHealth, err := s.imageHealthcheck(ctx, img.ID.String())
+	if err != nil {
+		return "", nil, err
+	}
+	MergeHealthcheck(cfg, imgHealth)
+	if err := ValidateHealthcheck(cfg.Healthcheck); err != nil {
+		return "", nil, err
+	}
 	spec.SetDefaults(id, cfg, hc)
 	warnings := adaptConfig(cfg, hc)
+	warnings = append(warnings, spec.DiscardUnsupported(hc)...)
 	if err := spec.Validate(cfg, hc); err != nil {
 		return "", nil, err
 	}
@@ -110,7 +119,7 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (string, []string
 
 // RuntimeName is the runtime a container records (HostConfig.Runtime) and
 // the daemon reports as its default.
-const RuntimeName = "berth-runtime"
+const RuntimeName = spec.RuntimeName
 
 // adaptConfig records the request as dockerd 20.10 records it, so that
 // inspect shows the same values: defaults filled in, "unset" spellings

@@ -333,6 +333,14 @@ func (s *Service) Update(ctx context.Context, name string, u container.UpdateCon
 	if n.PidsLimit != nil {
 		r.PidsLimit = n.PidsLimit
 	}
+	warnings := []string{}
+	if n.BlkioWeight != 0 {
+		if blkioWeightSupported() {
+			r.BlkioWeight = n.BlkioWeight
+		} else {
+			warnings = append(warnings, "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.")
+		}
+	}
 	if n.Memory != 0 && n.MemorySwap == 0 && rec.HostConfig.MemorySwap > 0 && rec.HostConfig.MemorySwap < n.Memory {
 		r.MemorySwap = 2 * n.Memory // as dockerd: the old swap limit would be below the memory limit
 	}
@@ -353,5 +361,5 @@ func (s *Service) Update(ctx context.Context, name string, u container.UpdateCon
 	if _, err := s.store.Update(rec.ID, func(r *store.Container) error { r.HostConfig = &hc; return nil }); err != nil {
 		return container.UpdateResponse{}, err
 	}
-	return container.UpdateResponse{Warnings: []string{}}, nil
+	return container.UpdateResponse{Warnings: warnings}, nil
 }

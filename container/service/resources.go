@@ -14,23 +14,13 @@ import (
 // applyResources gives a running container the limits of hc: the spec's
 // resources for hc, through berth-runtime update.
 func (s *Service) applyResources(ctx context.Context, id string, cfg *container.Config, hc *container.HostConfig) error {
-	rec, err := s.store.Get(id)
+	// Only the resources: the rest of the spec (namespaces to join, files)
+	// belongs to the start and must not be redone.
+	res, err := spec.Resources(hc)
 	if err != nil {
 		return err
 	}
-	imgCfg, err := s.imageConfig(ctx, rec.Image)
-	if err != nil {
-		return err
-	}
-	sp, err := spec.Generate(spec.Input{
-		ID: id, Config: cfg, HostConfig: hc, Image: imgCfg,
-		Rootfs: filepath.Join(s.bundleDir(id), "rootfs"), Dir: s.store.Dir(id),
-		InitBinary: s.opts.Init, CgroupParent: s.opts.CgroupParent,
-	})
-	if err != nil {
-		return err
-	}
-	b, err := json.Marshal(sp.Linux.Resources)
+	b, err := json.Marshal(res)
 	if err != nil {
 		return err
 	}

@@ -94,6 +94,7 @@ func (s *Service) reattach(ctx context.Context, c *ctr, rec *store.Container) {
 	c.mu.Lock()
 	c.shim, c.exited = sh, exited
 	c.mu.Unlock()
+	s.startHealth(c, rec)
 	go s.monitor(c, sh, exited)
 }
 

@@ -87,6 +87,7 @@ type ctr struct {
 	// before the record says it runs.
 	starting chan struct{}
 	execs    []string
+	health   *healthMonitor // the prober of the current run, if any
 }
 
 // Open loads the records under opts.Root and reconnects to the shims of

@@ -109,7 +109,7 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 	c.shim, c.exited, c.stopping = sh, exited, false
 	c.mu.Unlock()
 	rec, err = s.store.Update(rec.ID, func(r *store.Container) error {
-		r.State = store.State{Running: true, Pid: sh.Pid(), StartedAt: now()}
+		r.State = store.State{Running: true, Pid: sh.Pid(), StartedAt: now(), Health: r.State.Health}
 		r.HasBeenStartedBefore, r.HasBeenManuallyStopped = true, false
 		return nil
 	})
@@ -117,6 +117,7 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 		s.opts.Logf("container %s: record the start: %v", c.id, err)
 	} else {
 		s.publish(rec, events.ActionStart, nil)
+		s.startHealth(c, rec)
 	}
 	c.notify()
 	go s.monitor(c, sh, exited)
@@ -149,9 +150,14 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	if err != nil {
 		return nil, err
 	}
+	nsPaths, ipcShm, err := s.joinedNamespaces(rec)
+	if err != nil {
+		return nil, err
+	}
 	sp, err := spec.Generate(spec.Input{
 		ID: rec.ID, Config: rec.Config, HostConfig: rec.HostConfig, Image: imgCfg,
 		Rootfs: rootfs, Dir: s.store.Dir(rec.ID), InitBinary: s.opts.Init, CgroupParent: s.opts.CgroupParent,
+		NamespacePaths: nsPaths, IPCShm: ipcShm,
 	})
 	if err != nil {
 		return nil, err
@@ -209,6 +215,7 @@ func (s *Service) teardown(id string) {
 		s.opts.Logf("container %s: %v", id, err)
 		return
 	}
+	unmountShm(s.shmDir(id))
 	if err := os.RemoveAll(bundle); err != nil {
 		s.opts.Logf("container %s: remove bundle: %v", id, err)
 	}
@@ -229,6 +236,7 @@ func (s *Service) monitor(c *ctr, sh *client.Shim, exited chan struct{}) {
 // onExit records the end of a run, then applies the restart policy or
 // --rm.
 func (s *Service) onExit(c *ctr, st shim.ExitStatus, exited chan struct{}) {
+	s.stopHealth(c)
 	if st.FinishedAt.IsZero() {
 		st.FinishedAt = now()
 	}

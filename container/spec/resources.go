@@ -3,13 +3,17 @@ package spec
 import (
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
 
+	"github.com/moby/moby/api/types/blkiodev"
 	"github.com/moby/moby/api/types/container"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/errdefs"
 )
@@ -71,6 +75,18 @@ func validateResources(r *container.Resources) error {
 		if _, err := deviceRule(rule); err != nil {
 			return err
 		}
+	}
+	for _, d := range r.Devices {
+		if err := validateDevice(d); err != nil {
+			return err
+		}
+	}
+	if r.IOMaximumBandwidth != 0 || r.IOMaximumIOps != 0 {
+		return invalid("Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps")
+	}
+	if len(r.DeviceRequests) > 0 {
+		d := r.DeviceRequests[0]
+		return fmt.Errorf("could not select device driver %q with capabilities: %v: berth has no device drivers (--gpus): %w", d.Driver, d.Capabilities, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -242,3 +258,112 @@ func defaultDeviceRules() []specs.LinuxDeviceCgroup {
 func boolPtr(b bool) *bool       { return &b }
 func int64Ptr(v int64) *int64    { return &v }
 func uint32Ptr(v uint32) *uint32 { return &v }
+
+// blockIO adds the per-device weights and throttles of r to b, each
+// device named by its path on the host (dockerd stats them at start).
+func blockIO(r *container.Resources, b *specs.LinuxBlockIO) error {
+	devNum := func(flag, p string) (int64, int64, error) {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			return 0, 0, invalid("%s %s: %v", flag, p, err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFBLK {
+			return 0, 0, invalid("%s %s: not a block device", flag, p)
+		}
+		return int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev)), nil
+	}
+	for _, w := range r.BlkioWeightDevice {
+		major, minor, err := devNum("--blkio-weight-device", w.Path)
+		if err != nil {
+			return err
+		}
+		weight := w.Weight
+		d := specs.LinuxWeightDevice{Weight: &weight}
+		d.Major, d.Minor = major, minor
+		b.WeightDevice = append(b.WeightDevice, d)
+	}
+	for _, t := range []struct {
+		flag string
+		in   []*blkiodev.ThrottleDevice
+		out  *[]specs.LinuxThrottleDevice
+	}{
+		{"--device-read-bps", r.BlkioDeviceReadBps, &b.ThrottleReadBpsDevice},
+		{"--device-write-bps", r.BlkioDeviceWriteBps, &b.ThrottleWriteBpsDevice},
+		{"--device-read-iops", r.BlkioDeviceReadIOps, &b.ThrottleReadIOPSDevice},
+		{"--device-write-iops", r.BlkioDeviceWriteIOps, &b.ThrottleWriteIOPSDevice},
+	} {
+		for _, d := range t.in {
+			if d == nil {
+				continue
+			}
+			major, minor, err := devNum(t.flag, d.Path)
+			if err != nil {
+				return err
+			}
+			td := specs.LinuxThrottleDevice{Rate: d.Rate}
+			td.Major, td.Minor = major, minor
+			*t.out = append(*t.out, td)
+		}
+	}
+	return nil
+}
+
+// cgroupFileExists says whether controller's file exists at the root of
+// the host's cgroup v1 hierarchy, or file2 in the unified one.
+func cgroupFileExists(controller, file, file2 string) bool {
+	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", controller, file)); err == nil {
+		return true
+	}
+	if file2 == "" || !hostCgroupV2() {
+		return false
+	}
+	_, err := os.Stat(filepath.Join("/sys/fs/cgroup", file2))
+	return err == nil
+}
+
+// DiscardUnsupported drops the resource settings this host cannot apply,
+// returning dockerd's warning for each, as dockerd does at create.
+func DiscardUnsupported(hc *container.HostConfig) []string {
+	var w []string
+	r := &hc.Resources
+	if len(r.BlkioWeightDevice) > 0 && !cgroupFileExists("blkio", "blkio.weight_device", "io.weight") && !cgroupFileExists("blkio", "blkio.bfq.weight_device", "io.bfq.weight") {
+		w = append(w, "Your kernel does not support Block I/O weight_device or the cgroup is not mounted. Weight-device discarded.")
+		r.BlkioWeightDevice = nil
+	}
+	for _, t := range []struct {
+		list          *[]*blkiodev.ThrottleDevice
+		file, warning string
+	}{
+		{&r.BlkioDeviceReadBps, "blkio.throttle.read_bps_device", "Your kernel does not support BPS Block I/O read limit or the cgroup is not mounted. Block I/O BPS read limit discarded."},
+		{&r.BlkioDeviceWriteBps, "blkio.throttle.write_bps_device", "Your kernel does not support BPS Block I/O write limit or the cgroup is not mounted. Block I/O BPS write limit discarded."},
+		{&r.BlkioDeviceReadIOps, "blkio.throttle.read_iops_device", "Your kernel does not support IOPS Block read limit or the cgroup is not mounted. Block I/O IOPS read limit discarded."},
+		{&r.BlkioDeviceWriteIOps, "blkio.throttle.write_iops_device", "Your kernel does not support IOPS Block write limit or the cgroup is not mounted. Block I/O IOPS write limit discarded."},
+	} {
+		if len(*t.list) > 0 && !cgroupFileExists("blkio", t.file, "io.max") {
+			w = append(w, t.warning)
+			*t.list = nil
+		}
+	}
+	if r.OomKillDisable != nil && *r.OomKillDisable {
+		if hostCgroupV2() {
+			w = append(w, "Your kernel does not support OomKillDisable. OomKillDisable discarded.")
+			f := false
+			r.OomKillDisable = &f
+		} else if r.Memory == 0 {
+			w = append(w, "OOM killer is disabled for the container, but no memory limit is set, this can result in the system running out of resources.")
+		}
+	}
+	if r.MemorySwappiness != nil && *r.MemorySwappiness >= 0 && !cgroupFileExists("memory", "memory.swappiness", "") {
+		w = append(w, "Your kernel does not support memory swappiness capabilities or the cgroup is not mounted. Memory swappiness discarded.")
+		r.MemorySwappiness = nil
+	}
+	if r.CPUPercent > 0 {
+		w = append(w, "linux does not support CPU percent. Percent discarded.")
+		r.CPUPercent = 0
+	}
+	if r.CPUCount > 0 {
+		w = append(w, "linux does not support CPU count. Count discarded.")
+		r.CPUCount = 0
+	}
+	return w
+}

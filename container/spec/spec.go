@@ -3,7 +3,9 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -60,6 +62,15 @@ type Input struct {
 	Addresses []netip.Addr
 	// HostResolvConf defaults to /etc/resolv.conf.
 	HostResolvConf string
+	// NamespacePaths are the namespaces joined rather than created
+	// (/proc/<pid>/ns/... of the containers named by --pid and --ipc
+	// container:<id>), by type. Every container: mode needs its path.
+	NamespacePaths map[specs.LinuxNamespaceType]string
+	// IPCShm, when set, is the host directory bind-mounted at /dev/shm
+	// instead of a private tmpfs: the tmpfs the daemon mounted for a
+	// shareable IPC, or the /dev/shm of the container whose IPC
+	// namespace this one joins (--ipc container:<id>).
+	IPCShm string
 }
 
 func (in *Input) hostResolvConf() string {
@@ -140,12 +151,14 @@ func Validate(cfg *container.Config, hc *container.HostConfig) error {
 	if !hc.CgroupnsMode.Valid() {
 		return invalid("invalid cgroup namespace mode: %v", hc.CgroupnsMode)
 	}
-	for _, m := range []struct {
-		name, mode string
-	}{{"IPC", string(hc.IpcMode)}, {"PID", string(hc.PidMode)}, {"network", string(hc.NetworkMode)}} {
-		if strings.HasPrefix(m.mode, "container:") {
-			return fmt.Errorf("%s mode %q: joining another container's namespace: %w", m.name, m.mode, errdefs.ErrNotImplemented)
-		}
+	if strings.HasPrefix(string(hc.NetworkMode), "container:") {
+		return fmt.Errorf("network mode %q: joining another container's namespace: %w", hc.NetworkMode, errdefs.ErrNotImplemented)
+	}
+	if hc.IpcMode.IsContainer() && hc.IpcMode.Container() == "" {
+		return invalid("invalid IPC mode: %v", hc.IpcMode)
+	}
+	if hc.PidMode.IsContainer() && hc.PidMode.Container() == "" {
+		return invalid("invalid PID mode: %v", hc.PidMode)
 	}
 	if !hc.IpcMode.Valid() {
 		return invalid("invalid IPC mode: %v", hc.IpcMode)
@@ -162,6 +175,9 @@ func Validate(cfg *container.Config, hc *container.HostConfig) error {
 	if _, err := securityOpts(hc.SecurityOpt); err != nil {
 		return err
 	}
+	if err := validateUnsupported(hc); err != nil {
+		return err
+	}
 	for _, e := range hc.ExtraHosts {
 		if _, _, err := parseExtraHost(e); err != nil {
 			return err
@@ -170,10 +186,50 @@ func Validate(cfg *container.Config, hc *container.HostConfig) error {
 	return validateResources(&hc.Resources)
 }
 
+// validateUnsupported refuses the HostConfig fields berth cannot honour
+// on Linux, naming the flag, rather than ignoring them.
+func validateUnsupported(hc *container.HostConfig) error {
+	if hc.Isolation != "" && !hc.Isolation.IsDefault() {
+		return invalid("Invalid isolation: %q - linux only supports 'default'", hc.Isolation)
+	}
+	if hc.Cgroup != "" {
+		return fmt.Errorf("--cgroup %q: joining another container's cgroup: %w", hc.Cgroup, errdefs.ErrNotImplemented)
+	}
+	if len(hc.StorageOpt) > 0 {
+		return invalid("--storage-opt is supported only for overlay over xfs with 'pquota' mount option")
+	}
+	switch hc.Runtime {
+	case "", RuntimeName, "runc":
+	default:
+		return invalid("Unknown runtime specified %s", hc.Runtime)
+	}
+	return nil
+}
+
+// RuntimeName is the runtime a container records (HostConfig.Runtime);
+// "runc" is accepted too: berth-runtime takes its place.
+const RuntimeName = "berth-runtime"
+
 // security is what --security-opt asks for.
 type security struct {
 	seccompProfile  string // "" default, "unconfined", or a JSON profile
 	noNewPrivileges bool
+	// systemPathsUnconfined (systempaths=unconfined) unmasks /proc and
+	// /sys paths.
+	systemPathsUnconfined bool
+}
+
+// lsmEnabled says whether the host runs AppArmor or SELinux.
+func lsmEnabled(name string) bool {
+	switch name {
+	case "apparmor":
+		b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
+		return err == nil && strings.TrimSpace(string(b)) == "Y"
+	case "label":
+		_, err := os.Stat("/sys/fs/selinux/enforce")
+		return err == nil
+	}
+	return false
 }
 
 func securityOpts(opts []string) (security, error) {
@@ -188,11 +244,20 @@ func securityOpts(opts []string) (security, error) {
 			s.noNewPrivileges = true
 		case k == "no-new-privileges" && v == "false":
 			s.noNewPrivileges = false
+		case k == "seccomp" && ok && v == "builtin":
+			s.seccompProfile = "" // the default profile, by name
 		case k == "seccomp" && ok && v != "":
 			s.seccompProfile = v
+		case k == "label" && ok && v == "disable", k == "apparmor" && ok && v == "unconfined":
+			// Confinement off: what berth does anyway.
 		case (k == "apparmor" || k == "label") && ok:
-			// Berth has no LSM support yet; dockerd accepts these on
-			// hosts without AppArmor/SELinux too.
+			lsm := map[string]string{"apparmor": "AppArmor", "label": "SELinux"}[k]
+			if lsmEnabled(k) {
+				return s, fmt.Errorf("--security-opt %s: berth cannot apply %s profiles or labels: %w", o, lsm, errdefs.ErrNotImplemented)
+			}
+			return s, invalid("--security-opt %s: %s is not enabled on this host", o, lsm)
+		case k == "systempaths" && ok && v == "unconfined":
+			s.systemPathsUnconfined = true
 		default:
 			return s, invalid("invalid --security-opt %d: %q", i+1, o)
 		}
@@ -300,6 +365,9 @@ func Generate(in Input) (*specs.Spec, error) {
 			Namespaces:  namespaces(&hc),
 		},
 	}
+	if err := joinNamespaces(s, &in, &hc); err != nil {
+		return nil, err
+	}
 	if hc.UTSMode.IsHost() {
 		s.Hostname = ""
 	}
@@ -307,22 +375,21 @@ func Generate(in Input) (*specs.Spec, error) {
 		s.Process.ConsoleSize = &specs.Box{Height: h, Width: w}
 	}
 
-	devRules := defaultDeviceRules()
-	if hc.Privileged {
-		devRules = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
-		if s.Linux.Devices, err = hostDevices(); err != nil {
-			return nil, err
-		}
-	} else {
-		for _, r := range hc.DeviceCgroupRules {
-			d, err := deviceRule(r)
-			if err != nil {
-				return nil, err
-			}
-			devRules = append(devRules, d)
-		}
+	devs, devRules, err := Devices(&hc)
+	if err != nil {
+		return nil, err
 	}
+	s.Linux.Devices = devs
 	s.Linux.Resources = linuxResources(&hc.Resources, devRules)
+	if err := blockIO(&hc.Resources, s.Linux.Resources.BlockIO); err != nil {
+		return nil, err
+	}
+	if len(hc.Annotations) > 0 {
+		s.Annotations = maps.Clone(hc.Annotations)
+	}
+	if hc.Umask != nil {
+		s.Process.User.Umask = hc.Umask
+	}
 
 	if !hc.Privileged {
 		s.Linux.MaskedPaths = slices.Clone(DefaultMaskedPaths)
@@ -332,6 +399,9 @@ func Generate(in Input) (*specs.Spec, error) {
 		}
 		if hc.ReadonlyPaths != nil {
 			s.Linux.ReadonlyPaths = slices.Clone(hc.ReadonlyPaths)
+		}
+		if sec.systemPathsUnconfined {
+			s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = nil, nil
 		}
 		switch sec.seccompProfile {
 		case "unconfined":
@@ -380,6 +450,41 @@ func cgroupsPath(in *Input, hc *container.HostConfig) string {
 		parent = hc.CgroupParent
 	}
 	return path.Join("/", parent, in.ID)
+}
+
+// joinNamespaces points the namespaces of --pid/--ipc container:<id> at
+// the paths the caller resolved, and gives a joined IPC namespace the
+// other container's /dev/shm, as dockerd does.
+func joinNamespaces(s *specs.Spec, in *Input, hc *container.HostConfig) error {
+	for _, m := range []struct {
+		typ       specs.LinuxNamespaceType
+		flag      string
+		container string
+	}{{specs.PIDNamespace, "--pid", hc.PidMode.Container()}, {specs.IPCNamespace, "--ipc", hc.IpcMode.Container()}} {
+		if m.container == "" {
+			continue
+		}
+		p := in.NamespacePaths[m.typ]
+		if p == "" {
+			return fmt.Errorf("container %s: %s container:%s: the namespace to join was not resolved: %w", in.ID, m.flag, m.container, errdefs.ErrFailedPrecondition)
+		}
+		for i := range s.Linux.Namespaces {
+			if s.Linux.Namespaces[i].Type == m.typ {
+				s.Linux.Namespaces[i].Path = p
+			}
+		}
+	}
+	if hc.IpcMode.IsContainer() && in.IPCShm == "" {
+		return fmt.Errorf("container %s: --ipc %s: no /dev/shm to share: %w", in.ID, hc.IpcMode, errdefs.ErrFailedPrecondition)
+	}
+	if in.IPCShm != "" {
+		for i, m := range s.Mounts {
+			if m.Destination == "/dev/shm" {
+				s.Mounts[i] = specs.Mount{Destination: "/dev/shm", Type: "bind", Source: in.IPCShm, Options: []string{"rbind", "nosuid", "noexec", "nodev"}}
+			}
+		}
+	}
+	return nil
 }
 
 func namespaces(hc *container.HostConfig) []specs.LinuxNamespace {

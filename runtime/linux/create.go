@@ -300,8 +300,8 @@ func namespacesFor(spec *specs.Spec, req *spawnRequest) error {
 }
 
 // withDefaultDevices adds to a device allow-list the devices every
-// container has (and those the spec creates), as runc does: the v2 device
-// program denies whatever no rule allows.
+// container has, as runc does: the v2 device program denies whatever no
+// rule allows.
 func withDefaultDevices(spec *specs.Spec) *specs.LinuxResources {
 	r := spec.Linux.Resources
 	if r == nil || len(r.Devices) == 0 {
@@ -324,9 +324,9 @@ func withDefaultDevices(spec *specs.Spec) *specs.LinuxResources {
 		rule("c", 1, 3, "rwm"), rule("c", 1, 5, "rwm"), rule("c", 1, 7, "rwm"), rule("c", 1, 8, "rwm"),
 		rule("c", 1, 9, "rwm"), rule("c", 5, 0, "rwm"), rule("c", 5, 1, "rwm"), rule("c", 5, 2, "rwm"),
 		rule("c", 136, -1, "rwm"))
-	for _, d := range spec.Linux.Devices {
-		c.Devices = append(c.Devices, rule(d.Type, d.Major, d.Minor, "rwm"))
-	}
+	// The spec's own devices get no rule here: as with runc, access to
+	// them is what resources.devices grants (docker run --device X:r
+	// must stay read-only).
 	return &c
 }
 
