@@ -243,3 +243,40 @@ func TestVolumeEventsAndDiskUsage(t *testing.T) {
 		t.Errorf("volume events: %q", out)
 	}
 }
+
+// TestCpWithVolumes: docker cp sees a container's volumes and binds, on a
+// created container (bound into its temporary rootfs for the copy) and a
+// running one, and a read-only one refuses the write.
+func TestCpWithVolumes(t *testing.T) {
+	d := daemon(t)
+	host := t.TempDir()
+	f := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(f, []byte("copied\n"), 0o644)
+	vol := filepath.Join(d.DataRoot, "volumes", "cpvol", "_data")
+	d.Must(t, "create", "--name", "cpv", "-v", "cpvol:/data", "-v", host+":/bind", "-v", "cpvol:/ro:ro", "busybox", "true")
+	d.Must(t, "cp", f, "cpv:/data/")
+	d.Must(t, "cp", f, "cpv:/bind/")
+	if b, err := os.ReadFile(filepath.Join(vol, "f")); err != nil || string(b) != "copied\n" {
+		t.Errorf("cp into a created container's volume: %q %v", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(host, "f")); err != nil || string(b) != "copied\n" {
+		t.Errorf("cp into a created container's bind: %q %v", b, err)
+	}
+	if out := d.Must(t, "cp", "cpv:/data/f", "-"); !strings.Contains(out, "copied") {
+		t.Errorf("cp out of a created container's volume: %q", out)
+	}
+	if out, code := docker(t, d, "cp", f, "cpv:/ro/"); code == 0 {
+		t.Errorf("cp into a read-only volume succeeded: %q", out)
+	}
+	d.Must(t, "run", "-d", "--name", "cpr", "-v", "cpvol:/data", "busybox", "sleep", "1000")
+	os.WriteFile(f, []byte("running\n"), 0o644)
+	d.Must(t, "cp", f, "cpr:/data/g")
+	if b, err := os.ReadFile(filepath.Join(vol, "g")); err != nil || string(b) != "running\n" {
+		t.Errorf("cp into a running container's volume: %q %v", b, err)
+	}
+	if out := d.Must(t, "exec", "cpr", "cat", "/data/g"); out != "running\n" {
+		t.Errorf("the running container does not see the copy: %q", out)
+	}
+	d.Must(t, "rm", "-f", "cpv", "cpr")
+	d.Must(t, "volume", "rm", "cpvol")
+}
