@@ -17,8 +17,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
