@@ -50,7 +50,8 @@ func Populate(rootfs, dest, data string) (bool, error) {
 	if err := os.Lchown(data, int(st.Uid), int(st.Gid)); err != nil {
 		return true, err
 	}
-	return true, os.Chmod(data, fs.FileMode(st.Mode&0o7777)&fs.ModePerm|modeBits(st.Mode))
+	// After chown, which clears setuid/setgid.
+	return true, unix.Chmod(data, st.Mode&0o7777)
 }
 
 // copyTree copies the entries of directory src into directory dst.
@@ -132,20 +133,4 @@ func copyFile(s, d string) error {
 		return err
 	}
 	return out.Close()
-}
-
-// modeBits turns the setuid/setgid/sticky bits of a stat mode into
-// fs.FileMode's.
-func modeBits(m uint32) fs.FileMode {
-	var out fs.FileMode
-	if m&unix.S_ISUID != 0 {
-		out |= fs.ModeSetuid
-	}
-	if m&unix.S_ISGID != 0 {
-		out |= fs.ModeSetgid
-	}
-	if m&unix.S_ISVTX != 0 {
-		out |= fs.ModeSticky
-	}
-	return out
 }
