@@ -261,7 +261,8 @@ func ParseMount(m mount.Mount) (MountPoint, error) {
 				return MountPoint{}, err
 			}
 		}
-		mp.Name, mp.Driver, mp.Anonymous, mp.CopyData = m.Source, DefaultDriver, m.Source == "", true
+		// dockerd's label mode for a local volume, as for -v.
+		mp.Name, mp.Driver, mp.Anonymous, mp.CopyData, mp.Mode = m.Source, DefaultDriver, m.Source == "", true, "z"
 		if o := m.VolumeOptions; o != nil {
 			if o.Subpath != "" {
 				return MountPoint{}, fmt.Errorf("volume-subpath: volume subpaths are not supported by berth: %w", errdefs.ErrNotImplemented)

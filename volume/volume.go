@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -379,15 +380,26 @@ func notLabels(vals []string, labels map[string]string) bool {
 	return true
 }
 
-// DirSize is the size of the regular files under dir (du's apparent size).
+// DirSize is the space the files under dir take as dockerd counts it:
+// every non-directory's size, hard links once.
 func DirSize(dir string) int64 {
 	var n int64
+	seen := map[uint64]bool{}
 	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
+		if err != nil || d.IsDir() {
+			return nil
 		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			if seen[st.Ino] {
+				return nil
+			}
+			seen[st.Ino] = true
+		}
+		n += fi.Size()
 		return nil
 	})
 	return n
