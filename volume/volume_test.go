@@ -71,7 +71,7 @@ func TestParseMount(t *testing.T) {
 		t.Errorf("tmpfs ro: %+v %v", got, err)
 	}
 	got, err = ParseMount(mount.Mount{Type: mount.TypeVolume, Source: "vv", Target: "/v", VolumeOptions: &mount.VolumeOptions{NoCopy: true, Labels: map[string]string{"a": "b"}}})
-	if err != nil || got.CopyData || got.Name != "vv" || got.VolumeOptions == nil || got.Mode != "" {
+	if err != nil || got.CopyData || got.Name != "vv" || got.VolumeOptions == nil || got.Mode != "z" {
 		t.Errorf("volume: %+v %v", got, err)
 	}
 	for _, c := range []struct {
