@@ -23,6 +23,7 @@ import (
 	cservice "github.com/berth-dev/berth/container/service"
 	"github.com/berth-dev/berth/container/store"
 	"github.com/berth-dev/berth/errdefs"
+	"github.com/berth-dev/berth/volume"
 )
 
 // NewContainers is the engine's container side: container/service behind
@@ -37,6 +38,10 @@ func NewContainers(e Engine) (Containers, error) {
 		}
 		bins[i] = p
 	}
+	vols, err := openVolumes(e)
+	if err != nil {
+		return nil, err
+	}
 	svc, err := cservice.Open(context.Background(), cservice.Options{
 		Root:     filepath.Join(e.Config.DataRoot, "containers"),
 		ExecRoot: e.Config.ExecRoot,
@@ -44,12 +49,13 @@ func NewContainers(e Engine) (Containers, error) {
 		Events:   e.Events,
 		Runtime:  bins[0], Shim: bins[1], Init: bins[2],
 		CgroupParent: e.Config.CgroupParent,
+		Volumes:      vols,
 		Logf:         func(format string, args ...any) { e.Log.Warn(fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &containerBackend{svc: svc, e: e}, nil
+	return &containerBackend{svc: svc, e: e, vols: vols}, nil
 }
 
 func findBinary(name string) (string, error) {
@@ -68,8 +74,9 @@ func findBinary(name string) (string, error) {
 // containerBackend translates the API's container and exec calls to
 // container/service, and its streams to the shim's connections.
 type containerBackend struct {
-	svc *cservice.Service
-	e   Engine
+	svc  *cservice.Service
+	e    Engine
+	vols *volume.Store
 }
 
 var _ server.ContainerBackend = (*containerBackend)(nil)

@@ -155,6 +155,7 @@ func start(cfg Config, opts Options, log *slog.Logger) (d *Daemon, err error) {
 		return d, fmt.Errorf("open image service under %s: %w", cfg.DataRoot, err)
 	}
 	var containers server.ContainerBackend = server.NotImplemented{}
+	var volumes server.VolumeBackend
 	if opts.NewContainers != nil {
 		c, err := opts.NewContainers(Engine{Config: cfg, Images: d.images, Events: d.bus, Log: log})
 		if err != nil {
@@ -163,6 +164,9 @@ func start(cfg Config, opts Options, log *slog.Logger) (d *Daemon, err error) {
 		f := c.ImageUsers
 		users.Store(&f)
 		containers = c
+		if v, ok := c.(interface{ Volumes() server.VolumeBackend }); ok {
+			volumes = v.Volumes()
+		}
 	}
 	imgs := &imageBackend{svc: d.images, bus: d.bus, users: func(id digest.Digest) []string {
 		if f := users.Load(); f != nil {
@@ -175,8 +179,9 @@ func start(cfg Config, opts Options, log *slog.Logger) (d *Daemon, err error) {
 	}, server.Backends{
 		Images:     imgs,
 		Containers: containers,
-		System:     &systemBackend{d: d, images: imgs, containers: containers},
+		System:     &systemBackend{d: d, images: imgs, containers: containers, volumes: volumes},
 		Events:     d.bus,
+		Volumes:    volumes,
 	})
 
 	for _, h := range hosts {

@@ -35,6 +35,7 @@ type systemBackend struct {
 	d          *Daemon
 	images     *imageBackend
 	containers server.ContainerBackend
+	volumes    server.VolumeBackend // nil without a container engine
 }
 
 var _ server.SystemBackend = (*systemBackend)(nil)
@@ -301,9 +302,12 @@ func (s *systemBackend) DiskUsage(ctx context.Context, opts server.DiskUsageOpti
 		}
 		du.ContainerUsage = cu
 	}
-	// No volumes or build cache exist in this engine yet.
+	// No build cache exists in this engine yet.
 	if want(system.VolumeObject) {
 		du.VolumeUsage = &volume.DiskUsage{}
+		if vb, ok := s.volumes.(*volumeBackend); ok {
+			du.VolumeUsage = vb.volumeDiskUsage(opts.Verbose)
+		}
 	}
 	if want(system.BuildCacheObject) {
 		du.BuildCacheUsage = &build.DiskUsage{}

@@ -68,6 +68,13 @@ func (s *Server) routes() http.Handler {
 	h("GET /containers/{name}/archive", s.containerArchiveGet)
 	h("PUT /containers/{name}/archive", s.containerArchivePut)
 
+	// Volumes.
+	h("GET /volumes", s.withVolumes(s.volumeList))
+	h("POST /volumes/create", s.withVolumes(s.volumeCreate))
+	h("POST /volumes/prune", s.withVolumes(s.volumePrune))
+	h("GET /volumes/{name}", s.withVolumes(s.volumeInspect))
+	h("DELETE /volumes/{name}", s.withVolumes(s.volumeRemove))
+
 	// Exec.
 	h("POST /containers/{name}/exec", s.execCreate)
 	h("POST /exec/{id}/start", s.execStart)

@@ -56,6 +56,8 @@ type Backends struct {
 	Containers ContainerBackend
 	System     SystemBackend
 	Events     EventsBackend
+	// Volumes may be nil: the volume routes then answer 501.
+	Volumes VolumeBackend
 }
 
 // Server serves the Engine API on any number of listeners.

@@ -271,6 +271,11 @@ func (s *Server) diskUsage(w http.ResponseWriter, r *http.Request) error {
 	if du.ContainerUsage != nil && du.ContainerUsage.Items != nil {
 		old.Containers = du.ContainerUsage.Items
 	}
+	if du.VolumeUsage != nil {
+		for _, v := range du.VolumeUsage.Items {
+			old.Volumes = append(old.Volumes, v)
+		}
+	}
 	if legacy {
 		writeJSON(w, http.StatusOK, old)
 		return nil

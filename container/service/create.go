@@ -106,10 +106,15 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (string, []string
 	rec.HostsPath = filepath.Join(s.store.Dir(id), "hosts")
 	rec.HostnamePath = filepath.Join(s.store.Dir(id), "hostname")
 	rec.ResolvConfPath = filepath.Join(s.store.Dir(id), "resolv.conf")
+	if rec.MountPoints, err = s.resolveMounts(id, cfg, hc); err != nil {
+		return "", nil, err
+	}
 	if _, err := s.opts.Images.RootfsMounts(ctx, img.ID.String(), id); err != nil {
+		s.releaseVolumes(rec, true)
 		return "", nil, err
 	}
 	if err := s.store.Create(rec); err != nil {
+		s.releaseVolumes(rec, true)
 		s.opts.Images.RemoveContainerSnapshot(context.WithoutCancel(ctx), id)
 		return "", nil, err
 	}

@@ -66,7 +66,7 @@ func (s *Service) withRootfs(ctx context.Context, name string, fn func(rootfs st
 
 // StatPath stats path in the container.
 func (s *Service) StatPath(ctx context.Context, name, path string) (st container.PathStat, err error) {
-	_, err = s.withRootfs(ctx, name, func(root string) (bool, error) {
+	_, err = s.withContainerFS(ctx, name, func(root string) (bool, error) {
 		st, err = files.Stat(root, path)
 		return false, err
 	})
@@ -78,7 +78,7 @@ func (s *Service) StatPath(ctx context.Context, name, path string) (st container
 func (s *Service) ArchivePath(ctx context.Context, name, path string) (io.ReadCloser, container.PathStat, error) {
 	var rc io.ReadCloser
 	var st container.PathStat
-	release, err := s.withRootfs(ctx, name, func(root string) (bool, error) {
+	release, err := s.withContainerFS(ctx, name, func(root string) (bool, error) {
 		var err error
 		rc, st, err = files.Archive(root, path)
 		return err == nil, err
@@ -109,7 +109,7 @@ func (s *Service) Extract(ctx context.Context, name, path string, content io.Rea
 	if o.User == "" && rec.Config != nil {
 		o.User = rec.Config.User
 	}
-	_, err = s.withRootfs(ctx, name, func(root string) (bool, error) {
+	_, err = s.withContainerFS(ctx, name, func(root string) (bool, error) {
 		return false, files.Extract(root, path, content, o)
 	})
 	return s.notFoundIn(err, name, path)

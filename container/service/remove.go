@@ -20,7 +20,7 @@ import (
 type RemoveOptions struct {
 	// Force kills a running container first.
 	Force bool
-	// Volumes removes its anonymous volumes (none exist yet).
+	// Volumes removes its anonymous volumes.
 	Volumes bool
 }
 
@@ -60,12 +60,12 @@ func (s *Service) Remove(ctx context.Context, name string, o RemoveOptions) erro
 	}); err != nil {
 		return err
 	}
-	return s.finishRemove(ctx, c, rec)
+	return s.finishRemove(ctx, c, rec, o.Volumes)
 }
 
 // finishRemove deletes what is left of a container marked for removal
 // (also after a crash mid-removal).
-func (s *Service) finishRemove(ctx context.Context, c *ctr, rec *store.Container) error {
+func (s *Service) finishRemove(ctx context.Context, c *ctr, rec *store.Container, removeVolumes bool) error {
 	s.teardown(rec.ID)
 	if err := s.opts.Images.RemoveContainerSnapshot(context.WithoutCancel(ctx), rec.ID); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
@@ -74,6 +74,7 @@ func (s *Service) finishRemove(ctx context.Context, c *ctr, rec *store.Container
 	if err := s.store.Delete(rec.ID); err != nil {
 		return err
 	}
+	s.releaseVolumes(rec, removeVolumes)
 	c.mu.Lock()
 	c.removed = true
 	pending := c.pending

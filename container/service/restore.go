@@ -28,7 +28,7 @@ func (s *Service) restore(ctx context.Context) {
 		c := s.ctr(rec.ID)
 		switch {
 		case rec.State.RemovalInProgress:
-			if err := s.finishRemove(ctx, c, rec); err != nil {
+			if err := s.finishRemove(ctx, c, rec, false); err != nil {
 				s.opts.Logf("container %s: finish removal: %v", rec.ID, err)
 			}
 		case rec.State.Running && !rec.State.Restarting:
@@ -107,7 +107,7 @@ func (s *Service) startAtBoot(c *ctr, rec *store.Container) {
 	}
 	if rec.HostConfig.AutoRemove {
 		go func() {
-			if err := s.Remove(context.Background(), rec.ID, RemoveOptions{Force: true}); err != nil {
+			if err := s.Remove(context.Background(), rec.ID, RemoveOptions{Force: true, Volumes: true}); err != nil {
 				s.opts.Logf("container %s: --rm: %v", rec.ID, err)
 			}
 		}()

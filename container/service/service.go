@@ -30,6 +30,7 @@ import (
 	"github.com/berth-dev/berth/container/shim/client"
 	"github.com/berth-dev/berth/container/store"
 	imageservice "github.com/berth-dev/berth/image/service"
+	"github.com/berth-dev/berth/volume"
 )
 
 // Options configure a Service.
@@ -48,6 +49,9 @@ type Options struct {
 	Runtime, Shim, Init string
 	// CgroupParent is the default cgroup parent ("" for spec's default).
 	CgroupParent string
+	// Volumes is the volume store (nil: a container asking for a volume
+	// is refused).
+	Volumes *volume.Store
 	// Logf reports what goes wrong in the background (restarts, restore).
 	Logf func(format string, args ...any)
 }
@@ -111,6 +115,7 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 		opts.Logf("%v (skipped)", p)
 	}
 	s := &Service{opts: opts, store: st, ctrs: map[string]*ctr{}, execs: map[string]*execEntry{}, done: make(chan struct{})}
+	s.restoreVolumeRefs()
 	s.restore(ctx)
 	return s, nil
 }

@@ -71,7 +71,7 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 		if rec.HostConfig.AutoRemove {
 			// As dockerd: a --rm container that cannot start is removed
 			// (`docker run --rm` waits for that). Not here: c.op is held.
-			go s.Remove(context.Background(), rec.ID, RemoveOptions{Force: true})
+			go s.Remove(context.Background(), rec.ID, RemoveOptions{Force: true, Volumes: true})
 		}
 		return err
 	}
@@ -154,10 +154,15 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	if err != nil {
 		return nil, err
 	}
+	userMounts, rootProp, err := s.mountSpecs(rec, rootfs)
+	if err != nil {
+		return nil, err
+	}
 	sp, err := spec.Generate(spec.Input{
 		ID: rec.ID, Config: rec.Config, HostConfig: rec.HostConfig, Image: imgCfg,
 		Rootfs: rootfs, Dir: s.store.Dir(rec.ID), InitBinary: s.opts.Init, CgroupParent: s.opts.CgroupParent,
 		NamespacePaths: nsPaths, IPCShm: ipcShm,
+		Mounts: userMounts, RootfsPropagation: rootProp,
 	})
 	if err != nil {
 		return nil, err
@@ -210,6 +215,7 @@ func (s *Service) failPending(c *ctr, err error) {
 
 // teardown unmounts a container's rootfs and removes its bundle.
 func (s *Service) teardown(id string) {
+	s.unmountVolumes(id)
 	bundle := s.bundleDir(id)
 	if err := snapshot.UnmountAll(filepath.Join(bundle, "rootfs")); err != nil {
 		s.opts.Logf("container %s: %v", id, err)
@@ -268,7 +274,7 @@ func (s *Service) onExit(c *ctr, st shim.ExitStatus, exited chan struct{}) {
 		return
 	}
 	if rec.HostConfig.AutoRemove {
-		if err := s.Remove(context.Background(), c.id, RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+		if err := s.Remove(context.Background(), c.id, RemoveOptions{Force: true, Volumes: true}); err != nil && !errdefs.IsNotFound(err) {
 			s.opts.Logf("container %s: --rm: %v", c.id, err)
 		}
 	}

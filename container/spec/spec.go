@@ -71,6 +71,12 @@ type Input struct {
 	// shareable IPC, or the /dev/shm of the container whose IPC
 	// namespace this one joins (--ipc container:<id>).
 	IPCShm string
+	// Mounts are the container's volumes, binds and --mount tmpfs,
+	// resolved to host paths (--tmpfs comes from HostConfig.Tmpfs).
+	Mounts []specs.Mount
+	// RootfsPropagation is "rshared" or "rslave" when a bind asks for
+	// shared or slave propagation.
+	RootfsPropagation string
 }
 
 func (in *Input) hostResolvConf() string {
@@ -312,6 +318,7 @@ func Generate(in Input) (*specs.Spec, error) {
 	args := processArgs(&cfg)
 	var mounts []specs.Mount
 	mounts = append(mounts, defaultMounts(&hc)...)
+	nDefault := len(mounts)
 	if hc.Init != nil && *hc.Init {
 		if in.InitBinary == "" {
 			return nil, fmt.Errorf("container %s: --init: no init binary configured: %w", in.ID, errdefs.ErrFailedPrecondition)
@@ -331,6 +338,7 @@ func Generate(in Input) (*specs.Spec, error) {
 	} {
 		mounts = append(mounts, specs.Mount{Destination: f.dst, Type: "bind", Source: filepath.Join(in.Dir, f.name), Options: slices.Clone(fileOpts)})
 	}
+	mounts = withUserMounts(mounts, nDefault, &in, &hc)
 
 	var rlimits []specs.POSIXRlimit
 	for _, u := range hc.Ulimits {
@@ -371,6 +379,7 @@ func Generate(in Input) (*specs.Spec, error) {
 	if hc.UTSMode.IsHost() {
 		s.Hostname = ""
 	}
+	s.Linux.RootfsPropagation = in.RootfsPropagation
 	if h, w := hc.ConsoleSize[0], hc.ConsoleSize[1]; cfg.Tty && h > 0 && w > 0 {
 		s.Process.ConsoleSize = &specs.Box{Height: h, Width: w}
 	}

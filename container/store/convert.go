@@ -70,7 +70,7 @@ func (c *Container) Summary(now time.Time) container.Summary {
 		NetworkSettings: &container.NetworkSettingsSummary{
 			Networks: map[string]*network.EndpointSettings{},
 		},
-		Mounts: []container.MountPoint{},
+		Mounts: c.APIMounts(),
 	}
 	if s.Labels == nil {
 		s.Labels = map[string]string{}
@@ -126,7 +126,7 @@ func (c *Container) Inspect() container.InspectResponse {
 		ExecIDs:         c.ExecIDs,
 		HostConfig:      c.HostConfig,
 		GraphDriver:     &storage.DriverData{Name: c.Driver},
-		Mounts:          []container.MountPoint{},
+		Mounts:          c.APIMounts(),
 		Config:          c.Config,
 		NetworkSettings: &container.NetworkSettings{
 			Ports:    network.PortMap{},

@@ -39,8 +39,8 @@ func (s *Store) List(opts ListOptions) ([]*Container, error) {
 	f := opts.Filters
 	for k := range f {
 		switch k {
-		case "id", "name", "label", "status", "ancestor", "exited", "before", "since", "is-task", "health", "network":
-		case "volume", "publish", "expose":
+		case "id", "name", "label", "status", "ancestor", "exited", "before", "since", "is-task", "health", "network", "volume":
+		case "publish", "expose":
 			return nil, fmt.Errorf("filter %q: %w", k, errdefs.ErrNotImplemented)
 		default:
 			return nil, fmt.Errorf("Invalid filter '%s': %w", k, errdefs.ErrInvalidArgument)
@@ -136,6 +136,9 @@ func (s *Store) List(opts ListOptions) ([]*Container, error) {
 		if len(ancestors) > 0 && !ancestorMatch(ancestors, c) {
 			continue
 		}
+		if len(f["volume"]) > 0 && !volumeMatch(f["volume"], c) {
+			continue
+		}
 		if len(f["is-task"]) > 0 && contains(f["is-task"], "true") && !contains(f["is-task"], "false") {
 			continue // Berth has no swarm tasks
 		}
@@ -207,6 +210,21 @@ func ancestorMatch(ancestors []string, c *Container) bool {
 		case a == ref, a == c.Image, ref == a+":latest":
 			return true
 		case strings.HasPrefix(strings.TrimPrefix(c.Image, "sha256:"), strings.TrimPrefix(a, "sha256:")) && len(strings.TrimPrefix(a, "sha256:")) >= 4:
+			return true
+		}
+	}
+	return false
+}
+
+// volumeMatch is dockerd's volume filter: a mount's volume name (a bind's
+// source) or its destination.
+func volumeMatch(vals []string, c *Container) bool {
+	for _, m := range c.MountPoints {
+		key := m.Name
+		if key == "" {
+			key = m.Source
+		}
+		if contains(vals, key) || contains(vals, m.Destination) {
 			return true
 		}
 	}

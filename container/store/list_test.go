@@ -11,6 +11,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 
 	"github.com/berth-dev/berth/errdefs"
+	"github.com/berth-dev/berth/volume"
 )
 
 // fixture: four containers created a second apart, oldest first.
@@ -105,7 +106,7 @@ func TestListBadFilters(t *testing.T) {
 		{map[string][]string{"exited": {"x"}}, "invalid filter 'exited=x'", errdefs.IsInvalidArgument},
 		{map[string][]string{"is-task": {"maybe"}}, "Invalid filter 'is-task=maybe'", errdefs.IsInvalidArgument},
 		{map[string][]string{"before": {"nosuch"}}, "No such container: nosuch", errdefs.IsNotFound},
-		{map[string][]string{"volume": {"v"}}, "filter \"volume\"", errdefs.IsNotImplemented},
+		{map[string][]string{"publish": {"80"}}, "filter \"publish\"", errdefs.IsNotImplemented},
 	} {
 		_, err := s.List(ListOptions{Filters: tc.f})
 		if err == nil || !tc.is(err) || !strings.HasPrefix(err.Error(), tc.want) {
@@ -209,4 +210,35 @@ func keys(m map[string]any) string {
 	}
 	sort.Strings(ks)
 	return strings.Join(ks, ",")
+}
+
+func TestListVolumeFilter(t *testing.T) {
+	s, _ := listFixture(t)
+	all, err := s.List(ListOptions{All: true})
+	if err != nil || len(all) < 2 {
+		t.Fatalf("fixture: %v %v", all, err)
+	}
+	id := all[0].ID
+	if _, err := s.Update(id, func(c *Container) error {
+		c.MountPoints = []volume.MountPoint{
+			{Type: "volume", Name: "data", Destination: "/data"},
+			{Type: "bind", Source: "/srv/www", Destination: "/www"},
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"data", "/data", "/srv/www", "/www"} {
+		got, err := s.List(ListOptions{All: true, Filters: map[string][]string{"volume": {v}}})
+		if err != nil || len(got) != 1 || got[0].ID != id {
+			t.Errorf("volume=%s: %v %v", v, got, err)
+		}
+	}
+	if got, _ := s.List(ListOptions{All: true, Filters: map[string][]string{"volume": {"other"}}}); len(got) != 0 {
+		t.Errorf("volume=other: %v", got)
+	}
+	rec, _ := s.Get(id)
+	if ms := rec.Inspect().Mounts; len(ms) != 2 || ms[0].Name != "data" || ms[1].Source != "/srv/www" {
+		t.Errorf("inspect mounts: %+v", ms)
+	}
 }

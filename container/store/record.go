@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+
+	"github.com/berth-dev/berth/volume"
 )
 
 // RecordFile is the record's name in the container's directory.
@@ -86,4 +88,16 @@ type Container struct {
 	ProcessLabel    string
 	AppArmorProfile string
 	ExecIDs         []string `json:",omitempty"`
+	// MountPoints are the container's volumes, binds and --mount tmpfs
+	// (not --tmpfs, which stays in HostConfig, as dockerd).
+	MountPoints []volume.MountPoint `json:",omitempty"`
+}
+
+// APIMounts are the container's mounts as inspect and ps show them.
+func (c *Container) APIMounts() []container.MountPoint {
+	out := []container.MountPoint{}
+	for i := range c.MountPoints {
+		out = append(out, c.MountPoints[i].API())
+	}
+	return out
 }
