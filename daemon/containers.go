@@ -44,6 +44,7 @@ func NewContainers(e Engine) (Containers, error) {
 		Events:   e.Events,
 		Runtime:  bins[0], Shim: bins[1], Init: bins[2],
 		CgroupParent: e.Config.CgroupParent,
+		Networks:     networksOf(e),
 		Logf:         func(format string, args ...any) { e.Log.Warn(fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {
@@ -79,7 +80,7 @@ func (b *containerBackend) ImageUsers(id digest.Digest) []string {
 }
 
 func (b *containerBackend) ContainerCreate(ctx context.Context, req server.ContainerCreateRequest) (container.CreateResponse, error) {
-	id, warnings, err := b.svc.Create(ctx, cservice.CreateOptions{Name: req.Name, Config: req.Config, HostConfig: req.HostConfig})
+	id, warnings, err := b.svc.Create(ctx, cservice.CreateOptions{Name: req.Name, Config: req.Config, HostConfig: req.HostConfig, Networking: req.NetworkingConfig})
 	if err != nil {
 		return container.CreateResponse{}, err
 	}
@@ -160,6 +161,9 @@ func (b *containerBackend) ContainerInspect(ctx context.Context, name string, si
 		return container.InspectResponse{}, err
 	}
 	r := rec.Inspect()
+	if b.e.Networks != nil {
+		r.NetworkSettings = b.e.Networks.Settings(rec.ID)
+	}
 	if size {
 		rw := b.svc.RWSize(ctx, rec.ID)
 		root := rw + b.imageSize(ctx, rec.Image)

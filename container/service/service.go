@@ -48,6 +48,9 @@ type Options struct {
 	Runtime, Shim, Init string
 	// CgroupParent is the default cgroup parent ("" for spec's default).
 	CgroupParent string
+	// Networks builds containers' network namespaces (nil: each
+	// container gets a new, empty one from the runtime).
+	Networks Networks
 	// Logf reports what goes wrong in the background (restarts, restore).
 	Logf func(format string, args ...any)
 }

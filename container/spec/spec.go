@@ -60,6 +60,10 @@ type Input struct {
 	Addresses []netip.Addr
 	// HostResolvConf defaults to /etc/resolv.conf.
 	HostResolvConf string
+	// NetNSPath is the network namespace the engine made for the
+	// container (its sandbox) or the one it joins (container:<id>);
+	// "" lets the runtime make a new, empty one.
+	NetNSPath string
 }
 
 func (in *Input) hostResolvConf() string {
@@ -142,7 +146,7 @@ func Validate(cfg *container.Config, hc *container.HostConfig) error {
 	}
 	for _, m := range []struct {
 		name, mode string
-	}{{"IPC", string(hc.IpcMode)}, {"PID", string(hc.PidMode)}, {"network", string(hc.NetworkMode)}} {
+	}{{"IPC", string(hc.IpcMode)}, {"PID", string(hc.PidMode)}} {
 		if strings.HasPrefix(m.mode, "container:") {
 			return fmt.Errorf("%s mode %q: joining another container's namespace: %w", m.name, m.mode, errdefs.ErrNotImplemented)
 		}
@@ -297,7 +301,7 @@ func Generate(in Input) (*specs.Spec, error) {
 		Linux: &specs.Linux{
 			Sysctl:      sysctls(&hc, domainname),
 			CgroupsPath: cgroupsPath(&in, &hc),
-			Namespaces:  namespaces(&hc),
+			Namespaces:  namespaces(&hc, in.NetNSPath),
 		},
 	}
 	if hc.UTSMode.IsHost() {
@@ -382,10 +386,10 @@ func cgroupsPath(in *Input, hc *container.HostConfig) string {
 	return path.Join("/", parent, in.ID)
 }
 
-func namespaces(hc *container.HostConfig) []specs.LinuxNamespace {
+func namespaces(hc *container.HostConfig, netnsPath string) []specs.LinuxNamespace {
 	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
 	if hc.NetworkMode != "host" {
-		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netnsPath})
 	}
 	if !hc.UTSMode.IsHost() {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.UTSNamespace})
