@@ -183,6 +183,7 @@ func start(cfg Config, opts Options, log *slog.Logger) (d *Daemon, err error) {
 		Containers: containers,
 		System:     &systemBackend{d: d, images: imgs, containers: containers},
 		Events:     d.bus,
+		Networks:   newNetworkBackend(d.networks, d.bus, containers),
 	})
 
 	for _, h := range hosts {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/internal/atomicfile"
+	"github.com/berth-dev/berth/network/firewall"
 	"github.com/berth-dev/berth/network/ipam"
 	"github.com/berth-dev/berth/network/link"
 )
@@ -61,6 +62,8 @@ type Options struct {
 	// BridgeIP is the default bridge's gateway and subnet ("172.18.0.1/16",
 	// dockerd's --bip); empty picks a free subnet.
 	BridgeIP string
+	// Table is the daemon's nftables table (see TableName).
+	Table string
 	// Logf reports what goes wrong in the background.
 	Logf func(format string, args ...any)
 }
@@ -120,6 +123,9 @@ type Request struct {
 	Mode        string // HostConfig.NetworkMode
 	// Networks by network ID: aliases, --ip, --mac-address.
 	Networks map[string]*EndpointRequest
+	// Missing are networks named at create that did not exist: the
+	// start fails unless they were created meanwhile.
+	Missing []string `json:",omitempty"`
 }
 
 // EndpointRequest is the user's part of an endpoint.
@@ -186,6 +192,9 @@ func Open(opts Options) (*Manager, error) {
 				return nil, fmt.Errorf("network %s: %w", n.Name, err)
 			}
 		}
+	}
+	if err := m.firewallLocked(); err != nil {
+		return nil, err
 	}
 	if err := m.save(); err != nil {
 		return nil, err
@@ -314,9 +323,9 @@ func (m *Manager) freeSubnetLocked() (netip.Prefix, error) {
 	return netip.Prefix{}, fmt.Errorf("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network: %w", errdefs.ErrUnavailable)
 }
 
-// Close takes down the bridges no container uses: a daemon that stops
-// with no containers on a network leaves no device behind; the bridges
-// come back at the next Open.
+// Close takes down the bridges no container uses, and the nftables table
+// when no container runs: a daemon that stops with no containers leaves
+// no device and no rule behind; they come back at the next Open.
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -325,6 +334,10 @@ func (m *Manager) Close() error {
 		if n.Driver == DriverBridge && !m.inUseLocked(n.ID) {
 			errs = append(errs, link.DeleteBridge(n.Bridge))
 		}
+	}
+	if len(m.st.Sandboxes) == 0 {
+		// Running containers keep their rules while berthd is away.
+		errs = append(errs, firewall.Remove(m.opts.Table))
 	}
 	return errors.Join(errs...)
 }

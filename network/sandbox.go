@@ -36,6 +36,9 @@ func (m *Manager) modeNetworkLocked(mode string) (*Network, error) {
 // that the networks exist and that the settings fit them, with dockerd's
 // messages.
 func (m *Manager) Register(id, name string, hc *container.HostConfig, cfg *network.NetworkingConfig) error {
+	if err := unsupported(hc, cfg); err != nil {
+		return err
+	}
 	mode := string(hc.NetworkMode)
 	if strings.HasPrefix(mode, "container:") {
 		if cfg != nil && len(cfg.EndpointsConfig) > 0 {
@@ -45,14 +48,26 @@ func (m *Manager) Register(id, name string, hc *container.HostConfig, cfg *netwo
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	req := &Request{ContainerID: id, Name: strings.TrimPrefix(name, "/"), Mode: mode, Networks: map[string]*EndpointRequest{}}
+	// As dockerd, a network that does not exist fails the start, not
+	// the create (a 404 at create would make clients pull the image).
 	primary, err := m.modeNetworkLocked(mode)
+	if errdefs.IsNotFound(err) {
+		req.Missing = append(req.Missing, mode)
+		m.st.Requests[id] = req
+		return m.save()
+	}
 	if err != nil {
 		return err
 	}
-	req := &Request{ContainerID: id, Name: strings.TrimPrefix(name, "/"), Mode: mode, Networks: map[string]*EndpointRequest{primary.ID: {}}}
+	req.Networks[primary.ID] = &EndpointRequest{}
 	if cfg != nil {
 		for ref, es := range cfg.EndpointsConfig {
 			n, err := m.modeNetworkLocked(ref)
+			if errdefs.IsNotFound(err) {
+				req.Missing = append(req.Missing, ref)
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -146,6 +161,21 @@ func (m *Manager) Setup(id string) (Setup, error) {
 		}
 		req = &Request{ContainerID: id, Mode: network.NetworkDefault, Networks: map[string]*EndpointRequest{n.ID: {}}}
 		m.st.Requests[id] = req
+	}
+	for _, ref := range req.Missing {
+		if _, err := m.findLocked(ref); err != nil {
+			return Setup{}, fmt.Errorf("failed to set up container networking: %w", err)
+		}
+		// Created since: it is joined with default settings.
+	}
+	if len(req.Missing) > 0 {
+		for _, ref := range req.Missing {
+			n, _ := m.findLocked(ref)
+			if _, ok := req.Networks[n.ID]; !ok {
+				req.Networks[n.ID] = &EndpointRequest{}
+			}
+		}
+		req.Missing = nil
 	}
 	if old := m.st.Sandboxes[id]; old != nil {
 		// A previous run's, not taken down (a crash): start afresh.
@@ -379,4 +409,42 @@ func joinErrs(errs []error) error {
 		return out[0]
 	}
 	return fmt.Errorf("%v (and %d more errors)", out[0], len(out)-1)
+}
+
+func parseMAC(s string) (network.HardwareAddr, error) {
+	hw, err := net.ParseMAC(s)
+	return network.HardwareAddr(hw), err
+}
+
+// unsupported refuses, by name, what berth's networks cannot do yet:
+// refusing is better than a container silently without it.
+func unsupported(hc *container.HostConfig, cfg *network.NetworkingConfig) error {
+	var what []string
+	if len(hc.PortBindings) > 0 {
+		what = append(what, "--publish")
+	}
+	if hc.PublishAllPorts {
+		what = append(what, "--publish-all")
+	}
+	if len(hc.Links) > 0 {
+		what = append(what, "--link")
+	}
+	if cfg != nil {
+		for _, es := range cfg.EndpointsConfig {
+			if es != nil && es.IPAMConfig != nil && es.IPAMConfig.IPv6Address.IsValid() {
+				what = append(what, "--ip6")
+				break
+			}
+		}
+		for _, es := range cfg.EndpointsConfig {
+			if es != nil && len(es.Links) > 0 {
+				what = append(what, "--link")
+				break
+			}
+		}
+	}
+	if len(what) > 0 {
+		return fmt.Errorf("%s: not supported by berth's networks yet: %w", strings.Join(what, ", "), errdefs.ErrNotImplemented)
+	}
+	return nil
 }

@@ -56,6 +56,8 @@ type Backends struct {
 	Containers ContainerBackend
 	System     SystemBackend
 	Events     EventsBackend
+	// Networks may be nil: the /networks routes are then not served.
+	Networks NetworkBackend
 }
 
 // Server serves the Engine API on any number of listeners.

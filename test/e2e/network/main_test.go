@@ -23,6 +23,8 @@ import (
 	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/internal/testutil/berthd"
 	"github.com/berth-dev/berth/internal/testutil/images"
+	"github.com/berth-dev/berth/network"
+	"github.com/berth-dev/berth/network/firewall"
 )
 
 func TestMain(m *testing.M) {
@@ -96,7 +98,18 @@ func startDaemon(t *testing.T, args ...string) (*berthd.Daemon, testNet) {
 		}
 	})
 	bip := netip.PrefixFrom(tn.Gateway(), 24).String()
+	var table string
+	t.Cleanup(func() {
+		if ok, err := firewall.Exists(table); err != nil || ok {
+			t.Errorf("nftables table %s after the daemon stopped: %v %v", table, ok, err)
+			firewall.Remove(table)
+		}
+	})
 	d := berthd.Start(t, append([]string{"--bridge", tn.Bridge, "--bip", bip}, args...)...)
+	table = network.TableName(d.DataRoot, "/var/lib/berth")
+	if ok, err := firewall.Exists(table); err != nil || !ok {
+		t.Errorf("nftables table %s of the daemon: %v %v", table, ok, err)
+	}
 	d.Must(t, "load", "-i", images.Busybox(t).Archive)
 	return d, tn
 }
