@@ -52,7 +52,7 @@ func (c containerNetworks) Register(id, name string, hc *container.HostConfig, c
 
 func (c containerNetworks) Setup(id string) (cservice.NetworkSetup, error) {
 	s, err := c.m.Setup(id)
-	return cservice.NetworkSetup{NetNS: s.NetNS, Addresses: s.Addresses}, err
+	return cservice.NetworkSetup{NetNS: s.NetNS, Addresses: s.Addresses, EmbeddedDNS: s.EmbeddedDNS}, err
 }
 
 func (c containerNetworks) Teardown(id string) error    { return c.m.Teardown(id) }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/internal/atomicfile"
+	dnsr "github.com/berth-dev/berth/network/dns"
 	"github.com/berth-dev/berth/network/firewall"
 	"github.com/berth-dev/berth/network/ipam"
 	"github.com/berth-dev/berth/network/link"
@@ -64,6 +65,9 @@ type Options struct {
 	BridgeIP string
 	// Table is the daemon's nftables table (see TableName).
 	Table string
+	// HostResolvConf lists the embedded DNS's default upstream servers
+	// (default /etc/resolv.conf).
+	HostResolvConf string
 	// Logf reports what goes wrong in the background.
 	Logf func(format string, args ...any)
 }
@@ -126,6 +130,9 @@ type Request struct {
 	// Missing are networks named at create that did not exist: the
 	// start fails unless they were created meanwhile.
 	Missing []string `json:",omitempty"`
+	// DNS are the container's --dns servers: the embedded DNS's
+	// upstreams.
+	DNS []string `json:",omitempty"`
 }
 
 // EndpointRequest is the user's part of an endpoint.
@@ -149,6 +156,10 @@ type Manager struct {
 
 	mu sync.Mutex
 	st state
+
+	dns  *dnsr.Resolver
+	nmu  sync.RWMutex
+	view dnsView
 }
 
 // Open loads the state under opts.Root, (re)creates the predefined
@@ -163,6 +174,7 @@ func Open(opts Options) (*Manager, error) {
 		}
 	}
 	m := &Manager{opts: opts, path: filepath.Join(opts.Root, "state.json")}
+	m.dns = dnsr.New(m.lookupName, opts.Logf)
 	b, err := os.ReadFile(m.path)
 	switch {
 	case err == nil:
@@ -198,6 +210,21 @@ func Open(opts Options) (*Manager, error) {
 	}
 	if err := m.save(); err != nil {
 		return nil, err
+	}
+	// Containers that kept running while berthd was away get their
+	// embedded DNS again.
+	m.refreshDNSLocked()
+	for id, sb := range m.st.Sandboxes {
+		if _, err := os.Stat(sb.Key); err != nil {
+			continue
+		}
+		req := m.st.Requests[id]
+		if req == nil {
+			req = &Request{}
+		}
+		if err := m.startDNSLocked(sb, req); err != nil {
+			opts.Logf("%v", err)
+		}
 	}
 	return m, nil
 }
@@ -327,6 +354,7 @@ func (m *Manager) freeSubnetLocked() (netip.Prefix, error) {
 // when no container runs: a daemon that stops with no containers leaves
 // no device and no rule behind; they come back at the next Open.
 func (m *Manager) Close() error {
+	m.dns.Close()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error

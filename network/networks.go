@@ -304,6 +304,12 @@ func (m *Manager) Connect(id, ref string, es *network.EndpointSettings) error {
 			m.save()
 			return fmt.Errorf("connect to network %s: %w", n.Name, err)
 		}
+		m.refreshDNSLocked()
+		if !m.dns.Serving(id) {
+			if err := m.startDNSLocked(sb, req); err != nil {
+				m.opts.Logf("%v", err)
+			}
+		}
 	}
 	return m.save()
 }
@@ -339,6 +345,7 @@ func (m *Manager) Disconnect(id, ref string, force bool) error {
 	var lerr error
 	if sb, ok := m.st.Sandboxes[id]; ok {
 		lerr = m.leaveLocked(sb, n.ID)
+		m.refreshDNSLocked()
 	}
 	return joinErr(lerr, m.save())
 }

@@ -49,6 +49,9 @@ func (m *Manager) Register(id, name string, hc *container.HostConfig, cfg *netwo
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	req := &Request{ContainerID: id, Name: strings.TrimPrefix(name, "/"), Mode: mode, Networks: map[string]*EndpointRequest{}}
+	for _, a := range hc.DNS {
+		req.DNS = append(req.DNS, a.String())
+	}
 	// As dockerd, a network that does not exist fails the start, not
 	// the create (a 404 at create would make clients pull the image).
 	primary, err := m.modeNetworkLocked(mode)
@@ -144,6 +147,9 @@ type Setup struct {
 	NetNS string
 	// Addresses are the container's addresses, for its /etc/hosts.
 	Addresses []netip.Addr
+	// EmbeddedDNS says the container's resolver is the embedded DNS
+	// (on user-defined networks).
+	EmbeddedDNS bool
 }
 
 // Setup makes container id's sandbox: a network namespace and one veth
@@ -234,6 +240,13 @@ func (m *Manager) Setup(id string) (Setup, error) {
 		m.teardownLocked(sb)
 		return Setup{}, err
 	}
+	m.refreshDNSLocked()
+	if err := m.startDNSLocked(sb, req); err != nil {
+		m.teardownLocked(sb)
+		m.save()
+		return Setup{}, err
+	}
+	out.EmbeddedDNS = m.usesDNSLocked(sb)
 	return out, nil
 }
 
@@ -308,6 +321,8 @@ func (m *Manager) Teardown(id string) error {
 }
 
 func (m *Manager) teardownLocked(sb *Sandbox) error {
+	m.dns.Stop(sb.ContainerID)
+	defer m.refreshDNSLocked()
 	var errs []error
 	for _, ep := range sb.Endpoints {
 		if err := link.DeleteLink(ep.HostVeth); err != nil {

@@ -36,6 +36,8 @@ type Networks interface {
 type NetworkSetup struct {
 	NetNS     string
 	Addresses []netip.Addr
+	// EmbeddedDNS: the container's resolv.conf names the embedded DNS.
+	EmbeddedDNS bool
 }
 
 // networkSetup prepares rec's network before its spec is generated: its

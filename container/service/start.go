@@ -154,7 +154,7 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 		return nil, err
 	}
 	sp, err := spec.Generate(spec.Input{
-		NetNSPath: netSetup.NetNS, Addresses: netSetup.Addresses,
+		NetNSPath: netSetup.NetNS, Addresses: netSetup.Addresses, EmbeddedDNS: netSetup.EmbeddedDNS,
 		ID: rec.ID, Config: rec.Config, HostConfig: rec.HostConfig, Image: imgCfg,
 		Rootfs: rootfs, Dir: s.store.Dir(rec.ID), InitBinary: s.opts.Init, CgroupParent: s.opts.CgroupParent,
 	})

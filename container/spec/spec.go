@@ -64,6 +64,9 @@ type Input struct {
 	// container (its sandbox) or the one it joins (container:<id>);
 	// "" lets the runtime make a new, empty one.
 	NetNSPath string
+	// EmbeddedDNS makes resolv.conf name berthd's embedded DNS server
+	// (containers on user-defined networks).
+	EmbeddedDNS bool
 }
 
 func (in *Input) hostResolvConf() string {
