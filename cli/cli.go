@@ -177,7 +177,7 @@ func (c *Cli) rootCommand() *cobra.Command {
 	root.AddCommand(c.imageCommands()...)
 	root.AddCommand(c.systemCommands()...)
 	root.AddCommand(
-		c.containerGroup(), c.imageGroup(), c.systemGroup(), c.volumeGroup(),
+		c.containerGroup(), c.imageGroup(), c.systemGroup(), c.volumeGroup(), c.networkGroup(),
 	)
 	freeHelpShorthand(root)
 	return root

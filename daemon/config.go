@@ -47,6 +47,12 @@ type Config struct {
 	// CgroupParent is the parent cgroup of containers without their own
 	// (default "berth").
 	CgroupParent string `json:"cgroup-parent,omitempty"`
+	// Bridge is the default bridge network's device ("none": no default
+	// bridge); empty derives one from the data root (network package).
+	Bridge string `json:"bridge,omitempty"`
+	// BridgeIP is the default bridge's gateway address and subnet
+	// (dockerd's --bip); empty picks a free subnet.
+	BridgeIP string `json:"bip,omitempty"`
 
 	// ConfigFile is where the file options came from (not a file key).
 	ConfigFile string `json:"-"`
@@ -69,6 +75,8 @@ var fileKeys = map[string]string{
 	"tlskey":              "tlskey",
 	"allow-plain-tcp":     "allow-plain-tcp",
 	"experimental":        "experimental",
+	"bridge":              "bridge",
+	"bip":                 "bip",
 }
 
 // InstallFlags defines berthd's flags on fs, storing into cfg.
@@ -88,6 +96,8 @@ func InstallFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.BoolVar(&cfg.AllowPlainTCP, "allow-plain-tcp", false, "Serve tcp:// hosts without TLS client verification (unsafe: root access for anyone reaching the port)")
 	fs.BoolVar(&cfg.Experimental, "experimental", false, "Enable experimental features")
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", "", "Set parent cgroup for all containers")
+	fs.StringVarP(&cfg.Bridge, "bridge", "b", "", "Attach containers to a network bridge (default berth0, or a name derived from --data-root; \"none\" disables the default bridge network)")
+	fs.StringVar(&cfg.BridgeIP, "bip", "", "Specify network bridge IP")
 	fs.StringVar(&cfg.ConfigFile, "config-file", DefaultConfigFile, "Daemon configuration file")
 }
 

@@ -50,6 +50,7 @@ func NewContainers(e Engine) (Containers, error) {
 		Runtime:  bins[0], Shim: bins[1], Init: bins[2],
 		CgroupParent: e.Config.CgroupParent,
 		Volumes:      vols,
+		Networks:     networksOf(e),
 		Logf:         func(format string, args ...any) { e.Log.Warn(fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {
@@ -86,7 +87,7 @@ func (b *containerBackend) ImageUsers(id digest.Digest) []string {
 }
 
 func (b *containerBackend) ContainerCreate(ctx context.Context, req server.ContainerCreateRequest) (container.CreateResponse, error) {
-	id, warnings, err := b.svc.Create(ctx, cservice.CreateOptions{Name: req.Name, Config: req.Config, HostConfig: req.HostConfig})
+	id, warnings, err := b.svc.Create(ctx, cservice.CreateOptions{Name: req.Name, Config: req.Config, HostConfig: req.HostConfig, Networking: req.NetworkingConfig})
 	if err != nil {
 		return container.CreateResponse{}, err
 	}
@@ -167,6 +168,9 @@ func (b *containerBackend) ContainerInspect(ctx context.Context, name string, si
 		return container.InspectResponse{}, err
 	}
 	r := rec.Inspect()
+	if b.e.Networks != nil {
+		r.NetworkSettings = b.e.Networks.Settings(rec.ID)
+	}
 	if size {
 		rw := b.svc.RWSize(ctx, rec.ID)
 		root := rw + b.imageSize(ctx, rec.Image)

@@ -18,6 +18,7 @@ import (
 	"github.com/berth-dev/berth/api/server"
 	"github.com/berth-dev/berth/daemon/events"
 	"github.com/berth-dev/berth/image/service"
+	"github.com/berth-dev/berth/network"
 )
 
 // Version is berthd's version, set at link time.
@@ -33,10 +34,11 @@ const shutdownTimeout = 10 * time.Second
 // Engine is what the daemon hands to the container side when it builds
 // it: the image service and the events bus.
 type Engine struct {
-	Config Config
-	Images *service.Service
-	Events *events.Bus
-	Log    *slog.Logger
+	Config   Config
+	Images   *service.Service
+	Events   *events.Bus
+	Networks *network.Manager
+	Log      *slog.Logger
 }
 
 // Containers is the container side of the engine: the API backend and
@@ -59,6 +61,7 @@ type Daemon struct {
 	cfg       Config
 	log       *slog.Logger
 	images    *service.Service
+	networks  *network.Manager
 	bus       *events.Bus
 	server    *server.Server
 	listeners []net.Listener
@@ -154,10 +157,13 @@ func start(cfg Config, opts Options, log *slog.Logger) (d *Daemon, err error) {
 	if err != nil {
 		return d, fmt.Errorf("open image service under %s: %w", cfg.DataRoot, err)
 	}
+	if d.networks, err = openNetworks(cfg, log); err != nil {
+		return d, err
+	}
 	var containers server.ContainerBackend = server.NotImplemented{}
 	var volumes server.VolumeBackend
 	if opts.NewContainers != nil {
-		c, err := opts.NewContainers(Engine{Config: cfg, Images: d.images, Events: d.bus, Log: log})
+		c, err := opts.NewContainers(Engine{Config: cfg, Images: d.images, Events: d.bus, Networks: d.networks, Log: log})
 		if err != nil {
 			return d, fmt.Errorf("start the container engine: %w", err)
 		}
@@ -182,6 +188,7 @@ func start(cfg Config, opts Options, log *slog.Logger) (d *Daemon, err error) {
 		System:     &systemBackend{d: d, images: imgs, containers: containers, volumes: volumes},
 		Events:     d.bus,
 		Volumes:    volumes,
+		Networks:   newNetworkBackend(d.networks, d.bus, containers),
 	})
 
 	for _, h := range hosts {
@@ -213,6 +220,9 @@ func (d *Daemon) close() error {
 		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if d.networks != nil {
+		errs = append(errs, d.networks.Close())
 	}
 	if d.images != nil {
 		errs = append(errs, d.images.Close())

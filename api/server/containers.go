@@ -40,6 +40,9 @@ func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) error {
 	if create.HostConfig == nil {
 		create.HostConfig = &container.HostConfig{}
 	}
+	if err := moveMacAddress(&create, req.MacAddress); err != nil {
+		return err
+	}
 	if p := r.FormValue("platform"); p != "" {
 		plat, err := parsePlatform(p)
 		if err != nil {
@@ -324,6 +327,8 @@ type createRequest struct {
 	Entrypoint strSlice
 	// kernelMemory is HostConfig.KernelMemory (see UnmarshalJSON).
 	kernelMemory int64
+	// MacAddress is the container-wide --mac-address of API < 1.44.
+	MacAddress string
 }
 
 // strSlice is a JSON list of strings, or a string.

@@ -81,6 +81,17 @@ func (s *Server) routes() http.Handler {
 	h("POST /exec/{id}/resize", s.execResize)
 	h("GET /exec/{id}/json", s.execInspect)
 
+	// Networks.
+	if s.b.Networks != nil {
+		h("GET /networks", s.networkList)
+		h("GET /networks/{id}", s.networkInspect)
+		h("POST /networks/create", s.networkCreate)
+		h("POST /networks/prune", s.networkPrune)
+		h("DELETE /networks/{id}", s.networkRemove)
+		h("POST /networks/{id}/connect", s.networkConnect)
+		h("POST /networks/{id}/disconnect", s.networkDisconnect)
+	}
+
 	mux.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("page not found: %w", errdefs.ErrNotFound)
 	}))

@@ -58,6 +58,8 @@ type Backends struct {
 	Events     EventsBackend
 	// Volumes may be nil: the volume routes then answer 501.
 	Volumes VolumeBackend
+	// Networks may be nil: the /networks routes are then not served.
+	Networks NetworkBackend
 }
 
 // Server serves the Engine API on any number of listeners.

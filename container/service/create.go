@@ -11,6 +11,7 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/api/types/network"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-dev/berth/container/logs"
@@ -26,6 +27,8 @@ type CreateOptions struct {
 	Name       string
 	Config     *container.Config
 	HostConfig *container.HostConfig
+	// Networking is the request's NetworkingConfig (may be nil).
+	Networking *network.NetworkingConfig
 }
 
 // Create makes a container: its record, with the image's config merged
@@ -115,6 +118,11 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (string, []string
 	}
 	if err := s.store.Create(rec); err != nil {
 		s.releaseVolumes(rec, true)
+		s.opts.Images.RemoveContainerSnapshot(context.WithoutCancel(ctx), id)
+		return "", nil, err
+	}
+	if err := s.networkRegister(rec, o.Networking); err != nil {
+		s.store.Delete(id)
 		s.opts.Images.RemoveContainerSnapshot(context.WithoutCancel(ctx), id)
 		return "", nil, err
 	}

@@ -67,6 +67,7 @@ func (s *Service) Remove(ctx context.Context, name string, o RemoveOptions) erro
 // (also after a crash mid-removal).
 func (s *Service) finishRemove(ctx context.Context, c *ctr, rec *store.Container, removeVolumes bool) error {
 	s.teardown(rec.ID)
+	s.networkForget(rec.ID)
 	if err := s.opts.Images.RemoveContainerSnapshot(context.WithoutCancel(ctx), rec.ID); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}

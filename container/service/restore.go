@@ -37,6 +37,7 @@ func (s *Service) restore(ctx context.Context) {
 			go s.restartLater(c, rec)
 		default:
 			s.stopOrphan(ctx, rec)
+			s.networkTeardown(rec.ID) // a start cut short by a crash
 			s.startAtBoot(c, rec)
 		}
 	}

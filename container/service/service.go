@@ -52,6 +52,9 @@ type Options struct {
 	// Volumes is the volume store (nil: a container asking for a volume
 	// is refused).
 	Volumes *volume.Store
+	// Networks builds containers' network namespaces (nil: each
+	// container gets a new, empty one from the runtime).
+	Networks Networks
 	// Logf reports what goes wrong in the background (restarts, restore).
 	Logf func(format string, args ...any)
 }

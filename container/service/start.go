@@ -158,7 +158,12 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	if err != nil {
 		return nil, err
 	}
+	netSetup, err := s.networkSetup(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
 	sp, err := spec.Generate(spec.Input{
+		NetNSPath: netSetup.NetNS, Addresses: netSetup.Addresses, EmbeddedDNS: netSetup.EmbeddedDNS,
 		ID: rec.ID, Config: rec.Config, HostConfig: rec.HostConfig, Image: imgCfg,
 		Rootfs: rootfs, Dir: s.store.Dir(rec.ID), InitBinary: s.opts.Init, CgroupParent: s.opts.CgroupParent,
 		NamespacePaths: nsPaths, IPCShm: ipcShm,
@@ -216,6 +221,7 @@ func (s *Service) failPending(c *ctr, err error) {
 // teardown unmounts a container's rootfs and removes its bundle.
 func (s *Service) teardown(id string) {
 	s.unmountVolumes(id)
+	s.networkTeardown(id)
 	bundle := s.bundleDir(id)
 	if err := snapshot.UnmountAll(filepath.Join(bundle, "rootfs")); err != nil {
 		s.opts.Logf("container %s: %v", id, err)

@@ -198,7 +198,11 @@ func writeFiles(dir string, in *Input, hostname, domainname string) error {
 		if err != nil {
 			return err
 		}
-		resolv = ResolvConfContent(host, hc.DNS, hc.DNSSearch, hc.DNSOptions)
+		if in.EmbeddedDNS {
+			resolv = EmbeddedResolvConf(host, hc.DNSSearch, hc.DNSOptions)
+		} else {
+			resolv = ResolvConfContent(host, hc.DNS, hc.DNSSearch, hc.DNSOptions)
+		}
 	}
 	for _, f := range []struct {
 		name string
@@ -209,4 +213,46 @@ func writeFiles(dir string, in *Input, hostname, domainname string) error {
 		}
 	}
 	return nil
+}
+
+// EmbeddedDNSAddress is where a container on a user-defined network finds
+// berthd's embedded DNS (Docker's address).
+const EmbeddedDNSAddress = "127.0.0.11"
+
+// EmbeddedResolvConf is the resolv.conf of a container on a user-defined
+// network, as dockerd writes it: the embedded DNS as the only nameserver
+// (it forwards to --dns or the host's servers), the search domains of
+// --dns-search or the host, and the options of --dns-option or the host
+// plus ndots:0.
+func EmbeddedResolvConf(hostConf []byte, search, options []string) []byte {
+	var hostSearch, hostOptions []string
+	for _, line := range strings.Split(string(hostConf), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "search" {
+			hostSearch = f[1:]
+		}
+		if len(f) >= 2 && f[0] == "options" {
+			hostOptions = f[1:]
+		}
+	}
+	if len(search) == 0 {
+		search = hostSearch
+	}
+	if len(options) == 0 {
+		options = hostOptions
+	}
+	var b bytes.Buffer
+	b.WriteString("nameserver " + EmbeddedDNSAddress + "\n")
+	if len(search) > 0 && !(len(search) == 1 && search[0] == ".") {
+		b.WriteString("search " + strings.Join(search, " ") + "\n")
+	}
+	hasNdots := false
+	for _, o := range options {
+		hasNdots = hasNdots || strings.HasPrefix(o, "ndots:")
+	}
+	if !hasNdots {
+		options = append(options, "ndots:0")
+	}
+	b.WriteString("options " + strings.Join(options, " ") + "\n")
+	return b.Bytes()
 }

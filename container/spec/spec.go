@@ -77,6 +77,13 @@ type Input struct {
 	// RootfsPropagation is "rshared" or "rslave" when a bind asks for
 	// shared or slave propagation.
 	RootfsPropagation string
+	// NetNSPath is the network namespace the engine made for the
+	// container (its sandbox) or the one it joins (container:<id>);
+	// "" lets the runtime make a new, empty one.
+	NetNSPath string
+	// EmbeddedDNS makes resolv.conf name berthd's embedded DNS server
+	// (containers on user-defined networks).
+	EmbeddedDNS bool
 }
 
 func (in *Input) hostResolvConf() string {
@@ -156,9 +163,6 @@ func Validate(cfg *container.Config, hc *container.HostConfig) error {
 	}
 	if !hc.CgroupnsMode.Valid() {
 		return invalid("invalid cgroup namespace mode: %v", hc.CgroupnsMode)
-	}
-	if strings.HasPrefix(string(hc.NetworkMode), "container:") {
-		return fmt.Errorf("network mode %q: joining another container's namespace: %w", hc.NetworkMode, errdefs.ErrNotImplemented)
 	}
 	if hc.IpcMode.IsContainer() && hc.IpcMode.Container() == "" {
 		return invalid("invalid IPC mode: %v", hc.IpcMode)
@@ -370,7 +374,7 @@ func Generate(in Input) (*specs.Spec, error) {
 		Linux: &specs.Linux{
 			Sysctl:      sysctls(&hc, domainname),
 			CgroupsPath: cgroupsPath(&in, &hc),
-			Namespaces:  namespaces(&hc),
+			Namespaces:  namespaces(&hc, in.NetNSPath),
 		},
 	}
 	if err := joinNamespaces(s, &in, &hc); err != nil {
@@ -496,10 +500,10 @@ func joinNamespaces(s *specs.Spec, in *Input, hc *container.HostConfig) error {
 	return nil
 }
 
-func namespaces(hc *container.HostConfig) []specs.LinuxNamespace {
+func namespaces(hc *container.HostConfig, netnsPath string) []specs.LinuxNamespace {
 	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
 	if hc.NetworkMode != "host" {
-		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netnsPath})
 	}
 	if !hc.UTSMode.IsHost() {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.UTSNamespace})

@@ -1,0 +1,337 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/docker/cli/opts"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/cli/format"
+)
+
+// networkGroup is `berth network ...`, with docker's subcommands.
+func (c *Cli) networkGroup() *cobra.Command {
+	g := &cobra.Command{Use: "network", Short: "Manage networks", Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() }}
+	g.AddCommand(c.newNetworkCreateCmd(), c.newNetworkLsCmd(), c.newNetworkInspectCmd(), c.newNetworkRmCmd(),
+		c.newNetworkConnectCmd(), c.newNetworkDisconnectCmd(), c.newNetworkPruneCmd())
+	return g
+}
+
+func (c *Cli) newNetworkCreateCmd() *cobra.Command {
+	var driver, subnet, gateway, ipRange, ipamDriver, scope string
+	var internal, ipv6, attachable bool
+	options := opts.NewMapOpts(nil, nil)
+	labels := opts.NewListOpts(opts.ValidateLabel)
+	cmd := &cobra.Command{
+		Use:   "create [OPTIONS] NETWORK",
+		Short: "Create a network",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.Client()
+			if err != nil {
+				return err
+			}
+			var ipam *network.IPAM
+			if subnet != "" || gateway != "" || ipRange != "" || ipamDriver != "default" {
+				ipam = &network.IPAM{Driver: ipamDriver}
+				var cfg network.IPAMConfig
+				if subnet != "" {
+					if cfg.Subnet, err = netip.ParsePrefix(subnet); err != nil {
+						return fmt.Errorf("invalid subnet %s: %w", subnet, err)
+					}
+				}
+				if gateway != "" {
+					if cfg.Gateway, err = netip.ParseAddr(gateway); err != nil {
+						return fmt.Errorf("invalid gateway %s: %w", gateway, err)
+					}
+				}
+				if ipRange != "" {
+					if cfg.IPRange, err = netip.ParsePrefix(ipRange); err != nil {
+						return fmt.Errorf("invalid ip-range %s: %w", ipRange, err)
+					}
+				}
+				if subnet == "" && (gateway != "" || ipRange != "") {
+					return errors.New("every ip-range or gateway must have a corresponding subnet")
+				}
+				if subnet != "" {
+					ipam.Config = []network.IPAMConfig{cfg}
+				}
+			}
+			o := client.NetworkCreateOptions{
+				Driver: driver, Scope: scope, IPAM: ipam, Internal: internal, Attachable: attachable,
+				Options: options.GetAll(), Labels: opts.ConvertKVStringsToMap(labels.GetSlice()),
+			}
+			if cmd.Flags().Changed("ipv6") {
+				o.EnableIPv6 = &ipv6
+			}
+			res, err := api.NetworkCreate(context.Background(), args[0], o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.Out, res.ID)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&driver, "driver", "d", "bridge", "Driver to manage the Network")
+	fl.VarP(options, "opt", "o", "Set driver specific options")
+	fl.Var(&labels, "label", "Set metadata on a network")
+	fl.BoolVar(&internal, "internal", false, "Restrict external access to the network")
+	fl.BoolVar(&ipv6, "ipv6", false, "Enable or disable IPv6 networking")
+	fl.BoolVar(&attachable, "attachable", false, "Enable manual container attachment")
+	fl.StringVar(&scope, "scope", "", "Control the network's scope")
+	fl.StringVar(&ipamDriver, "ipam-driver", "default", "IP Address Management Driver")
+	fl.StringVar(&subnet, "subnet", "", "Subnet in CIDR format that represents a network segment")
+	fl.StringVar(&gateway, "gateway", "", "IPv4 or IPv6 Gateway for the master subnet")
+	fl.StringVar(&ipRange, "ip-range", "", "Allocate container ip from a sub-range")
+	return cmd
+}
+
+// networkRow is one line of `network ls`.
+type networkRow struct {
+	n       network.Summary
+	noTrunc bool
+}
+
+// networkHeader names the columns of network ls.
+var networkHeader = map[string]string{
+	"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
+	"IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT",
+}
+
+func (r networkRow) Header() map[string]string { return networkHeader }
+
+// ID is the network's id, short unless --no-trunc.
+func (r networkRow) ID() string {
+	if r.noTrunc {
+		return r.n.ID
+	}
+	return format.TruncateID(r.n.ID)
+}
+
+// Name is the network's name.
+func (r networkRow) Name() string { return r.n.Name }
+
+// Driver is the network's driver.
+func (r networkRow) Driver() string { return r.n.Driver }
+
+// Scope is "local".
+func (r networkRow) Scope() string { return r.n.Scope }
+
+// IPv6 says whether IPv6 is on.
+func (r networkRow) IPv6() string { return fmt.Sprint(r.n.EnableIPv6) }
+
+// Internal says whether the network is --internal.
+func (r networkRow) Internal() string { return fmt.Sprint(r.n.Internal) }
+
+// CreatedAt is the creation time.
+func (r networkRow) CreatedAt() string { return r.n.Created.String() }
+
+// Labels are the labels, k=v joined by commas.
+func (r networkRow) Labels() string {
+	var kv []string
+	for k, v := range r.n.Labels {
+		kv = append(kv, k+"="+v)
+	}
+	return strings.Join(kv, ",")
+}
+
+// Label is one label's value.
+func (r networkRow) Label(name string) string { return r.n.Labels[name] }
+
+func (c *Cli) newNetworkLsCmd() *cobra.Command {
+	var quiet, noTrunc bool
+	var fmtStr string
+	filter := opts.NewFilterOpt()
+	cmd := &cobra.Command{
+		Use:     "ls [OPTIONS]",
+		Aliases: []string{"list"},
+		Short:   "List networks",
+		Args:    noArgsCmd,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.Client()
+			if err != nil {
+				return err
+			}
+			res, err := api.NetworkList(context.Background(), client.NetworkListOptions{Filters: filter.Value()})
+			if err != nil {
+				return err
+			}
+			if fmtStr == "" {
+				fmtStr = c.ConfigFile().NetworksFormat
+			}
+			switch {
+			case quiet:
+				fmtStr = "{{.ID}}"
+			case fmtStr == "" || fmtStr == format.TableKey:
+				fmtStr = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
+			}
+			rows := make([]format.Context, 0, len(res.Items))
+			for _, n := range res.Items {
+				rows = append(rows, networkRow{n: n, noTrunc: noTrunc})
+			}
+			return format.Write(c.Out, format.Format(fmtStr), rows, networkHeader)
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVarP(&quiet, "quiet", "q", false, "Only display network IDs")
+	fl.BoolVar(&noTrunc, "no-trunc", false, "Do not truncate the output")
+	fl.StringVar(&fmtStr, "format", "", "Pretty-print networks using a Go template")
+	fl.VarP(&filter, "filter", "f", "Provide filter values (e.g. 'driver=bridge')")
+	return cmd
+}
+
+func (c *Cli) newNetworkInspectCmd() *cobra.Command {
+	var tmpl string
+	cmd := &cobra.Command{
+		Use:   "inspect [OPTIONS] NETWORK [NETWORK...]",
+		Short: "Display detailed information on one or more networks",
+		Args:  requiresMinArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.inspectAll(args, tmpl, notFoundAs(c.inspectNetwork, "network"))
+		},
+	}
+	cmd.Flags().StringVarP(&tmpl, "format", "f", "", "Format the output using the given Go template")
+	cmd.Flags().BoolP("verbose", "v", false, "Verbose output for diagnostics")
+	return cmd
+}
+
+func (c *Cli) inspectNetwork(ctx context.Context, name string) (inspected, error) {
+	api, err := c.Client()
+	if err != nil {
+		return inspected{}, err
+	}
+	res, err := api.NetworkInspect(ctx, name, client.NetworkInspectOptions{})
+	if err != nil {
+		return inspected{}, err
+	}
+	return inspected{res.Network, res.Raw}, nil
+}
+
+func (c *Cli) newNetworkRmCmd() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:     "rm NETWORK [NETWORK...]",
+		Aliases: []string{"remove"},
+		Short:   "Remove one or more networks",
+		Args:    requiresMinArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.Client()
+			if err != nil {
+				return err
+			}
+			var errs []string
+			for _, n := range args {
+				if _, err := api.NetworkRemove(context.Background(), n, client.NetworkRemoveOptions{}); err != nil {
+					if force && isNotFound(err) {
+						continue
+					}
+					errs = append(errs, err.Error())
+					continue
+				}
+				fmt.Fprintln(c.Out, n)
+			}
+			if len(errs) > 0 {
+				return errors.New(strings.Join(errs, "\n"))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not error if the network does not exist")
+	return cmd
+}
+
+func (c *Cli) newNetworkConnectCmd() *cobra.Command {
+	var ip, ip6 string
+	aliases := opts.NewListOpts(nil)
+	links := opts.NewListOpts(nil)
+	cmd := &cobra.Command{
+		Use:   "connect [OPTIONS] NETWORK CONTAINER",
+		Short: "Connect a container to a network",
+		Args:  exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if ip6 != "" || links.Len() > 0 {
+				return errors.New("--ip6 and --link are not supported by berth")
+			}
+			api, err := c.Client()
+			if err != nil {
+				return err
+			}
+			es := &network.EndpointSettings{Aliases: aliases.GetSlice()}
+			if ip != "" {
+				a, err := netip.ParseAddr(ip)
+				if err != nil {
+					return fmt.Errorf("invalid IPv4 address: %s", ip)
+				}
+				es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: a}
+			}
+			_, err = api.NetworkConnect(context.Background(), args[0], client.NetworkConnectOptions{Container: args[1], EndpointConfig: es})
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&ip, "ip", "", "IPv4 address (e.g., \"172.30.100.104\")")
+	fl.StringVar(&ip6, "ip6", "", "IPv6 address (e.g., \"2001:db8::33\")")
+	fl.Var(&aliases, "alias", "Add network-scoped alias for the container")
+	fl.Var(&links, "link", "Add link to another container")
+	return cmd
+}
+
+func (c *Cli) newNetworkDisconnectCmd() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "disconnect [OPTIONS] NETWORK CONTAINER",
+		Short: "Disconnect a container from a network",
+		Args:  exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.Client()
+			if err != nil {
+				return err
+			}
+			_, err = api.NetworkDisconnect(context.Background(), args[0], client.NetworkDisconnectOptions{Container: args[1], Force: force})
+			return err
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "Force the container to disconnect from a network")
+	return cmd
+}
+
+func (c *Cli) newNetworkPruneCmd() *cobra.Command {
+	var force bool
+	filter := opts.NewFilterOpt()
+	cmd := &cobra.Command{
+		Use:   "prune [OPTIONS]",
+		Short: "Remove all unused networks",
+		Args:  noArgsCmd,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !force && !c.confirm("WARNING! This will remove all custom networks not used by at least one container.") {
+				return nil
+			}
+			api, err := c.Client()
+			if err != nil {
+				return err
+			}
+			res, err := api.NetworkPrune(context.Background(), client.NetworkPruneOptions{Filters: filter.Value()})
+			if err != nil {
+				return err
+			}
+			if len(res.Report.NetworksDeleted) > 0 {
+				fmt.Fprintln(c.Out, "Deleted Networks:")
+				for _, n := range res.Report.NetworksDeleted {
+					fmt.Fprintln(c.Out, n)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
+	cmd.Flags().Var(&filter, "filter", "Provide filter values (e.g. 'until=<timestamp>')")
+	return cmd
+}

@@ -1,0 +1,192 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+
+	"github.com/moby/moby/api/types/container"
+	eventtypes "github.com/moby/moby/api/types/events"
+	mnetwork "github.com/moby/moby/api/types/network"
+
+	"github.com/berth-dev/berth/api/server"
+	cservice "github.com/berth-dev/berth/container/service"
+	"github.com/berth-dev/berth/daemon/events"
+	"github.com/berth-dev/berth/errdefs"
+	"github.com/berth-dev/berth/network"
+)
+
+// openNetworks opens the network manager: its state under the data root,
+// namespace files under the exec root, the default bridge from --bridge
+// and --bip.
+func openNetworks(cfg Config, log *slog.Logger) (*network.Manager, error) {
+	bridge := cfg.Bridge
+	if bridge == "" {
+		bridge = network.DefaultBridgeName(cfg.DataRoot, DefaultDataRoot)
+	}
+	m, err := network.Open(network.Options{
+		Root:     filepath.Join(cfg.DataRoot, "network"),
+		ExecRoot: filepath.Join(cfg.ExecRoot, "netns"),
+		Bridge:   bridge,
+		BridgeIP: cfg.BridgeIP,
+		Table:    network.TableName(cfg.DataRoot, DefaultDataRoot),
+		Logf:     func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open networks: %w", err)
+	}
+	return m, nil
+}
+
+// containerNetworks adapts the network manager to what container/service
+// needs of it.
+type containerNetworks struct{ m *network.Manager }
+
+var _ cservice.Networks = containerNetworks{}
+
+func (c containerNetworks) Register(id, name string, hc *container.HostConfig, cfg *mnetwork.NetworkingConfig) error {
+	return c.m.Register(id, name, hc, cfg)
+}
+
+func (c containerNetworks) Setup(id string) (cservice.NetworkSetup, error) {
+	s, err := c.m.Setup(id)
+	return cservice.NetworkSetup{NetNS: s.NetNS, Addresses: s.Addresses, EmbeddedDNS: s.EmbeddedDNS}, err
+}
+
+func (c containerNetworks) Teardown(id string) error    { return c.m.Teardown(id) }
+func (c containerNetworks) Forget(id string) error      { return c.m.Forget(id) }
+func (c containerNetworks) SandboxKey(id string) string { return c.m.SandboxKey(id) }
+
+// networksOf is the container service's view of e's networks (nil
+// without a network manager).
+func networksOf(e Engine) cservice.Networks {
+	if e.Networks == nil {
+		return nil
+	}
+	return containerNetworks{e.Networks}
+}
+
+// networkBackend serves the /networks routes from the network manager;
+// containers are resolved by name or id through the container store.
+type networkBackend struct {
+	m   *network.Manager
+	bus *events.Bus
+	// lookup resolves a container reference to its id and name (nil:
+	// no container side).
+	lookup func(ref string) (id, name string, err error)
+}
+
+var _ server.NetworkBackend = (*networkBackend)(nil)
+
+func (b *networkBackend) publish(action eventtypes.Action, n mnetwork.Inspect, extra map[string]string) {
+	attrs := map[string]string{"name": n.Name, "type": n.Driver}
+	for k, v := range extra {
+		attrs[k] = v
+	}
+	b.bus.Publish(eventtypes.NetworkEventType, action, eventtypes.Actor{ID: n.ID, Attributes: attrs})
+}
+
+func (b *networkBackend) NetworkList(ctx context.Context) ([]mnetwork.Inspect, error) {
+	return b.m.List(), nil
+}
+
+func (b *networkBackend) NetworkInspect(ctx context.Context, ref string) (mnetwork.Inspect, error) {
+	return b.m.Inspect(ref)
+}
+
+func (b *networkBackend) NetworkCreate(ctx context.Context, req mnetwork.CreateRequest) (mnetwork.CreateResponse, error) {
+	resp, err := b.m.Create(req)
+	if err == nil {
+		if n, err := b.m.Inspect(resp.ID); err == nil {
+			b.publish(eventtypes.ActionCreate, n, nil)
+		}
+	}
+	return resp, err
+}
+
+func (b *networkBackend) NetworkRemove(ctx context.Context, ref string) error {
+	n, err := b.m.Inspect(ref)
+	if err != nil {
+		return err
+	}
+	if err := b.m.Remove(n.ID); err != nil {
+		return err
+	}
+	b.publish(eventtypes.ActionDestroy, n, nil)
+	return nil
+}
+
+func (b *networkBackend) container(ref string) (string, error) {
+	if b.lookup == nil {
+		return "", fmt.Errorf("no container engine: %w", errdefs.ErrNotImplemented)
+	}
+	id, _, err := b.lookup(ref)
+	return id, err
+}
+
+func (b *networkBackend) NetworkConnect(ctx context.Context, ref, ctr string, es *mnetwork.EndpointSettings) error {
+	id, err := b.container(ctr)
+	if err != nil {
+		return err
+	}
+	n, err := b.m.Inspect(ref)
+	if err != nil {
+		return err
+	}
+	if err := b.m.Connect(id, n.ID, es); err != nil {
+		return err
+	}
+	b.publish(eventtypes.ActionConnect, n, map[string]string{"container": id})
+	return nil
+}
+
+func (b *networkBackend) NetworkDisconnect(ctx context.Context, ref, ctr string, force bool) error {
+	id, err := b.container(ctr)
+	if err != nil {
+		return err
+	}
+	n, err := b.m.Inspect(ref)
+	if err != nil {
+		return err
+	}
+	if err := b.m.Disconnect(id, n.ID, force); err != nil {
+		return err
+	}
+	b.publish(eventtypes.ActionDisconnect, n, map[string]string{"container": id})
+	return nil
+}
+
+func (b *networkBackend) NetworkPrune(ctx context.Context, keep func(mnetwork.Inspect) bool) (mnetwork.PruneReport, error) {
+	var removed []mnetwork.Inspect
+	names, err := b.m.Prune(func(n mnetwork.Inspect) bool {
+		if keep(n) {
+			removed = append(removed, n)
+			return true
+		}
+		return false
+	})
+	for _, n := range removed {
+		if slices.Contains(names, n.Name) {
+			b.publish(eventtypes.ActionDestroy, n, nil)
+		}
+	}
+	return mnetwork.PruneReport{NetworksDeleted: names}, err
+}
+
+// newNetworkBackend serves m, resolving containers through containers
+// when it is berth's container side.
+func newNetworkBackend(m *network.Manager, bus *events.Bus, containers server.ContainerBackend) *networkBackend {
+	b := &networkBackend{m: m, bus: bus}
+	if cb, ok := containers.(*containerBackend); ok {
+		b.lookup = func(ref string) (string, string, error) {
+			rec, err := cb.svc.Store().Get(ref)
+			if err != nil {
+				return "", "", err
+			}
+			return rec.ID, rec.Name, nil
+		}
+	}
+	return b
+}

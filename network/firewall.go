@@ -1,0 +1,36 @@
+package network
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"path/filepath"
+
+	"github.com/berth-dev/berth/network/firewall"
+)
+
+// firewallLocked brings the daemon's nftables table in line with its
+// bridge networks.
+func (m *Manager) firewallLocked() error {
+	var bridges []firewall.Bridge
+	for _, n := range m.sortedLocked() {
+		if n.Driver != DriverBridge {
+			continue
+		}
+		bridges = append(bridges, firewall.Bridge{
+			Device: n.Bridge, Subnet: n.Pool.Subnet, Internal: n.Internal,
+			Masquerade: n.Options[OptMasquerade] != "false",
+		})
+	}
+	return firewall.Apply(m.opts.Table, bridges)
+}
+
+// TableName is the nftables table of a daemon whose data root is
+// dataRoot: "berth" for the default root, else one derived from the
+// root, so that daemons side by side never share a table.
+func TableName(dataRoot, defaultRoot string) string {
+	if filepath.Clean(dataRoot) == filepath.Clean(defaultRoot) {
+		return "berth"
+	}
+	h := sha256.Sum256([]byte(filepath.Clean(dataRoot)))
+	return "berth-" + hex.EncodeToString(h[:])[:8]
+}

@@ -1,0 +1,132 @@
+// Package ipam hands out the IPv4 addresses of one network: a Pool is a
+// subnet, an optional narrower range addresses come from, the gateway,
+// and the addresses in use. A Pool is a plain value the network manager
+// persists with its network, so that an address is never handed out
+// twice, also across daemon restarts.
+package ipam
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/berth-dev/berth/errdefs"
+)
+
+// Pool is the address space of one network. Its zero value is unusable:
+// make one with NewPool.
+type Pool struct {
+	Subnet  netip.Prefix `json:"Subnet"`
+	Range   netip.Prefix `json:"Range"`
+	Gateway netip.Addr   `json:"Gateway"`
+	// Used maps each address in use to its owner (an endpoint id, or
+	// "gateway").
+	Used map[netip.Addr]string `json:"Used"`
+	// Next is where the search for a free address resumes: addresses
+	// are handed out round the range, as libnetwork does, so a freed
+	// address is not reused at once.
+	Next netip.Addr `json:"Next"`
+}
+
+// NewPool makes the pool of subnet, with addresses from ipRange (the
+// whole subnet when invalid) and gateway (the subnet's first host
+// address when invalid), with dockerd's messages for bad input.
+func NewPool(subnet, ipRange netip.Prefix, gateway netip.Addr) (*Pool, error) {
+	if !subnet.IsValid() || !subnet.Addr().Is4() {
+		return nil, fmt.Errorf("invalid subnet %s: only IPv4 subnets are supported: %w", subnet, errdefs.ErrInvalidArgument)
+	}
+	if subnet.Bits() > 30 {
+		return nil, fmt.Errorf("invalid subnet %s: too small for a gateway and a container: %w", subnet, errdefs.ErrInvalidArgument)
+	}
+	if subnet != subnet.Masked() {
+		return nil, fmt.Errorf("invalid subnet %s : it should be %s: %w", subnet, subnet.Masked(), errdefs.ErrInvalidArgument)
+	}
+	if !ipRange.IsValid() {
+		ipRange = subnet
+	}
+	if ipRange != ipRange.Masked() || !subnet.Contains(ipRange.Addr()) || ipRange.Bits() < subnet.Bits() {
+		return nil, fmt.Errorf("invalid ip-range %s: it must be a network inside subnet %s: %w", ipRange, subnet, errdefs.ErrInvalidArgument)
+	}
+	if !gateway.IsValid() {
+		gateway = subnet.Addr().Next()
+	}
+	if !subnet.Contains(gateway) || gateway == subnet.Addr() || gateway == broadcast(subnet) {
+		return nil, fmt.Errorf("invalid gateway %s: it must be a host address of subnet %s: %w", gateway, subnet, errdefs.ErrInvalidArgument)
+	}
+	p := &Pool{Subnet: subnet, Range: ipRange, Gateway: gateway, Used: map[netip.Addr]string{gateway: "gateway"}}
+	return p, nil
+}
+
+// broadcast is the last address of p.
+func broadcast(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// usable says whether a can be handed out at all: inside the subnet,
+// neither its network nor its broadcast address.
+func (p *Pool) usable(a netip.Addr) bool {
+	return p.Subnet.Contains(a) && a != p.Subnet.Masked().Addr() && a != broadcast(p.Subnet)
+}
+
+// Allocate hands out an address to owner: want when it is valid (it
+// must lie in the subnet and be free), else the next free one of the
+// range.
+func (p *Pool) Allocate(owner string, want netip.Addr) (netip.Addr, error) {
+	if p.Used == nil {
+		p.Used = map[netip.Addr]string{}
+	}
+	if want.IsValid() {
+		if !p.usable(want) {
+			return netip.Addr{}, fmt.Errorf("requested address %s is not a host address of subnet %s: %w", want, p.Subnet, errdefs.ErrInvalidArgument)
+		}
+		if o, used := p.Used[want]; used {
+			return netip.Addr{}, fmt.Errorf("Address already in use: %s is taken by %s: %w", want, o, errdefs.ErrConflict)
+		}
+		p.Used[want] = owner
+		return want, nil
+	}
+	first, last := p.Range.Masked().Addr(), broadcast(p.Range)
+	start := p.Next
+	if !start.IsValid() || !p.Range.Contains(start) {
+		start = first
+	}
+	a := start
+	for {
+		if p.usable(a) {
+			if _, used := p.Used[a]; !used {
+				p.Used[a] = owner
+				p.Next = a.Next()
+				return a, nil
+			}
+		}
+		if a == last {
+			a = first
+		} else {
+			a = a.Next()
+		}
+		if a == start {
+			return netip.Addr{}, fmt.Errorf("no available IPv4 addresses on this network's address pools (%s): %w", p.Range, errdefs.ErrUnavailable)
+		}
+	}
+}
+
+// Release frees a; freeing an address not in use is no error (a
+// teardown repeated after a crash).
+func (p *Pool) Release(a netip.Addr) {
+	if p.Used[a] != "gateway" {
+		delete(p.Used, a)
+	}
+}
+
+// InUse is the number of addresses handed out, the gateway excluded.
+func (p *Pool) InUse() int {
+	n := 0
+	for _, o := range p.Used {
+		if o != "gateway" {
+			n++
+		}
+	}
+	return n
+}

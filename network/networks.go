@@ -1,0 +1,384 @@
+package network
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/network"
+
+	"github.com/berth-dev/berth/errdefs"
+	"github.com/berth-dev/berth/network/ipam"
+	"github.com/berth-dev/berth/network/link"
+)
+
+// validName is dockerd's rule for network names.
+var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// Create makes a user-defined bridge network as `docker network create`
+// asks: its pool (given or picked among the default pools), its bridge
+// (br-<id> or com.docker.network.bridge.name) and firewall rules.
+func (m *Manager) Create(req network.CreateRequest) (network.CreateResponse, error) {
+	driver := req.Driver
+	if driver == "" {
+		driver = DriverBridge
+	}
+	if !validName.MatchString(req.Name) {
+		return network.CreateResponse{}, fmt.Errorf("invalid network name %q, only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed: %w", req.Name, errdefs.ErrInvalidArgument)
+	}
+	switch req.Name {
+	case "bridge", "host", "none", "default":
+		return network.CreateResponse{}, fmt.Errorf("%s is a pre-defined network and cannot be created: %w", req.Name, errdefs.ErrPermissionDenied)
+	}
+	if driver != DriverBridge {
+		return network.CreateResponse{}, fmt.Errorf("could not find plugin %s in v1 plugin registry: plugin not found: %w", driver, errdefs.ErrNotFound)
+	}
+	if req.EnableIPv6 != nil && *req.EnableIPv6 {
+		return network.CreateResponse{}, fmt.Errorf("network %s: --ipv6: %w", req.Name, errdefs.ErrNotImplemented)
+	}
+	if req.ConfigOnly || req.ConfigFrom != nil || req.Ingress || req.Scope == "swarm" {
+		return network.CreateResponse{}, fmt.Errorf("network %s: config-only, swarm and ingress networks: %w", req.Name, errdefs.ErrNotImplemented)
+	}
+	opts := maps.Clone(req.Options)
+	if opts == nil {
+		opts = map[string]string{}
+	}
+	for k := range opts {
+		switch k {
+		case OptBridgeName, OptEnableICC, OptMasquerade, OptMTU, OptHostBindingV4:
+		default:
+			if strings.HasPrefix(k, "com.docker.network.") {
+				return network.CreateResponse{}, fmt.Errorf("network option %s is not supported by berth: %w", k, errdefs.ErrNotImplemented)
+			}
+		}
+	}
+	var subnet, ipRange netip.Prefix
+	var gw netip.Addr
+	if req.IPAM != nil {
+		if req.IPAM.Driver != "" && req.IPAM.Driver != "default" {
+			return network.CreateResponse{}, fmt.Errorf("IPAM driver %s: only the default one exists: %w", req.IPAM.Driver, errdefs.ErrNotFound)
+		}
+		switch len(req.IPAM.Config) {
+		case 0:
+		case 1:
+			c := req.IPAM.Config[0]
+			subnet, ipRange, gw = c.Subnet, c.IPRange, c.Gateway
+			if !subnet.IsValid() && (ipRange.IsValid() || gw.IsValid()) {
+				return network.CreateResponse{}, fmt.Errorf("ip-range and gateway need a subnet: %w", errdefs.ErrInvalidArgument)
+			}
+			if len(c.AuxAddress) > 0 {
+				return network.CreateResponse{}, fmt.Errorf("auxiliary addresses: %w", errdefs.ErrNotImplemented)
+			}
+		default:
+			return network.CreateResponse{}, fmt.Errorf("network %s: more than one IPv4 subnet: %w", req.Name, errdefs.ErrNotImplemented)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.byNameLocked(req.Name) != nil {
+		return network.CreateResponse{}, fmt.Errorf("network with name %s already exists: %w", req.Name, errdefs.ErrConflict)
+	}
+	id := newID()
+	bridge := opts[OptBridgeName]
+	if bridge == "" {
+		bridge = "br-" + id[:12]
+	} else if len(bridge) > 15 {
+		return network.CreateResponse{}, fmt.Errorf("bridge name %q is longer than 15 characters: %w", bridge, errdefs.ErrInvalidArgument)
+	}
+	for _, n := range m.st.Networks {
+		if n.Bridge == bridge {
+			return network.CreateResponse{}, fmt.Errorf("bridge name %s is in use by network %s: %w", bridge, n.Name, errdefs.ErrConflict)
+		}
+	}
+	unlock, err := hostLock()
+	if err != nil {
+		return network.CreateResponse{}, err
+	}
+	defer unlock()
+	if subnet.IsValid() {
+		if err := m.checkFreeLocked(subnet); err != nil {
+			return network.CreateResponse{}, err
+		}
+	} else if subnet, err = m.freeSubnetLocked(); err != nil {
+		return network.CreateResponse{}, err
+	}
+	pool, err := ipam.NewPool(subnet, ipRange, gw)
+	if err != nil {
+		return network.CreateResponse{}, err
+	}
+	n := &Network{
+		ID: id, Name: req.Name, Driver: DriverBridge, Created: time.Now().UTC(),
+		Internal: req.Internal, Bridge: bridge, Options: opts, Labels: maps.Clone(req.Labels),
+		Pool: pool, IPAMConfigured: req.IPAM != nil && len(req.IPAM.Config) > 0,
+	}
+	if n.Labels == nil {
+		n.Labels = map[string]string{}
+	}
+	if err := link.EnsureBridge(bridge, pool.Gateway, pool.Subnet); err != nil {
+		return network.CreateResponse{}, err
+	}
+	m.st.Networks[id] = n
+	if err := m.firewallLocked(); err != nil {
+		delete(m.st.Networks, id)
+		link.DeleteBridge(bridge)
+		m.firewallLocked()
+		return network.CreateResponse{}, err
+	}
+	if err := m.save(); err != nil {
+		return network.CreateResponse{}, err
+	}
+	return network.CreateResponse{ID: id}, nil
+}
+
+// checkFreeLocked refuses a subnet another network or a host route uses.
+func (m *Manager) checkFreeLocked(p netip.Prefix) error {
+	for _, n := range m.st.Networks {
+		if n.Pool != nil && n.Pool.Subnet.Overlaps(p) {
+			return fmt.Errorf("invalid pool request: Pool overlaps with other one on this address space: %w", errdefs.ErrConflict)
+		}
+	}
+	routes, err := link.HostPrefixes()
+	if err != nil {
+		return err
+	}
+	for _, r := range routes {
+		if r.Overlaps(p) {
+			return fmt.Errorf("invalid pool request: Pool overlaps with other one on this address space (host route %s): %w", r, errdefs.ErrConflict)
+		}
+	}
+	return nil
+}
+
+// Remove deletes a user-defined network no container uses.
+func (m *Manager) Remove(ref string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.findLocked(ref)
+	if err != nil {
+		return err
+	}
+	return m.removeLocked(n)
+}
+
+func (m *Manager) removeLocked(n *Network) error {
+	if n.Name == "bridge" || n.Name == "host" || n.Name == "none" {
+		return fmt.Errorf("%s is a pre-defined network and cannot be removed: %w", n.Name, errdefs.ErrPermissionDenied)
+	}
+	if m.inUseLocked(n.ID) {
+		return fmt.Errorf("error while removing network: network %s has active endpoints: %w", n.Name, errdefs.ErrPermissionDenied)
+	}
+	// Stopped containers that would join it keep their wish, as in
+	// dockerd they fail to start; drop it so they start without it.
+	for _, r := range m.st.Requests {
+		delete(r.Networks, n.ID)
+	}
+	delete(m.st.Networks, n.ID)
+	err := link.DeleteBridge(n.Bridge)
+	return joinErrs([]error{err, m.firewallLocked(), m.save()})
+}
+
+// Prune removes the user-defined networks no container uses and that
+// pass keep; it returns their names.
+func (m *Manager) Prune(keep func(network.Inspect) bool) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, n := range m.sortedLocked() {
+		if n.Name == "bridge" || n.Name == "host" || n.Name == "none" || m.usedLocked(n.ID) {
+			continue
+		}
+		if !keep(m.inspectLocked(n)) {
+			continue
+		}
+		if err := m.removeLocked(n); err != nil {
+			return out, err
+		}
+		out = append(out, n.Name)
+	}
+	return out, nil
+}
+
+// usedLocked says whether any container (running or not) asks for n.
+func (m *Manager) usedLocked(id string) bool {
+	for _, r := range m.st.Requests {
+		if _, ok := r.Networks[id]; ok {
+			return true
+		}
+	}
+	return m.inUseLocked(id)
+}
+
+// List is every network as GET /networks shows it.
+func (m *Manager) List() []network.Inspect {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []network.Inspect
+	for _, n := range m.sortedLocked() {
+		out = append(out, m.inspectLocked(n))
+	}
+	return out
+}
+
+// Inspect is network ref as GET /networks/{id} shows it.
+func (m *Manager) Inspect(ref string) (network.Inspect, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.findLocked(ref)
+	if err != nil {
+		return network.Inspect{}, err
+	}
+	return m.inspectLocked(n), nil
+}
+
+func (m *Manager) inspectLocked(n *Network) network.Inspect {
+	out := network.Inspect{
+		Network: network.Network{
+			Name: n.Name, ID: n.ID, Created: n.Created, Scope: "local", Driver: n.Driver,
+			EnableIPv4: n.Driver == DriverBridge, Internal: n.Internal,
+			IPAM:    network.IPAM{Driver: "default", Options: map[string]string{}, Config: []network.IPAMConfig{}},
+			Options: maps.Clone(n.Options), Labels: maps.Clone(n.Labels),
+		},
+		Containers: map[string]network.EndpointResource{},
+	}
+	if n.Pool != nil {
+		out.IPAM.Config = append(out.IPAM.Config, network.IPAMConfig{Subnet: n.Pool.Subnet, Gateway: n.Pool.Gateway})
+		if n.Pool.Range != n.Pool.Subnet {
+			out.IPAM.Config[0].IPRange = n.Pool.Range
+		}
+	}
+	for cid, sb := range m.st.Sandboxes {
+		for _, ep := range sb.Endpoints {
+			if ep.NetworkID != n.ID {
+				continue
+			}
+			name := ""
+			if r, ok := m.st.Requests[cid]; ok {
+				name = r.Name
+			}
+			hw, _ := parseMAC(ep.MAC)
+			out.Containers[cid] = network.EndpointResource{
+				Name: name, EndpointID: ep.ID, MacAddress: hw,
+				IPv4Address: netip.PrefixFrom(ep.IP, n.Pool.Subnet.Bits()),
+			}
+		}
+	}
+	return out
+}
+
+// Connect joins container id to network ref: recorded for its next
+// starts, and at once when it runs.
+func (m *Manager) Connect(id, ref string, es *network.EndpointSettings) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.findLocked(ref)
+	if err != nil {
+		return err
+	}
+	req, ok := m.st.Requests[id]
+	if !ok {
+		return fmt.Errorf("container %s has no network configuration: %w", id, errdefs.ErrNotFound)
+	}
+	primary, err := m.modeNetworkLocked(req.Mode)
+	if err != nil {
+		return err
+	}
+	if primary.Driver != DriverBridge || n.Driver != DriverBridge {
+		return fmt.Errorf("container cannot be disconnected from host network or connected to host network: %w", errdefs.ErrPermissionDenied)
+	}
+	if _, ok := req.Networks[n.ID]; ok {
+		return fmt.Errorf("endpoint with name %s already exists in network %s: %w", req.Name, n.Name, errdefs.ErrPermissionDenied)
+	}
+	er, err := endpointRequest(n, es)
+	if err != nil {
+		return err
+	}
+	req.Networks[n.ID] = er
+	if sb, ok := m.st.Sandboxes[id]; ok && sb.Key != "" {
+		if _, err := m.joinLocked(sb, n, req, fmt.Sprintf("eth%d", nextIf(sb))); err != nil {
+			delete(req.Networks, n.ID)
+			m.leaveLocked(sb, n.ID)
+			m.save()
+			return fmt.Errorf("connect to network %s: %w", n.Name, err)
+		}
+		m.refreshDNSLocked()
+		if !m.dns.Serving(id) {
+			if err := m.startDNSLocked(sb, req); err != nil {
+				m.opts.Logf("%v", err)
+			}
+		}
+	}
+	return m.save()
+}
+
+// nextIf is the lowest free ethN index of sb.
+func nextIf(sb *Sandbox) int {
+	for i := 0; ; i++ {
+		if !slices.ContainsFunc(sb.Endpoints, func(ep *Endpoint) bool { return ep.IfName == fmt.Sprintf("eth%d", i) }) {
+			return i
+		}
+	}
+}
+
+// Disconnect takes container id off network ref.
+func (m *Manager) Disconnect(id, ref string, force bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.findLocked(ref)
+	if err != nil {
+		return err
+	}
+	req, ok := m.st.Requests[id]
+	if !ok || req.Networks[n.ID] == nil {
+		if force {
+			return nil
+		}
+		return fmt.Errorf("container %s is not connected to network %s: %w", id[:12], n.Name, errdefs.ErrPermissionDenied)
+	}
+	if n.Driver != DriverBridge {
+		return fmt.Errorf("container cannot be disconnected from host network or connected to host network: %w", errdefs.ErrPermissionDenied)
+	}
+	delete(req.Networks, n.ID)
+	var lerr error
+	if sb, ok := m.st.Sandboxes[id]; ok {
+		lerr = m.leaveLocked(sb, n.ID)
+		m.refreshDNSLocked()
+	}
+	return joinErr(lerr, m.save())
+}
+
+// leaveLocked removes sb's endpoint on network nid.
+func (m *Manager) leaveLocked(sb *Sandbox, nid string) error {
+	var err error
+	sb.Endpoints = slices.DeleteFunc(sb.Endpoints, func(ep *Endpoint) bool {
+		if ep.NetworkID != nid {
+			return false
+		}
+		err = link.DeleteLink(ep.HostVeth)
+		if n, ok := m.st.Networks[nid]; ok && n.Pool != nil {
+			n.Pool.Release(ep.IP)
+		}
+		return true
+	})
+	return err
+}
+
+// ContainerNetworks are the names of the networks container id asks for
+// (for `ps --filter network=`).
+func (m *Manager) ContainerNetworks(id string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	if r, ok := m.st.Requests[id]; ok {
+		for nid := range r.Networks {
+			if n, ok := m.st.Networks[nid]; ok {
+				out = append(out, n.Name)
+			}
+		}
+	}
+	sort := slices.Sorted(slices.Values(out))
+	return sort
+}

@@ -1,0 +1,124 @@
+package network_test
+
+import (
+	"bufio"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDefaultBridge: a container on the default bridge gets an address
+// of the daemon's subnet, a veth on its bridge, a default route via the
+// gateway, its address in /etc/hosts, and inspect shows it in Docker's
+// shape; the host and another container reach it; stop and rm take
+// everything down.
+func TestDefaultBridge(t *testing.T) {
+	d, tn := startDaemon(t)
+	d.Must(t, "run", "-d", "--name", "web", "busybox", "sh", "-c", "echo hello-from-web > /tmp/i; exec nc -ll -p 8080 -e cat /tmp/i")
+	web := inspect(t, d, "web")
+	br, ok := web.NetworkSettings.Networks["bridge"]
+	if !ok {
+		t.Fatalf("inspect: no bridge network: %+v", web.NetworkSettings)
+	}
+	ip := netip.MustParseAddr(br.IPAddress)
+	if !tn.Subnet.Contains(ip) || ip == tn.Gateway() || br.Gateway != tn.Gateway().String() || br.IPPrefixLen != 24 {
+		t.Fatalf("address %s gateway %s/%d, want in %s via %s", ip, br.Gateway, br.IPPrefixLen, tn.Subnet, tn.Gateway())
+	}
+	a := ip.As4()
+	if br.MacAddress != fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", a[0], a[1], a[2], a[3]) || br.EndpointID == "" || br.NetworkID == "" {
+		t.Errorf("endpoint: %+v", br)
+	}
+	if !strings.HasPrefix(web.NetworkSettings.SandboxKey, d.ExecRoot) {
+		t.Errorf("SandboxKey %q not under the exec root %s", web.NetworkSettings.SandboxKey, d.ExecRoot)
+	}
+	if v := hostVeths(t, tn.Bridge); len(v) != 1 {
+		t.Errorf("veths on %s: %v, want one", tn.Bridge, v)
+	}
+	// From the host, over the bridge.
+	if got := readFrom(t, ip.String()+":8080"); got != "hello-from-web" {
+		t.Errorf("host -> web: %q", got)
+	}
+	// From another container on the bridge.
+	out := d.Must(t, "run", "--rm", "busybox", "sh", "-c",
+		"nc "+ip.String()+" 8080 </dev/null; ip -4 route; cat /etc/hosts; hostname; ip -4 -o addr show eth0")
+	if !strings.Contains(out, "hello-from-web") {
+		t.Errorf("container -> web: %q", out)
+	}
+	if !strings.Contains(out, "default via "+tn.Gateway().String()+" dev eth0") {
+		t.Errorf("no default route via the gateway: %q", out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	host := lines[len(lines)-2]
+	addrLine := lines[len(lines)-1]
+	f := strings.Fields(addrLine)
+	if len(f) < 4 {
+		t.Fatalf("ip addr: %q", addrLine)
+	}
+	own := strings.Split(f[3], "/")[0]
+	if own == ip.String() || !tn.Subnet.Contains(netip.MustParseAddr(own)) {
+		t.Errorf("second container's address %s", own)
+	}
+	if !strings.Contains(out, own+"\t"+host) {
+		t.Errorf("/etc/hosts lacks %s\t%s: %q", own, host, out)
+	}
+	// The --rm container's veth went with it.
+	waitFor(t, "the --rm container's veth to go", func() bool { return len(hostVeths(t, tn.Bridge)) == 1 })
+
+	// Stop: the sandbox goes (veth, namespace file); start again:
+	// the address may change but works.
+	d.Must(t, "stop", "-t", "1", "web")
+	if v := hostVeths(t, tn.Bridge); len(v) != 0 {
+		t.Errorf("veths after stop: %v", v)
+	}
+	if _, err := os.Stat(web.NetworkSettings.SandboxKey); !os.IsNotExist(err) {
+		t.Errorf("namespace file after stop: %v", err)
+	}
+	if s := inspect(t, d, "web").NetworkSettings; s.SandboxKey != "" || s.Networks["bridge"].IPAddress != "" {
+		t.Errorf("stopped container's settings: %+v", s)
+	}
+	d.Must(t, "start", "web")
+	ip2 := inspect(t, d, "web").NetworkSettings.Networks["bridge"].IPAddress
+	if got := readFrom(t, ip2+":8080"); got != "hello-from-web" {
+		t.Errorf("host -> restarted web: %q", got)
+	}
+	d.Must(t, "rm", "-f", "web")
+	if v := hostVeths(t, tn.Bridge); len(v) != 0 {
+		t.Errorf("veths after rm: %v", v)
+	}
+}
+
+// readFrom reads the first line a TCP server at addr sends.
+func readFrom(t *testing.T, addr string) string {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		c, derr := hostDial(addr)
+		if derr != nil {
+			err = derr
+			continue
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, rerr := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if rerr != nil && line == "" {
+			err = rerr
+			continue
+		}
+		return strings.TrimSpace(line)
+	}
+	t.Errorf("read from %s: %v", addr, err)
+	return ""
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Errorf("timed out waiting for %s", what)
+}
