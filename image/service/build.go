@@ -1,0 +1,171 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berth-dev/berth/errdefs"
+	"github.com/berth-dev/berth/image/content"
+	"github.com/berth-dev/berth/image/store"
+	"github.com/berth-dev/berth/snapshot"
+)
+
+// LabelBuild marks the snapshots a build prepared (RUN and COPY steps,
+// COPY --from views): they are only ever temporary.
+const LabelBuild = "berth.dev/build"
+
+// BuildImageConfig returns the image refOrID and its runtime config (what
+// a Dockerfile's FROM starts from).
+func (s *Service) BuildImageConfig(ctx context.Context, refOrID string) (store.Image, *container.Config, error) {
+	img, err := s.images.Get(ctx, refOrID)
+	if err != nil {
+		return store.Image{}, nil, err
+	}
+	var cfg struct {
+		Config *container.Config `json:"config"`
+	}
+	if _, err := store.ReadJSON(ctx, s.content, img.Config, &cfg); err != nil {
+		return store.Image{}, nil, fmt.Errorf("image %s config: %w", img.ID, err)
+	}
+	if cfg.Config == nil {
+		cfg.Config = &container.Config{}
+	}
+	return img, cfg.Config, nil
+}
+
+// PrepareBuild prepares the writable snapshot key on the layers of image
+// parentID ("" for an empty base) and returns its mounts. The caller
+// removes it with RemoveBuild once committed (BuildCommit copies the
+// layer) or abandoned.
+func (s *Service) PrepareBuild(ctx context.Context, parentID, key string) ([]snapshot.Mount, error) {
+	lease := s.gc.NewLease()
+	defer lease.Release()
+	parent := ""
+	if parentID != "" {
+		img, err := s.images.Get(ctx, parentID)
+		if err != nil {
+			return nil, err
+		}
+		if img.ChainID != "" {
+			parent = img.ChainID.String()
+			lease.AddSnapshot(parent)
+		}
+	}
+	mounts, err := s.snaps.Prepare(ctx, key, parent, snapshot.WithLabels(map[string]string{LabelBuild: "true"}))
+	if err != nil {
+		return nil, fmt.Errorf("prepare build snapshot %q: %w", key, err)
+	}
+	return mounts, nil
+}
+
+// RemoveBuild removes the build snapshot key (unmounted).
+func (s *Service) RemoveBuild(ctx context.Context, key string) error {
+	return s.RemoveContainerSnapshot(ctx, key)
+}
+
+// BuildCommitOptions describe one image a build step produces.
+type BuildCommitOptions struct {
+	// Parent is the image the step started from; "" for scratch.
+	Parent string
+	// Key is the step's snapshot (prepared with PrepareBuild on Parent);
+	// "" when the step changed only metadata.
+	Key string
+	// Config is the new image's runtime config.
+	Config *container.Config
+	// History are the entries appended to the parent's: the metadata
+	// steps since the parent, then the step itself. When Key is set, the
+	// last entry describes the layer (marked empty when the snapshot
+	// changed nothing).
+	History []ocispec.History
+	// Now is the creation time (default time.Now).
+	Now time.Time
+}
+
+// BuildCommit records the image of a build step: the diff of o.Key (if
+// any) as a new layer on o.Parent, the config and history. The image is
+// untagged; the builder names the final one with Tag.
+func (s *Service) BuildCommit(ctx context.Context, o BuildCommitOptions) (store.Image, error) {
+	if o.Config == nil {
+		return store.Image{}, fmt.Errorf("build commit: no config given: %w", errdefs.ErrInvalidArgument)
+	}
+	lease := s.gc.NewLease()
+	defer lease.Release()
+	base, err := s.commitBase(ctx, lease, o.Parent)
+	if err != nil {
+		return store.Image{}, err
+	}
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	now = now.UTC()
+	hist := make([]ocispec.History, len(o.History))
+	copy(hist, o.History)
+	for i := range hist {
+		hist[i].Created = &now
+		if o.Key == "" || i < len(hist)-1 {
+			hist[i].EmptyLayer = true
+		}
+	}
+	sizes := base.layerSizes
+	if o.Key != "" {
+		info, err := s.snaps.Stat(ctx, o.Key)
+		if err != nil {
+			return store.Image{}, fmt.Errorf("build commit: snapshot %q: %w", o.Key, err)
+		}
+		if info.Parent != base.parentChain {
+			return store.Image{}, fmt.Errorf("build commit: snapshot %q does not sit on image %s's layers: %w", o.Key, o.Parent, errdefs.ErrFailedPrecondition)
+		}
+		layer, diffID, size, err := s.commitLayer(ctx, lease, o.Key, base.parentChain, base.dockerTypes)
+		if err != nil {
+			return store.Image{}, fmt.Errorf("build commit of snapshot %q: %w", o.Key, err)
+		}
+		if layer == nil {
+			if len(hist) > 0 {
+				hist[len(hist)-1].EmptyLayer = true
+			}
+		} else {
+			base.config.RootFS.DiffIDs = append(base.config.RootFS.DiffIDs, diffID)
+			base.manifest.Layers = append(base.manifest.Layers, *layer)
+			sizes = append(sizes, size)
+		}
+	}
+	cfg := base.config
+	cfg.Config, cfg.Created = o.Config, now
+	cfg.History = append(cfg.History, hist...)
+	cb, err := json.Marshal(cfg)
+	if err != nil {
+		return store.Image{}, err
+	}
+	cd := content.Descriptor(ocispec.MediaTypeImageConfig, cb)
+	if base.dockerTypes {
+		cd.MediaType = dockerConfig
+	}
+	base.manifest.Config = cd
+	mb, err := json.Marshal(base.manifest)
+	if err != nil {
+		return store.Image{}, err
+	}
+	md := content.Descriptor(base.manifest.MediaType, mb)
+	for _, b := range []struct {
+		d ocispec.Descriptor
+		b []byte
+	}{{cd, cb}, {md, mb}} {
+		lease.AddBlob(b.d.Digest)
+		if err := content.WriteBlob(ctx, s.content, "build-"+b.d.Digest.Encoded(), bytes.NewReader(b.b), b.d); err != nil && !errdefs.IsAlreadyExists(err) {
+			return store.Image{}, fmt.Errorf("build commit: store %s: %w", b.d.MediaType, err)
+		}
+	}
+	plat := ocispec.Platform{Architecture: cfg.Architecture, OS: cfg.OS, OSVersion: cfg.OSVersion, Variant: cfg.Variant}
+	img, err := s.images.Put(ctx, md, store.PutOptions{LayerSizes: sizes, Platform: &plat})
+	if err != nil {
+		return store.Image{}, fmt.Errorf("build commit: record image: %w", err)
+	}
+	return img, nil
+}
