@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/api/server"
+	"github.com/berth-dev/berth/build"
 	"github.com/berth-dev/berth/daemon/events"
 	"github.com/berth-dev/berth/image/service"
 )
@@ -61,6 +62,7 @@ type Daemon struct {
 	images    *service.Service
 	bus       *events.Bus
 	server    *server.Server
+	builder   *build.Builder
 	listeners []net.Listener
 	locks     []*os.File
 	id        string
@@ -170,6 +172,13 @@ func start(cfg Config, opts Options, log *slog.Logger) (d *Daemon, err error) {
 		}
 		return nil
 	}}
+	var builds server.BuildBackend
+	if opts.NewContainers != nil {
+		if d.builder, err = newBuilder(cfg, d.images); err != nil {
+			return d, fmt.Errorf("start the builder: %w", err)
+		}
+		builds = buildBackend{d.builder}
+	}
 	d.server = server.New(server.Config{
 		Version: Version, GitCommit: GitCommit, Experimental: cfg.Experimental, Log: log,
 	}, server.Backends{
@@ -177,6 +186,7 @@ func start(cfg Config, opts Options, log *slog.Logger) (d *Daemon, err error) {
 		Containers: containers,
 		System:     &systemBackend{d: d, images: imgs, containers: containers},
 		Events:     d.bus,
+		Build:      builds,
 	})
 
 	for _, h := range hosts {
@@ -208,6 +218,9 @@ func (d *Daemon) close() error {
 		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if d.builder != nil {
+		errs = append(errs, d.builder.Close())
 	}
 	if d.images != nil {
 		errs = append(errs, d.images.Close())

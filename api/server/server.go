@@ -56,6 +56,8 @@ type Backends struct {
 	Containers ContainerBackend
 	System     SystemBackend
 	Events     EventsBackend
+	// Build runs POST /build; nil answers 501.
+	Build BuildBackend
 }
 
 // Server serves the Engine API on any number of listeners.
