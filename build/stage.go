@@ -539,8 +539,9 @@ func (j *job) dispatch(ctx context.Context, st *stageState, c instructions.Comma
 	case *instructions.MaintainerCommand:
 		j.meta2(st, "MAINTAINER "+c.Maintainer)
 	case *instructions.ArgCommand:
-		var parts []string
+		var names []string
 		for _, kv := range c.Args {
+			names = append(names, kv.Key)
 			if !slices.Contains(st.argSeq, kv.Key) {
 				st.argSeq = append(st.argSeq, kv.Key)
 			}
@@ -551,11 +552,11 @@ func (j *job) dispatch(ctx context.Context, st *stageState, c instructions.Comma
 			} else if v, ok := j.meta[kv.Key]; ok {
 				st.args[kv.Key] = v
 			}
-			parts = append(parts, kv.Key+"="+st.args[kv.Key])
 		}
-		// ARG adds no history entry (as dockerd), but its value is
-		// part of the key of every following step.
-		st.key = stepKey(st.key, "ARG", parts)
+		// ARG adds no history entry (as dockerd). Its value is in the
+		// key of the steps that use it (RUN's environment, expanded
+		// words), so a new value misses the cache there first.
+		st.key = stepKey(st.key, "ARG", names)
 	case *instructions.WorkdirCommand:
 		p := c.Path
 		if !path.IsAbs(p) {
