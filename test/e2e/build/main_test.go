@@ -101,3 +101,5 @@ func inspect(t *testing.T, d *berthd.Daemon, ref string) inspected {
 	}
 	return v[0]
 }
+
+func symlink(target, name string) error { return os.Symlink(target, name) }
