@@ -207,7 +207,7 @@ func parse(df []byte, name string) (*parsed, error) {
 func dockerfileError(name string, err error) error {
 	msg := err.Error()
 	var le *parser.LocationError
-	if errors.As(err, &le) && len(le.Locations) > 0 && len(le.Locations[0]) > 0 {
+	if errors.As(err, &le) && len(le.Locations) > 0 && len(le.Locations[0]) > 0 && le.Locations[0][0].Start.Line > 0 {
 		r := le.Locations[0][0]
 		msg = fmt.Sprintf("%s:%d: %s", name, r.Start.Line, le.Unwrap().Error())
 	} else {

@@ -4,10 +4,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // cache maps a step's key (its parent's key, the instruction as
@@ -22,7 +25,21 @@ type cache struct {
 var stepsBucket = []byte("steps")
 
 func openCache(path string) (*cache, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	c, err := openCacheOnce(path)
+	if err != nil && !errors.Is(err, bolterrors.ErrTimeout) {
+		// Written without fsync, the file may not survive a crash: the
+		// cache is only a cache, start a new one.
+		if rerr := os.Remove(path); rerr == nil {
+			return openCacheOnce(path)
+		}
+	}
+	return c, err
+}
+
+func openCacheOnce(path string) (*cache, error) {
+	// No fsync: an entry lost in a crash is only a cache miss, and a
+	// build's steps must not wait for the disk.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: true, NoFreelistSync: true})
 	if err != nil {
 		return nil, fmt.Errorf("open build cache %s: %w", path, err)
 	}

@@ -473,7 +473,9 @@ func mkdirAllIn(rootfs, dir string, own owner) error {
 		}
 		return nil
 	}
-	if err := os.Mkdir(full, 0o755); err != nil {
+	// full lies inside rootfs; a symlink in the image may point to a path
+	// whose parents do not exist yet.
+	if err := os.MkdirAll(full, 0o755); err != nil {
 		return err
 	}
 	return os.Lchown(full, own.uid, own.gid)

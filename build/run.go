@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -122,6 +123,12 @@ func (b *Builder) runContainer(ctx context.Context, w *workdir, img container.Co
 	}
 	tail := &tailWriter{n: tailLines}
 	ow := io.MultiWriter(out, tail)
+	tgen := time.Now()
+	defer func() {
+		if os.Getenv("BERTH_BUILD_TRACE") != "" {
+			fmt.Fprintf(out, "trace: runtime run %v\n", time.Since(tgen))
+		}
+	}()
 	cmd := exec.Command(b.cfg.Runtime, "--root", b.cfg.RunRoot, "run", "--bundle", w.dir, id)
 	cmd.Stdout, cmd.Stderr = ow, ow
 	if err := cmd.Start(); err != nil {
@@ -137,7 +144,11 @@ func (b *Builder) runContainer(ctx context.Context, w *workdir, img container.Co
 	}()
 	err = cmd.Wait()
 	close(done)
-	_ = exec.Command(b.cfg.Runtime, "--root", b.cfg.RunRoot, "delete", "--force", id).Run()
+	// `run` removes the container itself; only a run cut short (or a
+	// runtime that failed half-way) leaves state behind.
+	if _, serr := os.Stat(filepath.Join(b.cfg.RunRoot, id)); serr == nil {
+		_ = exec.Command(b.cfg.Runtime, "--root", b.cfg.RunRoot, "delete", "--force", id).Run()
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}

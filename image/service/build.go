@@ -5,15 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/moby/moby/api/types/container"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/image/content"
+	"github.com/berth-dev/berth/image/gc"
 	"github.com/berth-dev/berth/image/store"
 	"github.com/berth-dev/berth/snapshot"
+	"github.com/berth-dev/berth/snapshot/diff"
 )
 
 // LabelBuild marks the snapshots a build prepared (RUN and COPY steps,
@@ -122,7 +127,7 @@ func (s *Service) BuildCommit(ctx context.Context, o BuildCommitOptions) (store.
 		if info.Parent != base.parentChain {
 			return store.Image{}, fmt.Errorf("build commit: snapshot %q does not sit on image %s's layers: %w", o.Key, o.Parent, errdefs.ErrFailedPrecondition)
 		}
-		layer, diffID, size, err := s.commitLayer(ctx, lease, o.Key, base.parentChain, base.dockerTypes)
+		layer, diffID, size, err := s.buildLayer(ctx, lease, o.Key, base.parentChain, base.dockerTypes)
 		if err != nil {
 			return store.Image{}, fmt.Errorf("build commit of snapshot %q: %w", o.Key, err)
 		}
@@ -168,4 +173,63 @@ func (s *Service) BuildCommit(ctx context.Context, o BuildCommitOptions) (store.
 		return store.Image{}, fmt.Errorf("build commit: record image: %w", err)
 	}
 	return img, nil
+}
+
+// buildLayer writes the diff of the build snapshot key as a layer blob
+// and commits the snapshot itself as the layer's chain: unlike a
+// container commit, nothing uses the build snapshot afterwards, so its
+// files need not be copied. The blob is gzip at the fastest level (a
+// build's intermediate layers are many and small). It returns nil when
+// the snapshot changed nothing; the caller then removes it.
+func (s *Service) buildLayer(ctx context.Context, lease *gc.Lease, key, parentChain string, dockerTypes bool) (*ocispec.Descriptor, digest.Digest, int64, error) {
+	mounts, err := s.snaps.Mounts(ctx, key)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	w, err := s.content.Writer(ctx, "build-"+randomHex(8), ocispec.Descriptor{})
+	if err != nil {
+		return nil, "", 0, err
+	}
+	defer w.Close()
+	zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	res, err := diff.Write(ctx, zw, mounts)
+	if err == nil {
+		err = zw.Close()
+	}
+	if err != nil {
+		return nil, "", 0, err
+	}
+	if res.DiffID == emptyTarDiffID {
+		return nil, res.DiffID, 0, nil
+	}
+	layer := &ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: w.Digest(), Size: w.Offset()}
+	if dockerTypes {
+		layer.MediaType = dockerLayer
+	}
+	lease.AddBlob(layer.Digest)
+	if err := w.Commit(ctx, layer.Size, layer.Digest); err != nil && !errdefs.IsAlreadyExists(err) {
+		return nil, "", 0, fmt.Errorf("store layer: %w", err)
+	}
+	var parentIDs []digest.Digest
+	if parentChain != "" {
+		parentIDs = []digest.Digest{digest.Digest(parentChain)}
+	}
+	chain := store.ChainIDs(append(parentIDs, res.DiffID))
+	name := chain[len(chain)-1].String()
+	if parentChain == "" {
+		name = res.DiffID.String()
+	}
+	lease.AddSnapshot(name)
+	err = s.snaps.Commit(ctx, name, key,
+		snapshot.WithLabels(map[string]string{snapshot.LabelLayerSize: strconv.FormatInt(res.Size, 10)}),
+		func(info *snapshot.Info) error { delete(info.Labels, LabelBuild); return nil })
+	if err != nil && !errdefs.IsAlreadyExists(err) {
+		// The same layer on the same parent exists already (an identical
+		// step built in parallel): the caller removes key.
+		return nil, "", 0, fmt.Errorf("commit the layer's snapshot: %w", err)
+	}
+	return layer, res.DiffID, res.Size, nil
 }
