@@ -31,6 +31,15 @@ func (j *job) layerStep(ctx context.Context, st *stageState, key string, hist oc
 		fmt.Fprintf(j.out, " ---> Using cache\n ---> %s\n", shortID(id))
 		return nil
 	}
+	id, err := j.fromCacheSources(ctx, st, hist)
+	if err != nil {
+		return err
+	}
+	if id != "" {
+		st.img, st.hist, st.dirty, st.key = id, nil, false, key
+		fmt.Fprintf(j.out, " ---> Using cache\n ---> %s\n", shortID(id))
+		return j.b.cache.put(key, id)
+	}
 	snap := "build-" + randomHex(8)
 	mounts, err := j.b.cfg.Images.PrepareBuild(ctx, st.img, snap)
 	if err != nil {

@@ -48,6 +48,8 @@ type job struct {
 	total    int
 	meta     map[string]string // global ARG values (for FROM)
 	results  []stageResult
+	// cacheFrom are the --cache-from images.
+	cacheFrom *cacheSources
 	stageIdx map[string]int // lower-case stage name -> index
 }
 
@@ -68,6 +70,7 @@ func (j *job) run(ctx context.Context) (string, error) {
 	if err := j.globalArgs(); err != nil {
 		return "", err
 	}
+	j.loadCacheFrom(ctx)
 	target := len(j.p.stages) - 1
 	if j.o.Target != "" {
 		i, ok := j.stageIdx[strings.ToLower(j.o.Target)]
@@ -658,6 +661,14 @@ func (j *job) commitMeta(ctx context.Context, st *stageState) error {
 	if id := j.cached(ctx, st.key); id != "" {
 		st.img, st.hist, st.dirty = id, nil, false
 		return nil
+	}
+	id, err := j.finalFromCacheSources(ctx, st)
+	if err != nil {
+		return err
+	}
+	if id != "" {
+		st.img, st.hist, st.dirty = id, nil, false
+		return j.b.cache.put(st.key, st.img)
 	}
 	cfg := st.cfg
 	img, err := j.b.cfg.Images.BuildCommit(ctx, service.BuildCommitOptions{Parent: st.img, Config: &cfg, History: st.hist})

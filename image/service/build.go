@@ -144,6 +144,12 @@ func (s *Service) BuildCommit(ctx context.Context, o BuildCommitOptions) (store.
 	cfg := base.config
 	cfg.Config, cfg.Created = o.Config, now
 	cfg.History = append(cfg.History, hist...)
+	return s.putBuildImage(ctx, lease, base, cfg, sizes)
+}
+
+// putBuildImage writes the config and manifest of a build's image and
+// records it (untagged).
+func (s *Service) putBuildImage(ctx context.Context, lease *gc.Lease, base commitParent, cfg commitImageConfig, sizes []int64) (store.Image, error) {
 	cb, err := json.Marshal(cfg)
 	if err != nil {
 		return store.Image{}, err
@@ -232,4 +238,105 @@ func (s *Service) buildLayer(ctx context.Context, lease *gc.Lease, key, parentCh
 		return nil, "", 0, fmt.Errorf("commit the layer's snapshot: %w", err)
 	}
 	return layer, res.DiffID, res.Size, nil
+}
+
+// BuildImageRecord is what the builder's --cache-from compares: an
+// image's history, layers and runtime config.
+type BuildImageRecord struct {
+	ID      string
+	History []ocispec.History
+	DiffIDs []digest.Digest
+	Config  *container.Config
+}
+
+// BuildImageRecordOf reads refOrID's history, diff ids and config.
+func (s *Service) BuildImageRecordOf(ctx context.Context, refOrID string) (BuildImageRecord, error) {
+	img, err := s.images.Get(ctx, refOrID)
+	if err != nil {
+		return BuildImageRecord{}, err
+	}
+	var cfg struct {
+		Config  *container.Config `json:"config"`
+		History []ocispec.History `json:"history"`
+		RootFS  ocispec.RootFS    `json:"rootfs"`
+	}
+	if _, err := store.ReadJSON(ctx, s.content, img.Config, &cfg); err != nil {
+		return BuildImageRecord{}, fmt.Errorf("image %s config: %w", img.ID, err)
+	}
+	if cfg.Config == nil {
+		cfg.Config = &container.Config{}
+	}
+	return BuildImageRecord{ID: img.ID.String(), History: cfg.History, DiffIDs: cfg.RootFS.DiffIDs, Config: cfg.Config}, nil
+}
+
+// BuildReuseOptions describe a step taken from a --cache-from image: the
+// layer Layer of image Source goes on top of Parent, whose layers are
+// Source's first ones.
+type BuildReuseOptions struct {
+	Parent  string
+	Source  string
+	Layer   int
+	Config  *container.Config
+	History []ocispec.History
+	Now     time.Time
+}
+
+// BuildReuse records the image of a step whose layer comes from another
+// image (the builder's --cache-from): no file is touched, the layer's
+// blob and snapshot are Source's.
+func (s *Service) BuildReuse(ctx context.Context, o BuildReuseOptions) (store.Image, error) {
+	lease := s.gc.NewLease()
+	defer lease.Release()
+	base, err := s.commitBase(ctx, lease, o.Parent)
+	if err != nil {
+		return store.Image{}, err
+	}
+	src, err := s.images.Get(ctx, o.Source)
+	if err != nil {
+		return store.Image{}, err
+	}
+	lease.AddBlob(src.Manifest.Digest)
+	var sm ocispec.Manifest
+	if _, err := store.ReadJSON(ctx, s.content, src.Manifest, &sm); err != nil {
+		return store.Image{}, err
+	}
+	if o.Layer != len(base.config.RootFS.DiffIDs) || o.Layer >= len(sm.Layers) || o.Layer >= len(src.DiffIDs) {
+		return store.Image{}, fmt.Errorf("build: layer %d of %s does not follow %s's layers: %w", o.Layer, o.Source, o.Parent, errdefs.ErrFailedPrecondition)
+	}
+	for i, d := range base.config.RootFS.DiffIDs {
+		if src.DiffIDs[i] != d {
+			return store.Image{}, fmt.Errorf("build: %s does not start with %s's layers: %w", o.Source, o.Parent, errdefs.ErrFailedPrecondition)
+		}
+	}
+	layer := sm.Layers[o.Layer]
+	switch {
+	case base.dockerTypes && layer.MediaType == ocispec.MediaTypeImageLayerGzip:
+		layer.MediaType = dockerLayer
+	case !base.dockerTypes && layer.MediaType == dockerLayer:
+		layer.MediaType = ocispec.MediaTypeImageLayerGzip
+	}
+	lease.AddBlob(layer.Digest)
+	base.config.RootFS.DiffIDs = append(base.config.RootFS.DiffIDs, src.DiffIDs[o.Layer])
+	base.manifest.Layers = append(base.manifest.Layers, layer)
+	sizes := base.layerSizes
+	if sizes != nil && o.Layer < len(src.LayerSizes) {
+		sizes = append(sizes, src.LayerSizes[o.Layer])
+	} else {
+		sizes = nil
+	}
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	now = now.UTC()
+	hist := make([]ocispec.History, len(o.History))
+	copy(hist, o.History)
+	for i := range hist {
+		hist[i].Created = &now
+		hist[i].EmptyLayer = i < len(hist)-1
+	}
+	cfg := base.config
+	cfg.Config, cfg.Created = o.Config, now
+	cfg.History = append(cfg.History, hist...)
+	return s.putBuildImage(ctx, lease, base, cfg, sizes)
 }

@@ -103,3 +103,10 @@ func inspect(t *testing.T, d *berthd.Daemon, ref string) inspected {
 }
 
 func symlink(target, name string) error { return os.Symlink(target, name) }
+
+func writeContextFile(t *testing.T, dir, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
