@@ -50,7 +50,7 @@ type job struct {
 	results  []stageResult
 	// cacheFrom are the --cache-from images.
 	cacheFrom *cacheSources
-	stageIdx map[string]int // lower-case stage name -> index
+	stageIdx  map[string]int // lower-case stage name -> index
 }
 
 // stageResult is a built stage's image, ready when done is closed.
