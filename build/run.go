@@ -20,6 +20,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/moby/api/types/container"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/container/spec"
 	"github.com/berth-dev/berth/errdefs"
@@ -31,9 +32,6 @@ const tailLines = 10
 // runStep is RUN: the command runs in a container on the stage's
 // snapshot; what it changed becomes a layer.
 func (j *job) runStep(ctx context.Context, st *stageState, c *instructions.RunCommand) error {
-	if ms := instructions.GetMounts(c); len(ms) > 0 {
-		return fmt.Errorf("RUN --mount=type=%s is not supported yet: %w", ms[0].Type, errdefs.ErrNotImplemented)
-	}
 	if sec := instructions.GetSecurity(c); sec != "" && sec != "sandbox" {
 		return fmt.Errorf("RUN --security=%s is not supported: %w", sec, errdefs.ErrNotImplemented)
 	}
@@ -67,9 +65,14 @@ func (j *job) runStep(ctx context.Context, st *stageState, c *instructions.RunCo
 	if len(argEnv) > 0 {
 		createdBy = fmt.Sprintf("|%d %s %s", len(argEnv), strings.Join(argEnv, " "), createdBy)
 	}
-	key := stepKey(st.key, "RUN", args, env, netMode, st.cfg.User, st.cfg.WorkingDir)
+	rm, err := j.prepareMounts(ctx, st, c)
+	if err != nil {
+		return err
+	}
+	defer rm.done()
+	key := stepKey(st.key, "RUN", args, env, netMode, st.cfg.User, st.cfg.WorkingDir, rm.key)
 	return j.layerStep(ctx, st, key, ocispec.History{CreatedBy: createdBy}, func(w *workdir) error {
-		return j.b.runContainer(ctx, w, st.cfg, args, append(env, proxies...), netMode, j.out)
+		return j.b.runContainer(ctx, w, st.cfg, args, append(env, proxies...), netMode, rm.mounts, j.out)
 	})
 }
 
@@ -91,7 +94,7 @@ func (st *stageState) runArgv(c *instructions.RunCommand) ([]string, error) {
 // runContainer runs args in a container on w.rootfs with berth-runtime,
 // streaming its output to out. A failure names the command, its exit
 // code and its last lines of output.
-func (b *Builder) runContainer(ctx context.Context, w *workdir, img container.Config, args, env []string, netMode string, out io.Writer) error {
+func (b *Builder) runContainer(ctx context.Context, w *workdir, img container.Config, args, env []string, netMode string, extra []specs.Mount, out io.Writer) error {
 	id := randomHex(32)
 	cfg := &container.Config{
 		Cmd: args, Env: env, User: img.User, WorkingDir: img.WorkingDir,
@@ -108,6 +111,7 @@ func (b *Builder) runContainer(ctx context.Context, w *workdir, img container.Co
 	if err != nil {
 		return err
 	}
+	sp.Mounts = append(sp.Mounts, extra...)
 	// The mount points the runtime creates for /proc, /etc/hosts, ... are
 	// not the command's doing: they are removed from the layer after.
 	var stubs []string

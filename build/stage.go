@@ -364,7 +364,7 @@ type stepError struct {
 	err error
 }
 
-func (e *stepError) Error() string { return e.err.Error() + " (" + e.msg + ")" }
+func (e *stepError) Error() string { return e.msg + ": " + e.err.Error() }
 func (e *stepError) Unwrap() error { return e.err }
 
 // from starts the stage from its base: another stage, scratch or an
