@@ -18,11 +18,12 @@ func newBuilder(cfg Config, images *service.Service) (*build.Builder, error) {
 		return nil, err
 	}
 	return build.New(build.Config{
-		Images:       images,
-		Runtime:      rt,
-		Dir:          filepath.Join(cfg.DataRoot, "build"),
-		RunRoot:      filepath.Join(cfg.ExecRoot, "build"),
-		CgroupParent: cfg.CgroupParent,
+		Images:         images,
+		Runtime:        rt,
+		Dir:            filepath.Join(cfg.DataRoot, "build"),
+		RunRoot:        filepath.Join(cfg.ExecRoot, "build"),
+		CgroupParent:   cfg.CgroupParent,
+		MaxContextSize: cfg.MaxBuildContext,
 	})
 }
 
