@@ -178,6 +178,7 @@ func (c *Cli) rootCommand() *cobra.Command {
 	root.AddCommand(c.systemCommands()...)
 	root.AddCommand(
 		c.containerGroup(), c.imageGroup(), c.systemGroup(), c.volumeGroup(), c.networkGroup(),
+		c.newBuildCmd(),
 	)
 	freeHelpShorthand(root)
 	return root

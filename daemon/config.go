@@ -44,6 +44,9 @@ type Config struct {
 	// verification: anyone reaching the port is root on this machine.
 	AllowPlainTCP bool `json:"allow-plain-tcp,omitempty"`
 	Experimental  bool `json:"experimental,omitempty"`
+
+	// MaxBuildContext caps a build context in bytes (0: 2 GiB).
+	MaxBuildContext int64 `json:"max-build-context,omitempty"`
 	// CgroupParent is the parent cgroup of containers without their own
 	// (default "berth").
 	CgroupParent string `json:"cgroup-parent,omitempty"`
@@ -77,6 +80,7 @@ var fileKeys = map[string]string{
 	"experimental":        "experimental",
 	"bridge":              "bridge",
 	"bip":                 "bip",
+	"max-build-context":   "max-build-context",
 }
 
 // InstallFlags defines berthd's flags on fs, storing into cfg.
@@ -95,6 +99,7 @@ func InstallFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.TLSKey, "tlskey", "", "Path to TLS key file")
 	fs.BoolVar(&cfg.AllowPlainTCP, "allow-plain-tcp", false, "Serve tcp:// hosts without TLS client verification (unsafe: root access for anyone reaching the port)")
 	fs.BoolVar(&cfg.Experimental, "experimental", false, "Enable experimental features")
+	fs.Int64Var(&cfg.MaxBuildContext, "max-build-context", 0, "Largest build context accepted, in bytes (default 2 GiB)")
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", "", "Set parent cgroup for all containers")
 	fs.StringVarP(&cfg.Bridge, "bridge", "b", "", "Attach containers to a network bridge (default berth0, or a name derived from --data-root; \"none\" disables the default bridge network)")
 	fs.StringVar(&cfg.BridgeIP, "bip", "", "Specify network bridge IP")

@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/api/server"
+	"github.com/berth-dev/berth/build"
 	"github.com/berth-dev/berth/daemon/events"
 	"github.com/berth-dev/berth/image/service"
 	"github.com/berth-dev/berth/network"
@@ -64,6 +65,7 @@ type Daemon struct {
 	networks  *network.Manager
 	bus       *events.Bus
 	server    *server.Server
+	builder   *build.Builder
 	listeners []net.Listener
 	locks     []*os.File
 	id        string
@@ -180,6 +182,13 @@ func start(cfg Config, opts Options, log *slog.Logger) (d *Daemon, err error) {
 		}
 		return nil
 	}}
+	var builds server.BuildBackend
+	if opts.NewContainers != nil {
+		if d.builder, err = newBuilder(cfg, d.images); err != nil {
+			return d, fmt.Errorf("start the builder: %w", err)
+		}
+		builds = buildBackend{d.builder}
+	}
 	d.server = server.New(server.Config{
 		Version: Version, GitCommit: GitCommit, Experimental: cfg.Experimental, Log: log,
 	}, server.Backends{
@@ -189,6 +198,7 @@ func start(cfg Config, opts Options, log *slog.Logger) (d *Daemon, err error) {
 		Events:     d.bus,
 		Volumes:    volumes,
 		Networks:   newNetworkBackend(d.networks, d.bus, containers),
+		Build:      builds,
 	})
 
 	for _, h := range hosts {
@@ -223,6 +233,9 @@ func (d *Daemon) close() error {
 	}
 	if d.networks != nil {
 		errs = append(errs, d.networks.Close())
+	}
+	if d.builder != nil {
+		errs = append(errs, d.builder.Close())
 	}
 	if d.images != nil {
 		errs = append(errs, d.images.Close())

@@ -40,6 +40,7 @@ func (s *Server) routes() http.Handler {
 	h("POST /images/{rest...}", s.imagePost)
 	h("DELETE /images/{rest...}", s.imageDelete)
 	h("POST /commit", s.commit)
+	h("POST /build", s.build)
 
 	// Containers.
 	h("POST /containers/create", s.containerCreate)

@@ -60,6 +60,8 @@ type Backends struct {
 	Volumes VolumeBackend
 	// Networks may be nil: the /networks routes are then not served.
 	Networks NetworkBackend
+	// Build runs POST /build; nil answers 501.
+	Build BuildBackend
 }
 
 // Server serves the Engine API on any number of listeners.

@@ -14,6 +14,7 @@ import (
 type engineFlags struct {
 	binDir                            string
 	runN, concurrentN, memN, profileN int
+	buildN                            int
 	named                             bool
 }
 

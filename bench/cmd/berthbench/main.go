@@ -25,7 +25,7 @@ func main() {
 	berth := flag.String("berth", "bin/berth-runtime", "path of the berth-runtime binary")
 	out := flag.String("out", "bench/results/latest.md", "write the table here too (empty: stdout only)")
 	only := flag.String("systems", "", "comma-separated systems to run (default: all)")
-	suites := flag.String("suites", "runtime,pull,engine", "which suites: runtime (lifecycle vs runc, crun), pull (vs skopeo, podman, docker), engine (berthd vs dockerd, podman)")
+	suites := flag.String("suites", "runtime,pull,engine,build", "which suites: runtime (lifecycle vs runc, crun), pull (vs skopeo, podman, docker), engine (berthd vs dockerd, podman), build (vs docker's classic builder and BuildKit, podman)")
 	pullN := flag.Int("pull-n", 5, "iterations of each pull scenario")
 	eng := engineFlags{}
 	flag.IntVar(&eng.runN, "engine-n", 20, "iterations of the engine's run --rm scenario")
@@ -33,6 +33,7 @@ func main() {
 	flag.BoolVar(&eng.named, "concurrent-named", false, "give the concurrent containers names (works around generated-name races)")
 	flag.IntVar(&eng.memN, "mem-n", 10, "running containers for the memory measure")
 	flag.IntVar(&eng.profileN, "profile-n", 10, "iterations of the run --rm profile")
+	flag.IntVar(&eng.buildN, "build-n", 5, "iterations of the build suite")
 	flag.Parse()
 	eng.binDir = filepath.Dir(*berth)
 	if err := run(*n, *pullN, eng, *berth, *out, *only, *suites); err != nil {
@@ -66,6 +67,8 @@ func run(n, pullN int, eng engineFlags, berth, out, only, suites string) error {
 			err = runPull(&b, pullN, work, only)
 		case "engine":
 			err = runEngine(&b, eng, work, only)
+		case "build":
+			err = runBuild(&b, eng, work, only)
 		default:
 			err = fmt.Errorf("unknown suite %q", suite)
 		}

@@ -1,0 +1,373 @@
+package cli
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/client"
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
+	"github.com/spf13/cobra"
+)
+
+// buildFlags are `berth build`'s options.
+type buildFlags struct {
+	tags, buildArgs, labels, cacheFrom []string
+	file, target, iidfile, progress    string
+	network                            string
+	noCache, pull, quiet               bool
+}
+
+func (c *Cli) newBuildCmd() *cobra.Command {
+	var f buildFlags
+	cmd := &cobra.Command{
+		Use:   "build [OPTIONS] PATH | -",
+		Short: "Build an image from a Dockerfile",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.runBuild(f, args[0])
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringArrayVarP(&f.tags, "tag", "t", nil, `Name and optionally a tag in the "name:tag" format`)
+	fs.StringVarP(&f.file, "file", "f", "", `Name of the Dockerfile (default: "PATH/Dockerfile")`)
+	fs.StringArrayVar(&f.buildArgs, "build-arg", nil, "Set build-time variables")
+	fs.StringArrayVar(&f.labels, "label", nil, "Set metadata for an image")
+	fs.StringArrayVar(&f.cacheFrom, "cache-from", nil, "Images to consider as cache sources")
+	fs.StringVar(&f.target, "target", "", "Set the target build stage to build")
+	fs.StringVar(&f.iidfile, "iidfile", "", "Write the image ID to the file")
+	fs.StringVar(&f.progress, "progress", "auto", `Set type of progress output ("auto", "plain", "tty")`)
+	fs.StringVar(&f.network, "network", "", `Networking mode for the RUN instructions ("default", "none", "host")`)
+	fs.BoolVar(&f.noCache, "no-cache", false, "Do not use cache when building the image")
+	fs.BoolVar(&f.pull, "pull", false, "Always attempt to pull a newer version of the image")
+	fs.BoolVarP(&f.quiet, "quiet", "q", false, "Suppress the build output and print image ID on success")
+	return cmd
+}
+
+func (c *Cli) runBuild(f buildFlags, src string) error {
+	switch f.progress {
+	case "auto", "plain", "tty":
+	default:
+		return StatusError{Status: fmt.Sprintf("invalid --progress %q: want auto, plain or tty", f.progress), Code: 125}
+	}
+	if f.progress == "tty" && !c.OutIsTerminal() {
+		return StatusError{Status: "--progress=tty: the output is not a terminal", Code: 125}
+	}
+	opts := client.ImageBuildOptions{
+		Tags: f.tags, Dockerfile: f.file, Target: f.target, NoCache: f.noCache, PullParent: f.pull,
+		SuppressOutput: f.quiet, CacheFrom: f.cacheFrom, NetworkMode: f.network, Remove: true,
+		Version: build.BuilderV1, BuildArgs: map[string]*string{}, Labels: map[string]string{},
+	}
+	for _, a := range f.buildArgs {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			// As docker: a bare name takes the value from the environment.
+			ev, set := os.LookupEnv(k)
+			if !set {
+				continue
+			}
+			v = ev
+		}
+		opts.BuildArgs[k] = &v
+	}
+	for _, l := range f.labels {
+		k, v, _ := strings.Cut(l, "=")
+		opts.Labels[k] = v
+	}
+	body, dockerfile, err := c.buildContext(src, f.file)
+	if err != nil {
+		return err
+	}
+	opts.Dockerfile = dockerfile
+	api, err := c.Client()
+	if err != nil {
+		return err
+	}
+	res, err := api.ImageBuild(context.Background(), body, opts)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	id, err := c.showBuild(res.Body, f.quiet)
+	if err != nil {
+		return err
+	}
+	if f.iidfile != "" {
+		if err := os.WriteFile(f.iidfile, []byte(id), 0o644); err != nil {
+			return fmt.Errorf("write image ID to %s: %w", f.iidfile, err)
+		}
+	}
+	if f.quiet {
+		fmt.Fprintln(c.Out, id)
+	}
+	return nil
+}
+
+// buildMessage is one message of the /build stream.
+type buildMessage struct {
+	Stream      string          `json:"stream"`
+	Aux         json.RawMessage `json:"aux"`
+	Error       string          `json:"error"`
+	ErrorDetail *struct {
+		Message string `json:"message"`
+		Code    int    `json:"code"`
+	} `json:"errorDetail"`
+}
+
+// showBuild prints the build's stream with a CACHED mark on reused steps
+// and the time of every step, and returns the image ID.
+func (c *Cli) showBuild(r io.Reader, quiet bool) (string, error) {
+	dec := json.NewDecoder(r)
+	var id string
+	var stepStart time.Time
+	endStep := func() {
+		if !stepStart.IsZero() && !quiet {
+			fmt.Fprintf(c.Out, " ---> done in %.2fs\n", time.Since(stepStart).Seconds())
+		}
+		stepStart = time.Time{}
+	}
+	for {
+		var m buildMessage
+		if err := dec.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return "", err
+		}
+		if m.ErrorDetail != nil || m.Error != "" {
+			msg, code := m.Error, 1
+			if m.ErrorDetail != nil {
+				msg = m.ErrorDetail.Message
+				if m.ErrorDetail.Code > 0 {
+					code = m.ErrorDetail.Code
+				}
+			}
+			return "", StatusError{Status: msg, Code: code}
+		}
+		if len(m.Aux) > 0 {
+			var aux struct{ ID string }
+			if json.Unmarshal(m.Aux, &aux) == nil && aux.ID != "" {
+				id = aux.ID
+			}
+			continue
+		}
+		if quiet || m.Stream == "" {
+			continue
+		}
+		for _, line := range strings.SplitAfter(m.Stream, "\n") {
+			switch {
+			case line == "":
+			case strings.HasPrefix(line, "Step "):
+				endStep()
+				stepStart = time.Now()
+				fmt.Fprint(c.Out, line)
+			case strings.HasPrefix(line, " ---> Using cache"):
+				fmt.Fprint(c.Out, " ---> CACHED\n")
+			case strings.HasPrefix(line, "Successfully built"):
+				endStep()
+				fmt.Fprint(c.Out, line)
+			default:
+				fmt.Fprint(c.Out, line)
+			}
+		}
+	}
+	if id == "" {
+		return "", errors.New("the build ended without an image ID")
+	}
+	return id, nil
+}
+
+// buildContext is the context tar to send and the Dockerfile's name in
+// it. src is a directory (its .dockerignore honoured) or "-" (a tar or a
+// lone Dockerfile on stdin); file "-" reads the Dockerfile from stdin.
+func (c *Cli) buildContext(src, file string) (io.Reader, string, error) {
+	if src == "-" {
+		if file == "-" {
+			return nil, "", StatusError{Status: "invalid argument: can't use stdin for both build context and dockerfile", Code: 125}
+		}
+		br := bufio.NewReader(c.In)
+		head, _ := br.Peek(512)
+		if isTarOrCompressed(head) {
+			return br, file, nil
+		}
+		df, err := io.ReadAll(br)
+		if err != nil {
+			return nil, "", err
+		}
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		if err := addFile(tw, "Dockerfile", df); err != nil {
+			return nil, "", err
+		}
+		return &buf, "Dockerfile", tw.Close()
+	}
+	dir, err := filepath.Abs(src)
+	if err != nil {
+		return nil, "", err
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, "", StatusError{Status: fmt.Sprintf("unable to prepare context: path %q not found", src), Code: 1}
+	}
+	var extra []byte
+	name := file
+	switch {
+	case file == "-":
+		if extra, err = io.ReadAll(c.In); err != nil {
+			return nil, "", err
+		}
+		name = ".dockerfile." + randHex()
+	case file != "":
+		abs, err := filepath.Abs(file)
+		if err != nil {
+			return nil, "", err
+		}
+		rel, err := filepath.Rel(dir, abs)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			// A Dockerfile outside the context travels inside it under a
+			// name of its own, as docker does.
+			if extra, err = os.ReadFile(abs); err != nil {
+				return nil, "", fmt.Errorf("unable to prepare context: %w", err)
+			}
+			name = ".dockerfile." + randHex()
+		} else {
+			name = filepath.ToSlash(rel)
+		}
+	}
+	pm, err := dockerignore(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := tarDir(tw, dir, pm, name)
+		if err == nil && extra != nil {
+			err = addFile(tw, name, extra)
+		}
+		if err == nil {
+			err = tw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr, name, nil
+}
+
+func randHex() string {
+	b := make([]byte, 10)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func isTarOrCompressed(head []byte) bool {
+	if len(head) >= 262 && string(head[257:262]) == "ustar" {
+		return true
+	}
+	for _, magic := range [][]byte{{0x1f, 0x8b}, []byte("BZh"), {0xfd, '7', 'z', 'X', 'Z'}, {0x28, 0xb5, 0x2f, 0xfd}} {
+		if bytes.HasPrefix(head, magic) {
+			return true
+		}
+	}
+	return false
+}
+
+func addFile(tw *tar.Writer, name string, b []byte) error {
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), ModTime: time.Now(), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	_, err := tw.Write(b)
+	return err
+}
+
+// dockerignore reads the context's .dockerignore (nil when none).
+func dockerignore(dir string) (*patternmatcher.PatternMatcher, error) {
+	f, err := os.Open(filepath.Join(dir, ".dockerignore"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	patterns, err := ignorefile.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("read .dockerignore: %w", err)
+	}
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		return nil, fmt.Errorf("invalid .dockerignore: %w", err)
+	}
+	return pm, nil
+}
+
+// tarDir writes the context dir without what .dockerignore excludes (the
+// Dockerfile and .dockerignore always go, as docker sends them).
+func tarDir(tw *tar.Writer, dir string, pm *patternmatcher.PatternMatcher, dockerfile string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel == "." {
+			return nil
+		}
+		rel = filepath.ToSlash(rel)
+		if pm != nil && rel != ".dockerignore" && rel != dockerfile {
+			excluded, err := pm.MatchesOrParentMatches(rel)
+			if err != nil {
+				return err
+			}
+			if excluded {
+				if d.IsDir() && !pm.Exclusions() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		link := ""
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		hdr, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name = rel
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		hdr.Uname, hdr.Gname = "", ""
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(tw, f)
+			f.Close()
+			return err
+		}
+		return nil
+	})
+}

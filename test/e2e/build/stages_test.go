@@ -1,0 +1,135 @@
+package build_test
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestBuildMultiStage(t *testing.T) {
+	d := withBusybox(t)
+	dir := writeContext(t, map[string]string{
+		"Dockerfile": `ARG BASE=busybox
+FROM ${BASE} AS builder
+RUN mkdir /out && echo built > /out/result && chmod 0640 /out/result
+FROM busybox AS broken
+RUN echo "this stage is not needed" && false
+FROM scratch
+COPY --from=builder /out/result /result
+COPY --from=builder /bin/busybox /bin/cat
+COPY --from=0 --chown=1000:1000 --chmod=0600 /out /owned/
+ENTRYPOINT ["/bin/cat"]
+CMD ["/result"]
+`,
+	})
+	out, code := docker(t, d, "build", "-t", "multi", dir)
+	if code != 0 {
+		t.Fatalf("build: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "not needed") {
+		t.Errorf("a stage the target does not need ran:\n%s", out)
+	}
+	if got := d.Must(t, "run", "--rm", "multi"); got != "built\n" {
+		t.Errorf("run: %q", got)
+	}
+	img := inspect(t, d, "multi")
+	if len(img.RootFS.Layers) != 3 || strings.Join(img.Config.Entrypoint, " ") != "/bin/cat" {
+		t.Errorf("scratch image: %d layers, entrypoint %v", len(img.RootFS.Layers), img.Config.Entrypoint)
+	}
+
+	// --target builds the named stage (and what it needs) only.
+	out, code = docker(t, d, "build", "--target", "builder", "-t", "multi:builder", dir)
+	if code != 0 {
+		t.Fatalf("build --target: exit %d\n%s", code, out)
+	}
+	if got := d.Must(t, "run", "--rm", "multi:builder", "cat", "/out/result"); got != "built\n" {
+		t.Errorf("target stage: %q", got)
+	}
+	out, code = docker(t, d, "build", "--target", "broken", dir)
+	if code != 1 || !strings.Contains(out, "returned a non-zero code: 1") || !strings.Contains(out, "this stage is not needed") {
+		t.Errorf("failing target: exit %d\n%s", code, out)
+	}
+	out, code = docker(t, d, "build", "--target", "nosuch", dir)
+	if code == 0 || !strings.Contains(out, "failed to reach build target nosuch in Dockerfile") {
+		t.Errorf("missing target: exit %d\n%s", code, out)
+	}
+}
+
+func TestBuildMetadata(t *testing.T) {
+	d := withBusybox(t)
+	dir := writeContext(t, map[string]string{
+		"Dockerfile": `FROM busybox
+SHELL ["/bin/sh", "-ec"]
+USER 1234:5678
+HEALTHCHECK --interval=5s CMD true
+ONBUILD RUN echo triggered > /tmp/trigger
+ENTRYPOINT echo entry
+`,
+	})
+	out, code := docker(t, d, "build", "-t", "meta", dir)
+	if code != 0 {
+		t.Fatalf("build: exit %d\n%s", code, out)
+	}
+	img := inspect(t, d, "meta")
+	c := img.Config
+	if c.User != "1234:5678" || strings.Join(c.Shell, " ") != "/bin/sh -ec" || len(c.OnBuild) != 1 ||
+		c.Healthcheck == nil || strings.Join(c.Healthcheck.Test, " ") != "CMD-SHELL true" ||
+		strings.Join(c.Entrypoint, " ") != "/bin/sh -ec echo entry" || len(c.Cmd) != 0 {
+		t.Errorf("config: %+v", c)
+	}
+	base := inspect(t, d, "busybox")
+	if len(img.RootFS.Layers) != len(base.RootFS.Layers) {
+		t.Errorf("metadata-only steps added layers: %d vs %d", len(img.RootFS.Layers), len(base.RootFS.Layers))
+	}
+	// A child build runs the ONBUILD trigger and does not inherit it.
+	child := writeContext(t, map[string]string{"Dockerfile": "FROM meta\nUSER 0\n"})
+	out, code = docker(t, d, "build", "-t", "child", child)
+	if code != 0 {
+		t.Fatalf("child build: exit %d\n%s", code, out)
+	}
+	if got := d.Must(t, "run", "--rm", "--entrypoint", "cat", "child", "/tmp/trigger"); got != "triggered\n" {
+		t.Errorf("trigger: %q", got)
+	}
+	if len(inspect(t, d, "child").Config.OnBuild) != 0 {
+		t.Errorf("child inherited ONBUILD")
+	}
+}
+
+func TestBuildBadInput(t *testing.T) {
+	d := withBusybox(t)
+	for _, c := range []struct {
+		name, dockerfile string
+		files            map[string]string
+		code             int
+		want             string
+	}{
+		{"unknown instruction", "FROM busybox\nFOO bar\n", nil, 1, "Dockerfile:2: unknown instruction: FOO"},
+		{"empty", "# nothing\n", nil, 1, "Dockerfile:1: file with no instructions"},
+		{"copy missing", "FROM busybox\nCOPY nosuch /x\n", nil, 1, "file not found in build context or excluded by .dockerignore: stat nosuch: file does not exist"},
+		{"copy outside", "FROM busybox\nCOPY ../../etc/passwd /x\n", nil, 1, "file not found in build context"},
+		{"copy symlink outside", "FROM busybox\nCOPY link /x\n", nil, 1, "file not found in build context"},
+		{"run fails", "FROM busybox\nRUN echo first; echo last; exit 3\n", nil, 3, "The command '/bin/sh -c echo first; echo last; exit 3' returned a non-zero code: 3"},
+		{"no image", "FROM nosuchimage.invalid/x\n", nil, 1, "nosuchimage.invalid"},
+		{"stop signal", "FROM busybox\nSTOPSIGNAL SIGNOPE\n", nil, 1, "SIGNOPE"},
+		{"many to file", "FROM busybox\nCOPY a b /file\n", map[string]string{"a": "", "b": ""}, 1, "the destination must be a directory and end with a /"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			files := map[string]string{"Dockerfile": c.dockerfile}
+			for k, v := range c.files {
+				files[k] = v
+			}
+			dir := writeContext(t, files)
+			if c.name == "copy symlink outside" {
+				if err := symlink("/etc/passwd", dir+"/link"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out, code := docker(t, d, "build", "-t", "bad:"+strings.ReplaceAll(c.name, " ", "-"), dir)
+			if code != c.code || !strings.Contains(out, c.want) {
+				t.Errorf("exit %d (want %d), output lacks %q:\n%s", code, c.code, c.want, out)
+			}
+			if _, code := docker(t, d, "image", "inspect", "bad:"+strings.ReplaceAll(c.name, " ", "-")); code == 0 {
+				t.Errorf("a failed build was tagged")
+			}
+		})
+	}
+}
