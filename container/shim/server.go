@@ -57,6 +57,13 @@ func (s *shim) handle(c *os.File) {
 		return
 	}
 	switch req.Op {
+	case OpStart, OpKill, OpResize, OpState:
+		// Short requests hold the shim's exit until answered: a process
+		// may exit, and have its exit recorded, before its start returns.
+		s.waiters.Add(1)
+		defer s.waiters.Done()
+	}
+	switch req.Op {
 	case OpStart:
 		s.answer(c, s.start())
 	case OpKill:
