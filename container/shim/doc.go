@@ -8,10 +8,9 @@
 // # Life
 //
 // The daemon writes ConfigFile (shim.json) into the container's state
-// directory and runs `berth-shim --launch DIR` with a pipe as fd 3. The
-// launcher starts the real shim in a new session (stdio /dev/null, the pipe
-// passed on as fd 3) and exits at once, so the shim is nobody's child
-// that must be reaped: it is reparented to init (or the nearest
+// directory and starts `berth-shim DIR` in a new session (stdio
+// /dev/null) with a pipe as fd 3. The daemon reaps it if it ends first;
+// after a daemon restart it is reparented to init (or the nearest
 // subreaper). The shim makes itself a child subreaper (exec'd processes
 // and the container's init, forked by the runtime, become its children),
 // listens on SocketFile, runs `runtime create` with the container's stdio

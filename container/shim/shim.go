@@ -59,35 +59,6 @@ type shim struct {
 	lateDelete bool
 }
 
-// Launch is `berth-shim --launch DIR`: it starts the real shim for DIR in
-// a new session, hands it fd 3 (the daemon's ready pipe) and returns, so
-// that the shim is reparented away from the daemon.
-func Launch(dir string) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return wrap("find own executable", err)
-	}
-	null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return wrap("open "+os.DevNull, err)
-	}
-	defer unix.Close(null)
-	files := []uintptr{uintptr(null), uintptr(null), uintptr(null), 3}
-	if _, err := unix.FcntlInt(3, unix.F_GETFD, 0); err != nil {
-		return errors.New("no ready pipe on fd 3")
-	}
-	_, err = syscall.ForkExec(exe, []string{"berth-shim", dir}, &syscall.ProcAttr{
-		Dir:   dir,
-		Env:   os.Environ(),
-		Files: files,
-		Sys:   &syscall.SysProcAttr{Setsid: true},
-	})
-	if err != nil {
-		return wrap("start shim "+exe, err)
-	}
-	return nil
-}
-
 // Run is the shim's life for the container whose state directory is dir:
 // it creates the container, reports to ready (fd 3 from the daemon), serves
 // the control socket and returns once the container's exit is recorded.

@@ -84,15 +84,20 @@ func Start(ctx context.Context, stateDir string, cfg shim.Config) (*Shim, error)
 		return nil, err
 	}
 	defer r.Close()
-	cmd := exec.Command(bin, "--launch", stateDir)
+	// The shim runs in a session of its own (stdio /dev/null: it reports
+	// on fd 3 and in shim.log) and outlives this process; until then this
+	// process reaps it (reapLater), without a thread waiting per shim.
+	cmd := exec.Command(bin, stateDir)
+	cmd.Dir = stateDir
 	cmd.ExtraFiles = []*os.File{w}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err = cmd.Run()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
 	w.Close()
 	if err != nil {
-		return nil, fmt.Errorf("launch %s: %v: %s", bin, err, bytes.TrimSpace(stderr.Bytes()))
+		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
+	reapLater(cmd.Process.Pid)
+	cmd.Process.Release()
 	// The shim writes one Ready line and closes the pipe.
 	if dl, ok := ctx.Deadline(); ok {
 		r.SetReadDeadline(dl)

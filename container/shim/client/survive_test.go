@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,5 +103,23 @@ func TestOOMKilled(t *testing.T) {
 	ok.start()
 	if e := ok.wait(""); e.OOMKilled || e.ExitCode != 0 {
 		t.Errorf("exit %+v, want a clean exit", e)
+	}
+}
+
+// A shim whose container ended while its starter lives is reaped by the
+// starter: no zombie per finished container.
+func TestFinishedShimReaped(t *testing.T) {
+	c := create(t, nil, testutil.WithArgs("true"))
+	c.start()
+	c.wait("")
+	pid := c.s.ShimPid()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			break // gone: reaped
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shim %d still there 5 s after its container's exit: %s", pid, b)
+		}
 	}
 }
