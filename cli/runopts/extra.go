@@ -68,8 +68,8 @@ func (x *extraOpts) addFlags(fs *pflag.FlagSet) {
 func (x *extraOpts) apply(cfg *container.Config, hc *container.HostConfig) error {
 	r := &hc.Resources
 	r.DeviceCgroupRules = x.deviceCgroupRules.GetSlice()
-	r.BlkioDeviceReadBps, r.BlkioDeviceWriteBps = x.readBps.GetList(), x.writeBps.GetList()
-	r.BlkioDeviceReadIOps, r.BlkioDeviceWriteIOps = x.readIOps.GetList(), x.writeIOps.GetList()
+	r.BlkioDeviceReadBps, r.BlkioDeviceWriteBps = orNil(x.readBps.GetList()), orNil(x.writeBps.GetList())
+	r.BlkioDeviceReadIOps, r.BlkioDeviceWriteIOps = orNil(x.readIOps.GetList()), orNil(x.writeIOps.GetList())
 	if w := x.weightDevice.GetList(); len(w) > 0 {
 		r.BlkioWeightDevice = w
 	}
@@ -99,4 +99,13 @@ func (x *extraOpts) apply(cfg *container.Config, hc *container.HostConfig) error
 // on-failure[:N]) as docker does, for `update` too.
 func ParseRestartPolicy(policy string) (container.RestartPolicy, error) {
 	return parseRestartPolicy(policy)
+}
+
+// orNil keeps an unset list null in the request, as the docker CLI sends
+// it (and dockerd then records it).
+func orNil[T any](l []T) []T {
+	if len(l) == 0 {
+		return nil
+	}
+	return l
 }
