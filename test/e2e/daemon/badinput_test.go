@@ -12,6 +12,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/berth-dev/berth/internal/testutil/berthd"
 	"github.com/berth-dev/berth/internal/testutil/registry"
 )
 
@@ -38,12 +39,12 @@ func TestBadInput(t *testing.T) {
 		{"POST", "/v1.41/containers/x/exec", "application/json", `{}`, 400, "No exec command specified"},
 		{"POST", "/v1.41/exec/x/start", "application/json", `{}`, 404, ""},
 	} {
-		r := raw(t, d.Socket, c.method, c.path, c.ctype, c.body)
+		r := berthd.Raw(t, d.Socket, c.method, c.path, c.ctype, c.body)
 		if r.Status != c.status || r.Header.Get("Content-Type") != "application/json" {
 			t.Errorf("%s %s: %d %s (%s), want %d", c.method, c.path, r.Status, r.Body, r.Header.Get("Content-Type"), c.status)
 			continue
 		}
-		if m := message(t, r); c.msg != "" && m != c.msg {
+		if m := r.Message(t); c.msg != "" && m != c.msg {
 			t.Errorf("%s %s: message %q, want %q", c.method, c.path, m, c.msg)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/berth-dev/berth/internal/testutil/berthd"
 	"github.com/berth-dev/berth/internal/testutil/dockerd"
 	"github.com/berth-dev/berth/internal/testutil/images"
 )
@@ -25,12 +26,12 @@ func TestContainerBadInputAsDockerd(t *testing.T) {
 	dk.Must(t, "load", "-i", images.Busybox(t).Archive)
 	dkSocket := strings.TrimPrefix(dk.Host, "unix://")
 	for _, sock := range []string{d.Socket, dkSocket} {
-		raw(t, sock, "POST", "/v1.41/containers/create?name=taken", "application/json", `{"Image":"busybox","Cmd":["sleep","600"]}`)
-		raw(t, sock, "POST", "/v1.41/containers/create?name=created", "application/json", `{"Image":"busybox","Cmd":["true"]}`)
-		raw(t, sock, "POST", "/v1.41/containers/taken/start", "", "")
-		raw(t, sock, "POST", "/v1.41/containers/create?name=paused", "application/json", `{"Image":"busybox","Cmd":["sleep","600"]}`)
-		raw(t, sock, "POST", "/v1.41/containers/paused/start", "", "")
-		raw(t, sock, "POST", "/v1.41/containers/paused/pause", "", "")
+		berthd.Raw(t, sock, "POST", "/v1.41/containers/create?name=taken", "application/json", `{"Image":"busybox","Cmd":["sleep","600"]}`)
+		berthd.Raw(t, sock, "POST", "/v1.41/containers/create?name=created", "application/json", `{"Image":"busybox","Cmd":["true"]}`)
+		berthd.Raw(t, sock, "POST", "/v1.41/containers/taken/start", "", "")
+		berthd.Raw(t, sock, "POST", "/v1.41/containers/create?name=paused", "application/json", `{"Image":"busybox","Cmd":["sleep","600"]}`)
+		berthd.Raw(t, sock, "POST", "/v1.41/containers/paused/start", "", "")
+		berthd.Raw(t, sock, "POST", "/v1.41/containers/paused/pause", "", "")
 	}
 	t.Cleanup(func() { dk.Docker("rm", "-f", "taken", "created", "paused", "lenient") })
 	// Where dockerd 20.10 answers 500 to a client's mistake, berthd answers
@@ -51,8 +52,8 @@ func TestContainerBadInputAsDockerd(t *testing.T) {
 		if c.body != "" {
 			ctype = "application/json"
 		}
-		r := raw(t, d.Socket, c.method, c.path, ctype, c.body)
-		if m := idRE.ReplaceAllString(message(t, r), "<id>"); r.Status != c.status || c.msg != "" && m != c.msg {
+		r := berthd.Raw(t, d.Socket, c.method, c.path, ctype, c.body)
+		if m := idRE.ReplaceAllString(r.Message(t), "<id>"); r.Status != c.status || c.msg != "" && m != c.msg {
 			t.Errorf("%s %s: %d %q, want %d %q", c.method, c.path, r.Status, m, c.status, c.msg)
 		}
 	}
@@ -81,14 +82,14 @@ func TestContainerBadInputAsDockerd(t *testing.T) {
 		{"POST", "/v1.41/containers/taken/resize?h=x&w=1", "", ""},
 		{"GET", "/v1.41/containers/taken/logs", "", ""},
 	} {
-		ours := raw(t, d.Socket, c.method, c.path, c.ctype, c.body)
-		theirs := raw(t, dkSocket, c.method, c.path, c.ctype, c.body)
+		ours := berthd.Raw(t, d.Socket, c.method, c.path, c.ctype, c.body)
+		theirs := berthd.Raw(t, dkSocket, c.method, c.path, c.ctype, c.body)
 		if ours.Status != theirs.Status {
 			t.Errorf("%s %s: berthd %d %s, dockerd %d %s", c.method, c.path, ours.Status, ours.Body, theirs.Status, theirs.Body)
 			continue
 		}
 		if theirs.Status >= 400 {
-			om, tm := message(t, ours), message(t, theirs)
+			om, tm := ours.Message(t), theirs.Message(t)
 			// Ids in messages differ between the daemons.
 			om = idRE.ReplaceAllString(om, "<id>")
 			tm = idRE.ReplaceAllString(tm, "<id>")
@@ -163,7 +164,7 @@ func TestClientsLeavingMidStream(t *testing.T) {
 var idRE = regexp.MustCompile(`\b[0-9a-f]{64}\b|\b[0-9a-f]{12}\b`)
 
 func sortLines(s string) string {
-	l := lines(s)
+	l := berthd.Lines(s)
 	for i := range l {
 		for j := i + 1; j < len(l); j++ {
 			if l[j] < l[i] {

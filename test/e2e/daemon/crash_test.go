@@ -90,7 +90,7 @@ func checkWhole(t *testing.T, d *berthd.Daemon, when string) {
 	if err != nil {
 		t.Fatalf("%s: ps after restart: %v\n%s\n%s", when, err, out, d.Log())
 	}
-	for _, l := range lines(out) {
+	for _, l := range berthd.Lines(out) {
 		id, state, _ := strings.Cut(l, " ")
 		if o, err := d.Docker("inspect", "-f", "{{.State.Status}} {{.Config.Image}}", id); err != nil {
 			t.Fatalf("%s: container %s (%s) cannot be inspected: %v\n%s", when, id, state, err, o)

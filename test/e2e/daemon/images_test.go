@@ -14,6 +14,7 @@ import (
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 
+	"github.com/berth-dev/berth/internal/testutil/berthd"
 	"github.com/berth-dev/berth/internal/testutil/dockerd"
 	"github.com/berth-dev/berth/internal/testutil/images"
 	"github.com/berth-dev/berth/internal/testutil/registry"
@@ -77,7 +78,7 @@ func (l *eventLog) wait(t *testing.T, want ...string) []events.Message {
 // that every layer ends "Pull complete".
 func pullSummary(t *testing.T, out string) []string {
 	t.Helper()
-	ls := lines(out)
+	ls := berthd.Lines(out)
 	if len(ls) < 4 {
 		t.Fatalf("short pull output:\n%s", out)
 	}
@@ -147,9 +148,9 @@ func TestImagesAgainstDocker(t *testing.T) {
 
 	// Unknown images: the same status, and our message is the end of
 	// dockerd 20.10's (which repeats it: "no such image: x: No such image: x").
-	r1 := raw(t, d.Socket, "GET", "/v1.41/images/nosuch:1/json", "", "")
-	r2 := raw(t, strings.TrimPrefix(dk.Host, "unix://"), "GET", "/v1.41/images/nosuch:1/json", "", "")
-	if r1.Status != 404 || r1.Status != r2.Status || message(t, r1) != "No such image: nosuch:1" || !strings.HasSuffix(message(t, r2), message(t, r1)) {
+	r1 := berthd.Raw(t, d.Socket, "GET", "/v1.41/images/nosuch:1/json", "", "")
+	r2 := berthd.Raw(t, strings.TrimPrefix(dk.Host, "unix://"), "GET", "/v1.41/images/nosuch:1/json", "", "")
+	if r1.Status != 404 || r1.Status != r2.Status || r1.Message(t) != "No such image: nosuch:1" || !strings.HasSuffix(r2.Message(t), r1.Message(t)) {
 		t.Errorf("unknown image: berth %d %s, docker %d %s", r1.Status, r1.Body, r2.Status, r2.Body)
 	}
 	ourErr, err1 := d.Docker("pull", reg.Host+"/nosuch:latest")
@@ -164,7 +165,7 @@ func TestImagesAgainstDocker(t *testing.T) {
 	id := strings.TrimSpace(d.Must(t, "image", "inspect", "--format", "{{.Id}}", ref))
 	rmi := d.Must(t, "rmi", ref)
 	want := []string{"Untagged: " + ref}
-	if got := lines(rmi); len(got) < 3 || got[0] != want[0] || !strings.HasPrefix(got[1], "Untagged: "+reg.Host+"/busybox@sha256:") || !slices.Contains(got, "Deleted: "+id) {
+	if got := berthd.Lines(rmi); len(got) < 3 || got[0] != want[0] || !strings.HasPrefix(got[1], "Untagged: "+reg.Host+"/busybox@sha256:") || !slices.Contains(got, "Deleted: "+id) {
 		t.Errorf("rmi output:\n%s", rmi)
 	}
 	if out := d.Must(t, "images", "-q"); strings.TrimSpace(out) != "" {
@@ -210,7 +211,7 @@ func TestImagesAgainstDocker(t *testing.T) {
 		t.Errorf("disk usage: %+v", du.Images)
 	}
 	out = d.Must(t, "system", "df")
-	if ls := lines(out); len(ls) < 2 || !strings.HasPrefix(ls[0], "TYPE") || !strings.HasPrefix(strings.Join(strings.Fields(ls[1]), " "), "Images 1 0") {
+	if ls := berthd.Lines(out); len(ls) < 2 || !strings.HasPrefix(ls[0], "TYPE") || !strings.HasPrefix(strings.Join(strings.Fields(ls[1]), " "), "Images 1 0") {
 		t.Errorf("docker system df:\n%s", out)
 	}
 }
@@ -270,7 +271,7 @@ func TestImportPrune(t *testing.T) {
 	// that "now" is after the imports.
 	time.Sleep(1100 * time.Millisecond)
 	past := d.Must(t, "events", "--since", "1m", "--until", "0s", "--filter", "event=import")
-	if n := len(lines(past)); n != 2 {
+	if n := len(berthd.Lines(past)); n != 2 {
 		t.Errorf("past import events: %d\n%s", n, past)
 	}
 }

@@ -7,12 +7,6 @@ package daemon_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -23,17 +17,7 @@ import (
 	"github.com/berth-dev/berth/internal/testutil/images"
 )
 
-func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 {
-		if _, err := berthd.Build(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	berthd.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { berthd.Main(m) }
 
 // start runs a berthd for a root test.
 func start(t *testing.T, args ...string) *berthd.Daemon {
@@ -57,54 +41,6 @@ func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// rawResponse is one raw API answer.
-type rawResponse struct {
-	Status int
-	Header http.Header
-	Body   string
-}
-
-// raw sends one request to the daemon on socket without any client
-// library in between.
-func raw(t *testing.T, socket, method, path, contentType, body string) rawResponse {
-	t.Helper()
-	req, err := http.NewRequest(method, "http://berth"+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := berthd.UnixClient(socket).Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return rawResponse{resp.StatusCode, resp.Header, string(b)}
-}
-
-// message is the "message" of a JSON error body.
-func message(t *testing.T, r rawResponse) string {
-	t.Helper()
-	var m struct{ Message string }
-	if err := json.Unmarshal([]byte(r.Body), &m); err != nil {
-		t.Fatalf("error body %q is not Docker's JSON: %v", r.Body, err)
-	}
-	return m.Message
-}
-
-// lines splits command output into trimmed, non-empty lines.
-func lines(s string) []string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			out = append(out, l)
-		}
-	}
-	return out
 }
 
 // busyboxLayout is the busybox fixture's OCI layout.

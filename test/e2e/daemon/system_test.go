@@ -10,6 +10,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/berth-dev/berth/api/server"
+	"github.com/berth-dev/berth/internal/testutil/berthd"
 )
 
 func TestVersionNegotiation(t *testing.T) {
@@ -53,16 +54,16 @@ func TestVersionNegotiation(t *testing.T) {
 	}
 
 	// Versions outside the range, in dockerd's words.
-	r := raw(t, d.Socket, "GET", "/v1.57/version", "", "")
-	if r.Status != http.StatusBadRequest || message(t, r) != "client version 1.57 is too new. Maximum supported API version is 1.56" {
+	r := berthd.Raw(t, d.Socket, "GET", "/v1.57/version", "", "")
+	if r.Status != http.StatusBadRequest || r.Message(t) != "client version 1.57 is too new. Maximum supported API version is 1.56" {
 		t.Errorf("too new: %d %s", r.Status, r.Body)
 	}
-	r = raw(t, d.Socket, "GET", "/v1.40/info", "", "")
-	if r.Status != http.StatusBadRequest || message(t, r) != "client version 1.40 is too old. Minimum supported API version is 1.41, please upgrade your client to a newer version" {
+	r = berthd.Raw(t, d.Socket, "GET", "/v1.40/info", "", "")
+	if r.Status != http.StatusBadRequest || r.Message(t) != "client version 1.40 is too old. Minimum supported API version is 1.41, please upgrade your client to a newer version" {
 		t.Errorf("too old: %d %s", r.Status, r.Body)
 	}
 	// Headers dockerd sends, and _ping's body.
-	r = raw(t, d.Socket, "GET", "/v1.41/_ping", "", "")
+	r = berthd.Raw(t, d.Socket, "GET", "/v1.41/_ping", "", "")
 	if r.Status != 200 || r.Body != "OK" {
 		t.Errorf("ping: %d %q", r.Status, r.Body)
 	}
@@ -74,12 +75,12 @@ func TestVersionNegotiation(t *testing.T) {
 	if !strings.HasPrefix(r.Header.Get("Server"), "Berth/") {
 		t.Errorf("Server header %q", r.Header.Get("Server"))
 	}
-	r = raw(t, d.Socket, "HEAD", "/_ping", "", "")
+	r = berthd.Raw(t, d.Socket, "HEAD", "/_ping", "", "")
 	if r.Status != 200 || r.Body != "" || r.Header.Get("Api-Version") != "1.56" {
 		t.Errorf("HEAD ping: %d %q %v", r.Status, r.Body, r.Header)
 	}
-	r = raw(t, d.Socket, "GET", "/v1.41/no/such/route", "", "")
-	if r.Status != http.StatusNotFound || message(t, r) != "page not found" {
+	r = berthd.Raw(t, d.Socket, "GET", "/v1.41/no/such/route", "", "")
+	if r.Status != http.StatusNotFound || r.Message(t) != "page not found" {
 		t.Errorf("unknown route: %d %s", r.Status, r.Body)
 	}
 }
