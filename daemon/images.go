@@ -20,6 +20,7 @@ import (
 	daemonevents "github.com/berth-dev/berth/daemon/events"
 	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/image/archive"
+	"github.com/berth-dev/berth/image/credentials"
 	"github.com/berth-dev/berth/image/progress"
 	"github.com/berth-dev/berth/image/reference"
 	"github.com/berth-dev/berth/image/service"
@@ -409,14 +410,16 @@ func (b *imageBackend) pruneFiltered(ctx context.Context, f filters.Args, dangli
 	return rep, nil
 }
 
-func (b *imageBackend) ImagePull(ctx context.Context, ref, platform string, _ *registry.AuthConfig, out progress.Reporter) error {
+func (b *imageBackend) ImagePull(ctx context.Context, ref, platform string, auth *registry.AuthConfig, out progress.Reporter) error {
 	named, err := reference.Parse(ref)
 	if err != nil {
 		return err
 	}
-	// Credentials come from the daemon's own store (POST /auth); the
-	// per-request X-Registry-Auth is not passed on yet (the image service
-	// takes no per-call credentials).
+	// The client's credentials (X-Registry-Auth) win; without them the
+	// daemon's own (POST /auth) serve.
+	if ctx, err = withClientAuth(ctx, auth); err != nil {
+		return err
+	}
 	img, err := b.svc.Pull(ctx, ref, service.PullOptions{Platform: platform, Progress: out})
 	if err != nil {
 		return err
@@ -426,9 +429,12 @@ func (b *imageBackend) ImagePull(ctx context.Context, ref, platform string, _ *r
 	return nil
 }
 
-func (b *imageBackend) ImagePush(ctx context.Context, ref string, _ *registry.AuthConfig, out progress.Reporter) error {
+func (b *imageBackend) ImagePush(ctx context.Context, ref string, auth *registry.AuthConfig, out progress.Reporter) error {
 	named, err := reference.Parse(ref)
 	if err != nil {
+		return err
+	}
+	if ctx, err = withClientAuth(ctx, auth); err != nil {
 		return err
 	}
 	if _, err := b.svc.Get(ctx, named.String()); err != nil {
@@ -490,14 +496,38 @@ func (b *imageBackend) ImageSave(ctx context.Context, w io.Writer, names []strin
 	return nil
 }
 
-func (b *imageBackend) Login(ctx context.Context, auth registry.AuthConfig) (registry.AuthResponse, error) {
+// userPass is auth's user and password, from its "auth" field (base64
+// "user:pass") when they are not given apart.
+func userPass(auth registry.AuthConfig) (string, string, error) {
 	user, pass := auth.Username, auth.Password
 	if user == "" && pass == "" && auth.Auth != "" {
 		raw, err := base64.StdEncoding.DecodeString(auth.Auth)
 		if err != nil {
-			return registry.AuthResponse{}, fmt.Errorf("invalid auth field: %v: %w", err, errdefs.ErrInvalidArgument)
+			return "", "", fmt.Errorf("invalid auth field: %v: %w", err, errdefs.ErrInvalidArgument)
 		}
 		user, pass, _ = strings.Cut(string(raw), ":")
+	}
+	return user, pass, nil
+}
+
+// withClientAuth makes the credentials a client sent with a pull or push
+// the ones used for it.
+func withClientAuth(ctx context.Context, auth *registry.AuthConfig) (context.Context, error) {
+	if auth == nil {
+		return ctx, nil
+	}
+	user, pass, err := userPass(*auth)
+	if err != nil {
+		return ctx, err
+	}
+	return credentials.WithAuth(ctx, credentials.Auth{Username: user, Password: pass,
+		IdentityToken: auth.IdentityToken, RegistryToken: auth.RegistryToken}), nil
+}
+
+func (b *imageBackend) Login(ctx context.Context, auth registry.AuthConfig) (registry.AuthResponse, error) {
+	user, pass, err := userPass(auth)
+	if err != nil {
+		return registry.AuthResponse{}, err
 	}
 	host := strings.TrimSpace(auth.ServerAddress)
 	if host == "https://index.docker.io/v1/" || host == "docker.io" {

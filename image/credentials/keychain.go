@@ -20,6 +20,9 @@ func (k keychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 
 // ResolveContext implements authn.ContextKeychain.
 func (k keychain) ResolveContext(ctx context.Context, r authn.Resource) (authn.Authenticator, error) {
+	if a, ok := FromContext(ctx); ok {
+		return Authenticator(a), nil
+	}
 	a, err := k.s.Get(ctx, r.RegistryStr())
 	if err != nil {
 		return nil, err
@@ -38,4 +41,23 @@ func Authenticator(a Auth) authn.Authenticator {
 		IdentityToken: a.IdentityToken,
 		RegistryToken: a.RegistryToken,
 	})
+}
+
+type authKey struct{}
+
+// WithAuth returns ctx carrying a, which a Store's keychain then answers
+// instead of the stored credentials: the credentials a client sent with
+// its request (Docker's X-Registry-Auth), for the registry the request
+// is about. Zero credentials leave ctx as it is (the client has none).
+func WithAuth(ctx context.Context, a Auth) context.Context {
+	if a.IsZero() {
+		return ctx
+	}
+	return context.WithValue(ctx, authKey{}, a)
+}
+
+// FromContext returns the credentials WithAuth put in ctx.
+func FromContext(ctx context.Context) (Auth, bool) {
+	a, ok := ctx.Value(authKey{}).(Auth)
+	return a, ok
 }

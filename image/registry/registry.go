@@ -254,10 +254,15 @@ func registryHost(domain string) string {
 
 // Repository returns an authenticated handle on ref's repository, with
 // pull access. The handshake (ping, challenge, token) happens once per
-// repository and Client.
+// repository and Client, unless ctx carries a request's own credentials
+// (credentials.WithAuth).
 func (c *Client) Repository(ctx context.Context, ref reference.Named) (*Repository, error) {
 	if ref.IsZero() {
 		return nil, fmt.Errorf("registry: empty reference: %w", errdefs.ErrInvalidArgument)
+	}
+	if _, ok := credentials.FromContext(ctx); ok {
+		// A request's own credentials: its handle is its own too.
+		return c.open(ctx, ref)
 	}
 	key := ref.Name()
 	c.mu.Lock()

@@ -3,13 +3,17 @@ package daemon_test
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	registrytypes "github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
 
 	"github.com/berth-dev/berth/internal/testutil/berthd"
@@ -162,5 +166,46 @@ func TestLogin(t *testing.T) {
 	// Logout is the CLI's own business (it never asks the daemon).
 	if out := d.Must(t, "logout", reg.Host); !strings.Contains(out, "Removing login credentials for "+reg.Host) {
 		t.Errorf("logout: %q", out)
+	}
+}
+
+// Credentials the client sends with a pull or push (X-Registry-Auth, what
+// the docker CLI sends from its own config) serve a daemon that has none
+// stored; wrong ones are refused.
+func TestClientCredentials(t *testing.T) {
+	d := start(t)
+	reg := registry.Start(t, registry.WithBasicAuth("bob", "pa55"))
+	reg.Push(t, busyboxLayout(t), "private/bb:latest")
+	ref := reg.Host + "/private/bb:latest"
+	c := newClient(t, d)
+	authHeader := func(user, pass string) string {
+		b, _ := json.Marshal(registrytypes.AuthConfig{Username: user, Password: pass, ServerAddress: reg.Host})
+		return base64.URLEncoding.EncodeToString(b)
+	}
+	pull := func(auth string) error {
+		rc, err := c.ImagePull(ctxT(t), ref, client.ImagePullOptions{RegistryAuth: auth})
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		return rc.Wait(ctxT(t))
+	}
+	if err := pull(authHeader("bob", "wrong")); err == nil {
+		t.Fatal("a pull with wrong credentials succeeded")
+	}
+	if err := pull(authHeader("bob", "pa55")); err != nil {
+		t.Fatalf("pull with the client's credentials: %v", err)
+	}
+	d.Must(t, "tag", ref, reg.Host+"/private/again:1")
+	rc, err := c.ImagePush(ctxT(t), reg.Host+"/private/again:1", client.ImagePushOptions{RegistryAuth: authHeader("bob", "pa55")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if err := rc.Wait(ctxT(t)); err != nil {
+		t.Fatalf("push with the client's credentials: %v", err)
+	}
+	if !slices.Contains(reg.Catalog(t), "private/again") {
+		t.Errorf("pushed repository missing: %v", reg.Catalog(t))
 	}
 }
