@@ -145,3 +145,33 @@ func blockDevice(t *testing.T) (string, string) {
 	t.Fatal("no block device on this host for the throttle check")
 	return "", ""
 }
+
+// TestCreateLimits: the resource flags of run reach the container's
+// cgroups, with both CLIs.
+func TestCreateLimits(t *testing.T) {
+	d := daemon(t)
+	for _, c := range clis {
+		name := "lim-" + c.name
+		if out, code := c.run(t, d, "run", "-d", "--name", name, "--memory", "32m", "--memory-reservation", "8m",
+			"--memory-swappiness", "10", "--oom-kill-disable", "--cpuset-cpus", "0", "--cpu-shares", "256",
+			"--cpu-period", "50000", "--cpu-quota", "25000", "busybox", "sleep", "1000"); code != 0 {
+			t.Fatalf("%s run: exit %d: %s", c.name, code, out)
+		}
+		for _, f := range []struct{ ctl, file, want string }{
+			{"memory", "memory.limit_in_bytes", "33554432"},
+			{"memory", "memory.soft_limit_in_bytes", "8388608"},
+			{"memory", "memory.swappiness", "10"},
+			{"cpuset", "cpuset.cpus", "0"},
+			{"cpu", "cpu.shares", "256"},
+			{"cpu", "cpu.cfs_period_us", "50000"},
+			{"cpu", "cpu.cfs_quota_us", "25000"},
+		} {
+			if got := cgroupFile(t, d, name, f.ctl, f.file); got != f.want {
+				t.Errorf("%s: %s = %q, want %q", c.name, f.file, got, f.want)
+			}
+		}
+		if got := cgroupFile(t, d, name, "memory", "memory.oom_control"); !strings.Contains(got, "oom_kill_disable 1") {
+			t.Errorf("%s: --oom-kill-disable: memory.oom_control %q", c.name, got)
+		}
+	}
+}
