@@ -268,3 +268,33 @@ func withHealthcheck(t *testing.T, ref, hc string) string {
 	}
 	return out
 }
+
+// TestHealthCheckStartPeriod: failures within --health-start-period do
+// not count (checks run every --health-start-interval meanwhile); the
+// first one after it does.
+func TestHealthCheckStartPeriod(t *testing.T) {
+	d := daemon(t)
+	// Debian's docker 20.10 predates --health-start-interval: berth's CLI.
+	if out, code := berth(t, d, "run", "-d", "--name", "sp", "--health-cmd", "false", "--health-interval", "200ms", "--health-start-interval", "200ms",
+		"--health-retries", "1", "--health-start-period", "2s", "busybox", "sleep", "1000"); code != 0 {
+		t.Fatalf("run: exit %d: %s", code, out)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	h := health(t, d, "sp")
+	if h.Status != container.Starting || h.FailingStreak != 0 || len(h.Log) == 0 {
+		t.Errorf("within the start period: %+v", h)
+	}
+	h = waitHealth(t, d, "sp", container.Unhealthy)
+	if first := h.Log[len(h.Log)-1]; first.Start.Sub(startedAt(t, d, "sp")) < 2*time.Second {
+		t.Errorf("unhealthy from a check at %v into the start period", first.Start.Sub(startedAt(t, d, "sp")))
+	}
+}
+
+func startedAt(t *testing.T, d *berthd.Daemon, name string) time.Time {
+	t.Helper()
+	ts, err := time.Parse(time.RFC3339Nano, inspect(t, d, "{{.State.StartedAt}}", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
