@@ -47,6 +47,9 @@ type Config struct {
 	// CgroupParent is the parent cgroup of containers without their own
 	// (default "berth").
 	CgroupParent string `json:"cgroup-parent,omitempty"`
+	// UsernsRemap is dockerd's --userns-remap, which berthd refuses:
+	// accepting it would run containers' root as the host's root.
+	UsernsRemap string `json:"userns-remap,omitempty"`
 
 	// ConfigFile is where the file options came from (not a file key).
 	ConfigFile string `json:"-"`
@@ -69,6 +72,7 @@ var fileKeys = map[string]string{
 	"tlskey":              "tlskey",
 	"allow-plain-tcp":     "allow-plain-tcp",
 	"experimental":        "experimental",
+	"userns-remap":        "userns-remap",
 }
 
 // InstallFlags defines berthd's flags on fs, storing into cfg.
@@ -88,6 +92,7 @@ func InstallFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.BoolVar(&cfg.AllowPlainTCP, "allow-plain-tcp", false, "Serve tcp:// hosts without TLS client verification (unsafe: root access for anyone reaching the port)")
 	fs.BoolVar(&cfg.Experimental, "experimental", false, "Enable experimental features")
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", "", "Set parent cgroup for all containers")
+	fs.StringVar(&cfg.UsernsRemap, "userns-remap", "", "User/Group setting for user namespaces (not supported yet: refused)")
 	fs.StringVar(&cfg.ConfigFile, "config-file", DefaultConfigFile, "Daemon configuration file")
 }
 
@@ -156,6 +161,9 @@ func flagString(f *pflag.Flag) string {
 // normalize fills defaults that depend on other options and checks what
 // can be checked without touching the system.
 func (c *Config) normalize() error {
+	if c.UsernsRemap != "" {
+		return fmt.Errorf("--userns-remap %q: user namespace remapping is not supported by berthd yet (containers' root would be the host's root)", c.UsernsRemap)
+	}
 	if len(c.Hosts) == 0 {
 		c.Hosts = []string{DefaultHost}
 	}
