@@ -115,6 +115,11 @@ func TestUpdateRunningLimits(t *testing.T) {
 		if got := inspect(t, d, "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}", name); got != "67108864 1500000000 50" {
 			t.Errorf("%s inspect after update: %q", c.name, got)
 		}
+		if out, code := c.run(t, d, "update", "--pids-limit", "-1", name); code != 0 {
+			t.Errorf("%s update --pids-limit -1: exit %d: %s", c.name, code, out)
+		} else if got := cgroupFile(t, d, name, "pids", "pids.max"); got != "max" {
+			t.Errorf("%s update --pids-limit -1: pids.max %s", c.name, got)
+		}
 	}
 	// Block I/O throttles reach the cgroup, for the disk the data root is on.
 	disk, num := blockDevice(t)
