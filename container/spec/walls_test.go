@@ -122,3 +122,12 @@ func TestBlockIO(t *testing.T) {
 		t.Errorf("throttle on a char device: %v", err)
 	}
 }
+
+func TestAnnotationsAndUmask(t *testing.T) {
+	umask := uint32(0o027)
+	hc := &container.HostConfig{Annotations: map[string]string{"org.example": "1"}, Umask: &umask}
+	s := mustGenerate(t, testInput(t, &container.Config{Cmd: []string{"true"}}, hc))
+	if s.Annotations["org.example"] != "1" || s.Process.User.Umask == nil || *s.Process.User.Umask != 0o027 {
+		t.Errorf("annotations %v, umask %v", s.Annotations, s.Process.User.Umask)
+	}
+}
