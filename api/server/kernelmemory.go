@@ -2,7 +2,6 @@ package server
 
 import (
 	"encoding/json"
-	"os"
 )
 
 // UnmarshalJSON decodes a create request and notes the KernelMemory that
@@ -22,11 +21,8 @@ func (c *createRequest) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// kernelMemoryWarning is dockerd's warning for a kernel memory limit it
-// does not apply.
+// kernelMemoryWarning is dockerd's warning for a kernel memory limit,
+// saying also that berthd does not apply it.
 func kernelMemoryWarning() string {
-	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.kmem.limit_in_bytes"); err != nil {
-		return "Your kernel does not support kernel memory limit capabilities or the cgroup is not mounted. Limitation discarded."
-	}
-	return "Specifying a kernel memory limit is deprecated and will be removed in a future release. Limitation discarded."
+	return "Specifying a kernel memory limit is deprecated and will be removed in a future release. Kernel memory limit discarded."
 }

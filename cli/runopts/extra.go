@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/docker/cli/opts"
+	"github.com/moby/moby/api/types/blkiodev"
 	"github.com/moby/moby/api/types/container"
 	"github.com/spf13/pflag"
 )
@@ -67,9 +68,18 @@ func (x *extraOpts) addFlags(fs *pflag.FlagSet) {
 // kernel memory limit: the CLI says so rather than dropping it quietly.
 func (x *extraOpts) apply(cfg *container.Config, hc *container.HostConfig) error {
 	r := &hc.Resources
-	r.DeviceCgroupRules = x.deviceCgroupRules.GetSlice()
-	r.BlkioDeviceReadBps, r.BlkioDeviceWriteBps = orNil(x.readBps.GetList()), orNil(x.writeBps.GetList())
-	r.BlkioDeviceReadIOps, r.BlkioDeviceWriteIOps = orNil(x.readIOps.GetList()), orNil(x.writeIOps.GetList())
+	// Unset lists stay null, as docker sends them.
+	if rules := x.deviceCgroupRules.GetSlice(); len(rules) > 0 {
+		r.DeviceCgroupRules = rules
+	}
+	for _, l := range []struct {
+		dst *[]*blkiodev.ThrottleDevice
+		src *opts.ThrottledeviceOpt
+	}{{&r.BlkioDeviceReadBps, &x.readBps}, {&r.BlkioDeviceWriteBps, &x.writeBps}, {&r.BlkioDeviceReadIOps, &x.readIOps}, {&r.BlkioDeviceWriteIOps, &x.writeIOps}} {
+		if v := l.src.GetList(); len(v) > 0 {
+			*l.dst = v
+		}
+	}
 	if w := x.weightDevice.GetList(); len(w) > 0 {
 		r.BlkioWeightDevice = w
 	}
@@ -99,13 +109,4 @@ func (x *extraOpts) apply(cfg *container.Config, hc *container.HostConfig) error
 // on-failure[:N]) as docker does, for `update` too.
 func ParseRestartPolicy(policy string) (container.RestartPolicy, error) {
 	return parseRestartPolicy(policy)
-}
-
-// orNil keeps an unset list null in the request, as the docker CLI sends
-// it (and dockerd then records it).
-func orNil[T any](l []T) []T {
-	if len(l) == 0 {
-		return nil
-	}
-	return l
 }

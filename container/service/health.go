@@ -174,6 +174,14 @@ func (s *Service) startHealth(c *ctr, rec *store.Container) {
 	go s.probeLoop(c, m, rec, cmd)
 }
 
+// stoppedHealth marks the health of a run that ended unhealthy, as
+// dockerd shows a stopped container with a health check.
+func stoppedHealth(st *store.State) {
+	if st.Health != nil {
+		st.Health.Status = container.Unhealthy
+	}
+}
+
 // stopHealth stops c's prober and waits until it has gone, so that no
 // result of a finished run is recorded after its exit.
 func (s *Service) stopHealth(c *ctr) {

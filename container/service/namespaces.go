@@ -41,7 +41,7 @@ func (s *Service) joinedNamespaces(rec *store.Container) (map[specs.LinuxNamespa
 		case container.IPCModeHost:
 			shm = "/dev/shm"
 		default:
-			return nil, "", fmt.Errorf("can't join IPC of container %s: non-shareable IPC (hint: use IpcMode:shareable for the donor container): %w", name, errdefs.ErrInvalidArgument)
+			return nil, "", fmt.Errorf("can't join IPC of container %s: non-shareable IPC (hint: use IpcMode:shareable for the donor container): %w", donor.ID, errdefs.ErrInvalidArgument)
 		}
 		paths[specs.IPCNamespace] = fmt.Sprintf("/proc/%d/ns/ipc", donor.State.Pid)
 	}
@@ -86,6 +86,9 @@ func unmountShm(dir string) {
 func (s *Service) donor(name, kind string) (*store.Container, error) {
 	d, err := s.store.Get(name)
 	if err != nil {
+		if kind == "PID" {
+			return nil, err // dockerd's plain "No such container"
+		}
 		return nil, fmt.Errorf("can't join %s of container %s: %w", kind, name, err)
 	}
 	switch {

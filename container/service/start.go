@@ -255,6 +255,7 @@ func (s *Service) onExit(c *ctr, st shim.ExitStatus, exited chan struct{}) {
 	rec, err := s.store.Update(c.id, func(r *store.Container) error {
 		r.State.Running, r.State.Paused, r.State.Restarting, r.State.Pid = false, false, false, 0
 		r.State.ExitCode, r.State.OOMKilled, r.State.FinishedAt = st.ExitCode, st.OOMKilled, st.FinishedAt.UTC()
+		stoppedHealth(&r.State)
 		return nil
 	})
 	s.teardown(c.id)

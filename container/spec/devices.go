@@ -144,5 +144,10 @@ func Resources(hc *container.HostConfig) (*specs.LinuxResources, error) {
 	if err := blockIO(&hc.Resources, r.BlockIO); err != nil {
 		return nil, err
 	}
+	if l := hc.PidsLimit; l != nil && *l <= 0 {
+		// update --pids-limit 0 or -1 lifts the limit (at create, no
+		// limit is simply no pids resource).
+		r.Pids = &specs.LinuxPids{Limit: int64Ptr(-1)}
+	}
 	return r, nil
 }

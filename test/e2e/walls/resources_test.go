@@ -115,6 +115,11 @@ func TestUpdateRunningLimits(t *testing.T) {
 		if got := inspect(t, d, "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}", name); got != "67108864 1500000000 50" {
 			t.Errorf("%s inspect after update: %q", c.name, got)
 		}
+		if out, code := c.run(t, d, "update", "--pids-limit", "-1", name); code != 0 {
+			t.Errorf("%s update --pids-limit -1: exit %d: %s", c.name, code, out)
+		} else if got := cgroupFile(t, d, name, "pids", "pids.max"); got != "max" {
+			t.Errorf("%s update --pids-limit -1: pids.max %s", c.name, got)
+		}
 	}
 	// Block I/O throttles reach the cgroup, for the disk the data root is on.
 	disk, num := blockDevice(t)
@@ -144,4 +149,34 @@ func blockDevice(t *testing.T) (string, string) {
 	}
 	t.Fatal("no block device on this host for the throttle check")
 	return "", ""
+}
+
+// TestCreateLimits: the resource flags of run reach the container's
+// cgroups, with both CLIs.
+func TestCreateLimits(t *testing.T) {
+	d := daemon(t)
+	for _, c := range clis {
+		name := "lim-" + c.name
+		if out, code := c.run(t, d, "run", "-d", "--name", name, "--memory", "32m", "--memory-reservation", "8m",
+			"--memory-swappiness", "10", "--oom-kill-disable", "--cpuset-cpus", "0", "--cpu-shares", "256",
+			"--cpu-period", "50000", "--cpu-quota", "25000", "busybox", "sleep", "1000"); code != 0 {
+			t.Fatalf("%s run: exit %d: %s", c.name, code, out)
+		}
+		for _, f := range []struct{ ctl, file, want string }{
+			{"memory", "memory.limit_in_bytes", "33554432"},
+			{"memory", "memory.soft_limit_in_bytes", "8388608"},
+			{"memory", "memory.swappiness", "10"},
+			{"cpuset", "cpuset.cpus", "0"},
+			{"cpu", "cpu.shares", "256"},
+			{"cpu", "cpu.cfs_period_us", "50000"},
+			{"cpu", "cpu.cfs_quota_us", "25000"},
+		} {
+			if got := cgroupFile(t, d, name, f.ctl, f.file); got != f.want {
+				t.Errorf("%s: %s = %q, want %q", c.name, f.file, got, f.want)
+			}
+		}
+		if got := cgroupFile(t, d, name, "memory", "memory.oom_control"); !strings.Contains(got, "oom_kill_disable 1") {
+			t.Errorf("%s: --oom-kill-disable: memory.oom_control %q", c.name, got)
+		}
+	}
 }
