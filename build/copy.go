@@ -177,13 +177,14 @@ func (j *job) fromSource(ctx context.Context, st *stageState, from string) (stri
 // mountImage mounts a throwaway snapshot of image id to read from.
 func (j *job) mountImage(ctx context.Context, id string) (string, func(), error) {
 	snap := "build-from-" + randomHex(8)
-	mounts, err := j.b.cfg.Images.PrepareBuild(ctx, id, snap)
+	mounts, releaseLease, err := j.b.cfg.Images.PrepareBuild(ctx, id, snap)
 	if err != nil {
 		return "", nil, err
 	}
 	dir, err := os.MkdirTemp(filepath.Join(j.b.cfg.Dir, "tmp"), "from-")
 	if err != nil {
 		j.b.cfg.Images.RemoveBuild(context.WithoutCancel(ctx), snap)
+		releaseLease()
 		return "", nil, err
 	}
 	root := filepath.Join(dir, "rootfs")
@@ -191,6 +192,7 @@ func (j *job) mountImage(ctx context.Context, id string) (string, func(), error)
 		_ = snapshot.UnmountAll(root)
 		os.RemoveAll(dir)
 		j.b.cfg.Images.RemoveBuild(context.WithoutCancel(ctx), snap)
+		releaseLease()
 	}
 	if err := os.Mkdir(root, 0o755); err != nil {
 		release()

@@ -41,10 +41,11 @@ func (j *job) layerStep(ctx context.Context, st *stageState, key string, hist oc
 		return j.b.cache.put(key, id)
 	}
 	snap := "build-" + randomHex(8)
-	mounts, err := j.b.cfg.Images.PrepareBuild(ctx, st.img, snap)
+	mounts, release, err := j.b.cfg.Images.PrepareBuild(ctx, st.img, snap)
 	if err != nil {
 		return err
 	}
+	defer release()
 	defer j.b.cfg.Images.RemoveBuild(context.WithoutCancel(ctx), snap)
 	dir, err := os.MkdirTemp(filepath.Join(j.b.cfg.Dir, "tmp"), "step-")
 	if err != nil {

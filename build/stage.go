@@ -379,6 +379,17 @@ func (j *job) from(ctx context.Context, st *stageState, s instructions.Stage) er
 	if name == "" {
 		return fmt.Errorf("base name (%s) should not be blank: %w", s.BaseName, errdefs.ErrInvalidArgument)
 	}
+	if s.Platform != "" {
+		plat, _, err := lex.ProcessWord(s.Platform, envMap(j.meta))
+		if err != nil {
+			return fmt.Errorf("FROM --platform=%s: %w: %w", s.Platform, err, errdefs.ErrInvalidArgument)
+		}
+		// RUN executes on this host's kernel and CPU: only its own
+		// platform can be built (no emulation).
+		if host := j.meta["TARGETPLATFORM"]; plat != host && plat+"/"+j.meta["TARGETVARIANT"] != host {
+			return fmt.Errorf("FROM --platform=%s: only the host's platform %s can be built: %w", plat, host, errdefs.ErrNotImplemented)
+		}
+	}
 	if k, ok := j.stageIdx[strings.ToLower(name)]; ok && k < st.idx {
 		id := j.results[k].id
 		if id == "" {

@@ -1,6 +1,7 @@
 package build_test
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -131,5 +132,17 @@ func TestBuildBadInput(t *testing.T) {
 				t.Errorf("a failed build was tagged")
 			}
 		})
+	}
+}
+
+func TestBuildPlatform(t *testing.T) {
+	d := withBusybox(t)
+	ok := writeContext(t, map[string]string{"Dockerfile": "FROM --platform=$BUILDPLATFORM busybox AS b\nFROM --platform=linux/" + runtime.GOARCH + " b\nRUN true\n"})
+	if out, code := docker(t, d, "build", ok); code != 0 {
+		t.Errorf("host platform: exit %d\n%s", code, out)
+	}
+	bad := writeContext(t, map[string]string{"Dockerfile": "FROM --platform=linux/s390x busybox\n"})
+	if out, code := docker(t, d, "build", bad); code == 0 || !strings.Contains(out, "only the host's platform linux/"+runtime.GOARCH) {
+		t.Errorf("other platform: exit %d\n%s", code, out)
 	}
 }
