@@ -155,6 +155,9 @@ func (b *Builder) Build(ctx context.Context, o Options, r io.Reader, out io.Writ
 		return Result{}, err
 	}
 	for _, n := range tags {
+		if cur, err := b.cfg.Images.Get(ctx, n.String()); err == nil && cur.ID.String() == id {
+			continue // already there: no write
+		}
 		if err := b.cfg.Images.Tag(ctx, id, n.String()); err != nil {
 			return Result{}, fmt.Errorf("tag %s: %w", reference.FamiliarString(n), err)
 		}
