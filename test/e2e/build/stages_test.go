@@ -146,3 +146,17 @@ func TestBuildPlatform(t *testing.T) {
 		t.Errorf("other platform: exit %d\n%s", code, out)
 	}
 }
+
+func TestBuildUnsupportedFlags(t *testing.T) {
+	d := withBusybox(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\n"})
+	for _, args := range [][]string{{"--memory", "64m"}, {"--cpu-shares", "2"}, {"--add-host", "a:1.2.3.4"}, {"--cgroup-parent", "x"}} {
+		out, code := docker(t, d, append(append([]string{"build"}, args...), dir)...)
+		if code == 0 || !strings.Contains(out, "is not supported") {
+			t.Errorf("build %v: exit %d\n%s", args, code, out)
+		}
+	}
+	if out, code := docker(t, d, "build", "--rm=false", "--force-rm", dir); code != 0 {
+		t.Errorf("--rm/--force-rm (no containers are kept anyway): exit %d\n%s", code, out)
+	}
+}
