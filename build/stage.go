@@ -600,8 +600,17 @@ func (j *job) dispatch(ctx context.Context, st *stageState, c instructions.Comma
 		if st.cfg.ExposedPorts == nil {
 			st.cfg.ExposedPorts = network.PortSet{}
 		}
-		var names []string
+		var names, words []string
+		lex := shell.NewLex(j.p.escape)
 		for _, p := range c.Ports {
+			// EXPOSE expands variables (into several words even).
+			ws, err := lex.ProcessWords(p, st.vars())
+			if err != nil {
+				return fmt.Errorf("EXPOSE %s: %w: %w", p, err, errdefs.ErrInvalidArgument)
+			}
+			words = append(words, ws...)
+		}
+		for _, p := range words {
 			ports, err := parsePorts(p)
 			if err != nil {
 				return err

@@ -16,7 +16,8 @@ COPY hello.txt ./
 COPY sub/ ./sub/
 RUN echo "$GREETING from run" > run.txt && cat hello.txt
 LABEL org.example.k=v
-EXPOSE 8080 53/udp
+ARG UDP=53/udp
+EXPOSE 8080 $UDP
 VOLUME /data
 STOPSIGNAL SIGUSR1
 CMD ["cat", "/app/run.txt"]
@@ -33,7 +34,7 @@ func TestBuildDockerCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("build: exit %d\n%s", code, out)
 	}
-	for _, want := range []string{"Step 1/12 : FROM busybox", "hello file", "Successfully built", "Successfully tagged basic:1", "Successfully tagged basic:2"} {
+	for _, want := range []string{"Step 1/13 : FROM busybox", "hello file", "Successfully built", "Successfully tagged basic:1", "Successfully tagged basic:2"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("build output lacks %q:\n%s", want, out)
 		}
