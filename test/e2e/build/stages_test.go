@@ -1,6 +1,7 @@
 package build_test
 
 import (
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -159,4 +160,32 @@ func TestBuildUnsupportedFlags(t *testing.T) {
 	if out, code := docker(t, d, "build", "--rm=false", "--force-rm", dir); code != 0 {
 		t.Errorf("--rm/--force-rm (no containers are kept anyway): exit %d\n%s", code, out)
 	}
+}
+
+// TestBuildDeletions checks that what a RUN removes stays removed in the
+// image (whiteouts and opaque directories), through run and save/load.
+func TestBuildDeletions(t *testing.T) {
+	d := withBusybox(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": `FROM busybox
+RUN mkdir -p /data/sub && echo keep > /data/keep && echo gone > /data/gone && echo x > /data/sub/x
+RUN rm /data/gone /bin/ls && rm -rf /data/sub && mkdir /data/sub && echo y > /data/sub/y
+`})
+	if out, code := docker(t, d, "build", "-t", "del", dir); code != 0 {
+		t.Fatalf("build: exit %d\n%s", code, out)
+	}
+	check := func(d2 interface {
+		Must(testing.TB, ...string) string
+	}) {
+		t.Helper()
+		got := d2.Must(t, "run", "--rm", "del", "sh", "-c", "find /data | sort; test -e /bin/ls && echo ls-present || echo ls-gone")
+		if got != "/data\n/data/keep\n/data/sub\n/data/sub/y\nls-gone\n" {
+			t.Errorf("image content: %q", got)
+		}
+	}
+	check(d)
+	tarPath := filepath.Join(t.TempDir(), "del.tar")
+	d.Must(t, "save", "-o", tarPath, "del")
+	d2 := withBusybox(t)
+	d2.Must(t, "load", "-i", tarPath)
+	check(d2)
 }
