@@ -62,17 +62,7 @@ func (j *job) layerStep(ctx context.Context, st *stageState, key string, hist oc
 	if err := snapshot.MountAll(mounts, w.rootfs); err != nil {
 		return fmt.Errorf("mount the step's root filesystem: %w", err)
 	}
-	t0 := time.Now()
 	err = do(w)
-	if os.Getenv("BERTH_BUILD_TRACE") != "" {
-		fmt.Fprintf(j.out, "trace: prepare+mount %v, do %v\n", t0.Sub(start), time.Since(t0))
-	}
-	t1 := time.Now()
-	defer func() {
-		if os.Getenv("BERTH_BUILD_TRACE") != "" {
-			fmt.Fprintf(j.out, "trace: commit %v\n", time.Since(t1))
-		}
-	}()
 	if uerr := snapshot.UnmountAll(w.rootfs); err == nil && uerr != nil {
 		err = fmt.Errorf("unmount the step's root filesystem: %w", uerr)
 	}
