@@ -189,3 +189,23 @@ RUN rm /data/gone /bin/ls && rm -rf /data/sub && mkdir /data/sub && echo y > /da
 	d2.Must(t, "load", "-i", tarPath)
 	check(d2)
 }
+
+// TestBuildParallelStages: two independent stages run at the same time
+// (each waits, through a shared cache mount, for the other's mark).
+func TestBuildParallelStages(t *testing.T) {
+	d := withBusybox(t)
+	wait := func(me, other string) string {
+		return "RUN --mount=type=cache,id=rendezvous,target=/s touch /s/" + me +
+			" && for i in $(seq 300); do [ -e /s/" + other + " ] && echo met > /" + me + " && exit 0; sleep 0.1; done; exit 1\n"
+	}
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox AS a\n" + wait("a", "b") +
+		"FROM busybox AS b\n" + wait("b", "a") +
+		"FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n"})
+	out, code := docker(t, d, "build", "-t", "par", dir)
+	if code != 0 {
+		t.Fatalf("build: exit %d\n%s", code, out)
+	}
+	if got := d.Must(t, "run", "--rm", "par", "cat", "/a", "/b"); got != "met\nmet\n" {
+		t.Errorf("stages: %q", got)
+	}
+}
