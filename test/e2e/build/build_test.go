@@ -129,3 +129,21 @@ func TestBuildDockerCLI(t *testing.T) {
 		t.Errorf("--no-cache: exit %d:\n%s", code, out)
 	}
 }
+
+// TestBuildNewerDockerCLI: a current docker CLI's classic builder
+// (DOCKER_BUILDKIT=0) speaks the same /build to berthd.
+func TestBuildNewerDockerCLI(t *testing.T) {
+	const newer = "/usr/local/bin/docker"
+	if _, err := os.Stat(newer); err != nil {
+		t.Skip("no newer docker CLI at " + newer)
+	}
+	d := withBusybox(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo new > /n\n"})
+	out, err := d.DockerWith(newer, nil, "build", "-t", "newer", dir)
+	if err != nil || !strings.Contains(out, "Successfully tagged newer:latest") {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	if got := d.Must(t, "run", "--rm", "newer", "cat", "/n"); got != "new\n" {
+		t.Errorf("run: %q", got)
+	}
+}
