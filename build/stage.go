@@ -116,9 +116,11 @@ func (j *job) run(ctx context.Context) (string, error) {
 		}()
 	}
 	wg.Wait()
-	// The first error in stage order is the one that caused the others.
+	// The first error in stage order that is not a consequence of
+	// another (a stage waiting on it, or stopped because it failed) is
+	// the cause.
 	for i := range j.results {
-		if err := j.results[i].err; err != nil && !errors.Is(err, errDependency) {
+		if err := j.results[i].err; err != nil && !errors.Is(err, errDependency) && !errors.Is(err, context.Canceled) {
 			return "", err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBuildMultiStage(t *testing.T) {
@@ -207,5 +208,25 @@ func TestBuildParallelStages(t *testing.T) {
 	}
 	if got := d.Must(t, "run", "--rm", "par", "cat", "/a", "/b"); got != "met\nmet\n" {
 		t.Errorf("stages: %q", got)
+	}
+}
+
+// TestBuildFailingStageStopsOthers: a failing stage stops the stages
+// running beside it and its own error is the one reported.
+func TestBuildFailingStageStopsOthers(t *testing.T) {
+	d := withBusybox(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox AS slow\nRUN sleep 4243\n" +
+		"FROM busybox AS bad\nRUN sleep 1; exit 5\n" +
+		"FROM busybox\nCOPY --from=slow /bin/sh /a\nCOPY --from=bad /bin/sh /b\n"})
+	start := time.Now()
+	out, code := docker(t, d, "build", dir)
+	if code != 5 || !strings.Contains(out, "returned a non-zero code: 5") {
+		t.Errorf("exit %d\n%s", code, out)
+	}
+	if time.Since(start) > time.Minute {
+		t.Errorf("the failing build took %v: the slow stage was not stopped", time.Since(start))
+	}
+	if p := sleepers("4243"); len(p) > 0 {
+		t.Errorf("the slow stage's RUN still runs: %v", p)
 	}
 }
