@@ -73,7 +73,9 @@ func (s BuildScenario) Setup(env *Env) (Trial, error) {
 		return nil, err
 	}
 	build := func(args ...string) error {
-		_, err := e.cli(append(append([]string{"build", "-q", "-t", "bench-build"}, args...), ctxDir)...)
+		// RUN without a network everywhere (the private dockerd has no
+		// bridge; berthd's default).
+		_, err := e.cli(append(append([]string{"build", "-q", "--network", "none", "-t", "bench-build"}, args...), ctxDir)...)
 		return err
 	}
 	if err := build(); err != nil {

@@ -108,16 +108,11 @@ type Result struct {
 	ID string
 }
 
-// Output receives a build's progress: text as dockerd's classic builder
-// streams it ("Step 1/3 : FROM busybox\n", RUN output, " ---> Using
-// cache\n").
-type Output interface {
-	io.Writer
-}
-
 // Build runs the Dockerfile of the context tar r and returns the image it
-// made, tagged with o.Tags. On error nothing is tagged; the steps that
-// finished stay cached.
+// made, tagged with o.Tags. out receives the progress as dockerd's classic
+// builder words it ("Step 1/3 : FROM busybox\n", RUN output, " --->
+// Using cache\n"). On error nothing is tagged; the steps that finished
+// stay cached.
 func (b *Builder) Build(ctx context.Context, o Options, r io.Reader, out io.Writer) (Result, error) {
 	if out == nil {
 		out = io.Discard
@@ -155,6 +150,9 @@ func (b *Builder) Build(ctx context.Context, o Options, r io.Reader, out io.Writ
 		return Result{}, err
 	}
 	for _, n := range tags {
+		if cur, err := b.cfg.Images.Get(ctx, n.String()); err == nil && cur.ID.String() == id {
+			continue // already there: no write
+		}
 		if err := b.cfg.Images.Tag(ctx, id, n.String()); err != nil {
 			return Result{}, fmt.Errorf("tag %s: %w", reference.FamiliarString(n), err)
 		}

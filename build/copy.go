@@ -73,69 +73,63 @@ func (j *job) copyStep(ctx context.Context, st *stageState, a copyArgs, name str
 	if err != nil {
 		return err
 	}
-	hist := ocispec.History{}
-	var key string
-	var resolve func(ctx context.Context) (root string, release func(), err error)
 	if from != "" {
 		fromID, err := j.fromSource(ctx, st, from)
 		if err != nil {
 			return err
 		}
-		key = stepKey(st.key, name, a, fromID, st.cfg.WorkingDir)
-		hist.CreatedBy = fmt.Sprintf("/bin/sh -c #(nop) %s --from=%s %s in %s ", name, from, strings.Join(a.SourcePaths, " "), a.DestPath)
-		resolve = func(ctx context.Context) (string, func(), error) { return j.mountImage(ctx, fromID) }
-	} else {
+		// An image is immutable: its ID stands for the files read.
+		key := stepKey(st.key, name, a, fromID, st.cfg.WorkingDir)
+		hist := ocispec.History{CreatedBy: fmt.Sprintf("/bin/sh -c #(nop) %s --from=%s %s in %s ", name, from, strings.Join(a.SourcePaths, " "), a.DestPath)}
+		return j.layerStep(ctx, st, key, hist, func(w *workdir) error {
+			root, release, err := j.mountImage(ctx, fromID)
+			if err != nil {
+				return err
+			}
+			defer release()
+			srcs, err := resolveSources(root, a.SourcePaths)
+			if err != nil {
+				return fmt.Errorf("%s failed: %w", name, err)
+			}
+			return copyInto(ctx, w.rootfs, st.cfg.WorkingDir, srcs, a, mode)
+		})
+	}
+	root := j.ctxDir
+	paths := a.SourcePaths
+	if len(a.SourceContents) > 0 || hasURL(paths) {
+		if !a.Add && hasURL(paths) {
+			return fmt.Errorf("source can't be a URL for COPY: %w", errdefs.ErrInvalidArgument)
+		}
+		// Inline (heredoc) files and downloads are staged in a directory
+		// of their own and copied from there.
 		tmp, err := os.MkdirTemp(filepath.Join(j.b.cfg.Dir, "tmp"), "src-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(tmp)
-		root := j.ctxDir
-		paths := a.SourcePaths
-		if len(a.SourceContents) > 0 || hasURL(paths) {
-			if !a.Add && hasURL(paths) {
-				return fmt.Errorf("source can't be a URL for COPY: %w", errdefs.ErrInvalidArgument)
-			}
-			// Inline (heredoc) files and downloads are staged in tmp
-			// and copied from there.
-			if paths, err = stageExtra(ctx, tmp, j.ctxDir, a); err != nil {
-				return err
-			}
-			root = tmp
-		}
-		srcs, err := resolveSources(root, paths)
-		if err != nil {
-			return fmt.Errorf("%s failed: %w", name, err)
-		}
-		h := sha256.New()
-		for _, s := range srcs {
-			if err := hashTree(h, s); err != nil {
-				return err
-			}
-		}
-		sum := hex.EncodeToString(h.Sum(nil))
-		key = stepKey(st.key, name, a, sum, st.cfg.WorkingDir)
-		kind := "file"
-		if len(srcs) > 1 || srcs[0].dir {
-			kind = "dir"
-		}
-		hist.CreatedBy = fmt.Sprintf("/bin/sh -c #(nop) %s %s:%s in %s ", name, kind, sum, a.DestPath)
-		resolve = func(context.Context) (string, func(), error) { return root, func() {}, nil }
-		_ = tmp
-		return j.layerStep(ctx, st, key, hist, func(w *workdir) error {
-			return copyInto(ctx, w.rootfs, st.cfg.WorkingDir, srcs, a, mode)
-		})
-	}
-	return j.layerStep(ctx, st, key, hist, func(w *workdir) error {
-		root, release, err := resolve(ctx)
-		if err != nil {
+		if paths, err = stageExtra(ctx, tmp, a); err != nil {
 			return err
 		}
-		defer release()
-		srcs, err := resolveSources(root, a.SourcePaths)
-		if err != nil {
-			return fmt.Errorf("%s failed: %w", name, err)
+		root = tmp
+	}
+	srcs, err := resolveSources(root, paths)
+	if err != nil {
+		return fmt.Errorf("%s failed: %w", name, err)
+	}
+	h := sha256.New()
+	for _, s := range srcs {
+		if err := hashTree(h, s); err != nil {
+			return err
 		}
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	key := stepKey(st.key, name, a, sum, st.cfg.WorkingDir)
+	kind := "file"
+	if len(srcs) > 1 || srcs[0].dir {
+		kind = "dir"
+	}
+	hist := ocispec.History{CreatedBy: fmt.Sprintf("/bin/sh -c #(nop) %s %s:%s in %s ", name, kind, sum, a.DestPath)}
+	return j.layerStep(ctx, st, key, hist, func(w *workdir) error {
 		return copyInto(ctx, w.rootfs, st.cfg.WorkingDir, srcs, a, mode)
 	})
 }
@@ -177,13 +171,14 @@ func (j *job) fromSource(ctx context.Context, st *stageState, from string) (stri
 // mountImage mounts a throwaway snapshot of image id to read from.
 func (j *job) mountImage(ctx context.Context, id string) (string, func(), error) {
 	snap := "build-from-" + randomHex(8)
-	mounts, err := j.b.cfg.Images.PrepareBuild(ctx, id, snap)
+	mounts, releaseLease, err := j.b.cfg.Images.PrepareBuild(ctx, id, snap)
 	if err != nil {
 		return "", nil, err
 	}
 	dir, err := os.MkdirTemp(filepath.Join(j.b.cfg.Dir, "tmp"), "from-")
 	if err != nil {
 		j.b.cfg.Images.RemoveBuild(context.WithoutCancel(ctx), snap)
+		releaseLease()
 		return "", nil, err
 	}
 	root := filepath.Join(dir, "rootfs")
@@ -191,6 +186,7 @@ func (j *job) mountImage(ctx context.Context, id string) (string, func(), error)
 		_ = snapshot.UnmountAll(root)
 		os.RemoveAll(dir)
 		j.b.cfg.Images.RemoveBuild(context.WithoutCancel(ctx), snap)
+		releaseLease()
 	}
 	if err := os.Mkdir(root, 0o755); err != nil {
 		release()
@@ -218,7 +214,7 @@ func isURL(p string) bool {
 
 // stageExtra writes heredoc sources and downloads into tmp, links the
 // context's other sources there, and returns the source paths in tmp.
-func stageExtra(ctx context.Context, tmp, ctxDir string, a copyArgs) ([]string, error) {
+func stageExtra(ctx context.Context, tmp string, a copyArgs) ([]string, error) {
 	var out []string
 	for i, c := range a.SourceContents {
 		name := path.Base(path.Clean("/" + c.Path))
@@ -232,10 +228,9 @@ func stageExtra(ctx context.Context, tmp, ctxDir string, a copyArgs) ([]string, 
 	}
 	for _, p := range a.SourcePaths {
 		if !isURL(p) {
-			// A context path: bind it into tmp under the same name is
-			// not possible for globs, so context and staged files
-			// cannot be mixed.
-			return nil, fmt.Errorf("%s cannot mix URLs or heredocs with context files: %w", "ADD/COPY", errdefs.ErrNotImplemented)
+			// Context files (globs included) and staged ones would need
+			// one root: not supported together.
+			return nil, fmt.Errorf("ADD/COPY cannot mix URLs or heredocs with context files in one instruction: %w", errdefs.ErrNotImplemented)
 		}
 		name, err := download(ctx, tmp, p)
 		if err != nil {

@@ -41,10 +41,11 @@ func (j *job) layerStep(ctx context.Context, st *stageState, key string, hist oc
 		return j.b.cache.put(key, id)
 	}
 	snap := "build-" + randomHex(8)
-	mounts, err := j.b.cfg.Images.PrepareBuild(ctx, st.img, snap)
+	mounts, release, err := j.b.cfg.Images.PrepareBuild(ctx, st.img, snap)
 	if err != nil {
 		return err
 	}
+	defer release()
 	defer j.b.cfg.Images.RemoveBuild(context.WithoutCancel(ctx), snap)
 	dir, err := os.MkdirTemp(filepath.Join(j.b.cfg.Dir, "tmp"), "step-")
 	if err != nil {
@@ -61,17 +62,7 @@ func (j *job) layerStep(ctx context.Context, st *stageState, key string, hist oc
 	if err := snapshot.MountAll(mounts, w.rootfs); err != nil {
 		return fmt.Errorf("mount the step's root filesystem: %w", err)
 	}
-	t0 := time.Now()
 	err = do(w)
-	if os.Getenv("BERTH_BUILD_TRACE") != "" {
-		fmt.Fprintf(j.out, "trace: prepare+mount %v, do %v\n", t0.Sub(start), time.Since(t0))
-	}
-	t1 := time.Now()
-	defer func() {
-		if os.Getenv("BERTH_BUILD_TRACE") != "" {
-			fmt.Fprintf(j.out, "trace: commit %v\n", time.Since(t1))
-		}
-	}()
 	if uerr := snapshot.UnmountAll(w.rootfs); err == nil && uerr != nil {
 		err = fmt.Errorf("unmount the step's root filesystem: %w", uerr)
 	}

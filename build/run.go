@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -127,12 +126,6 @@ func (b *Builder) runContainer(ctx context.Context, w *workdir, img container.Co
 	}
 	tail := &tailWriter{n: tailLines}
 	ow := io.MultiWriter(out, tail)
-	tgen := time.Now()
-	defer func() {
-		if os.Getenv("BERTH_BUILD_TRACE") != "" {
-			fmt.Fprintf(out, "trace: runtime run %v\n", time.Since(tgen))
-		}
-	}()
 	cmd := exec.Command(b.cfg.Runtime, "--root", b.cfg.RunRoot, "run", "--bundle", w.dir, id)
 	cmd.Stdout, cmd.Stderr = ow, ow
 	if err := cmd.Start(); err != nil {

@@ -116,9 +116,11 @@ func (j *job) run(ctx context.Context) (string, error) {
 		}()
 	}
 	wg.Wait()
-	// The first error in stage order is the one that caused the others.
+	// The first error in stage order that is not a consequence of
+	// another (a stage waiting on it, or stopped because it failed) is
+	// the cause.
 	for i := range j.results {
-		if err := j.results[i].err; err != nil && !errors.Is(err, errDependency) {
+		if err := j.results[i].err; err != nil && !errors.Is(err, errDependency) && !errors.Is(err, context.Canceled) {
 			return "", err
 		}
 	}
@@ -379,6 +381,17 @@ func (j *job) from(ctx context.Context, st *stageState, s instructions.Stage) er
 	if name == "" {
 		return fmt.Errorf("base name (%s) should not be blank: %w", s.BaseName, errdefs.ErrInvalidArgument)
 	}
+	if s.Platform != "" {
+		plat, _, err := lex.ProcessWord(s.Platform, envMap(j.meta))
+		if err != nil {
+			return fmt.Errorf("FROM --platform=%s: %w: %w", s.Platform, err, errdefs.ErrInvalidArgument)
+		}
+		// RUN executes on this host's kernel and CPU: only its own
+		// platform can be built (no emulation).
+		if host := j.meta["TARGETPLATFORM"]; plat != host && plat+"/"+j.meta["TARGETVARIANT"] != host {
+			return fmt.Errorf("FROM --platform=%s: only the host's platform %s can be built: %w", plat, host, errdefs.ErrNotImplemented)
+		}
+	}
 	if k, ok := j.stageIdx[strings.ToLower(name)]; ok && k < st.idx {
 		id := j.results[k].id
 		if id == "" {
@@ -589,8 +602,17 @@ func (j *job) dispatch(ctx context.Context, st *stageState, c instructions.Comma
 		if st.cfg.ExposedPorts == nil {
 			st.cfg.ExposedPorts = network.PortSet{}
 		}
-		var names []string
+		var names, words []string
+		lex := shell.NewLex(j.p.escape)
 		for _, p := range c.Ports {
+			// EXPOSE expands variables (into several words even).
+			ws, err := lex.ProcessWords(p, st.vars())
+			if err != nil {
+				return fmt.Errorf("EXPOSE %s: %w: %w", p, err, errdefs.ErrInvalidArgument)
+			}
+			words = append(words, ws...)
+		}
+		for _, p := range words {
 			ports, err := parsePorts(p)
 			if err != nil {
 				return err

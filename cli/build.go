@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/moby/moby/api/types/build"
@@ -102,7 +103,8 @@ func (c *Cli) runBuild(f buildFlags, src string) error {
 		return err
 	}
 	defer res.Body.Close()
-	id, err := c.showBuild(res.Body, f.quiet)
+	live := f.progress == "tty" || (f.progress == "auto" && c.OutIsTerminal())
+	id, err := c.showBuild(res.Body, f.quiet, live)
 	if err != nil {
 		return err
 	}
@@ -129,17 +131,16 @@ type buildMessage struct {
 }
 
 // showBuild prints the build's stream with a CACHED mark on reused steps
-// and the time of every step, and returns the image ID.
-func (c *Cli) showBuild(r io.Reader, quiet bool) (string, error) {
+// and the time of every step, and returns the image ID. live adds a
+// status line on a terminal with the running step's elapsed time.
+func (c *Cli) showBuild(r io.Reader, quiet, live bool) (string, error) {
+	d := &buildDisplay{out: c.Out, live: live && !quiet}
+	defer d.stop()
+	if d.live {
+		d.startTicker()
+	}
 	dec := json.NewDecoder(r)
 	var id string
-	var stepStart time.Time
-	endStep := func() {
-		if !stepStart.IsZero() && !quiet {
-			fmt.Fprintf(c.Out, " ---> done in %.2fs\n", time.Since(stepStart).Seconds())
-		}
-		stepStart = time.Time{}
-	}
 	for {
 		var m buildMessage
 		if err := dec.Decode(&m); err != nil {
@@ -149,6 +150,7 @@ func (c *Cli) showBuild(r io.Reader, quiet bool) (string, error) {
 			return "", err
 		}
 		if m.ErrorDetail != nil || m.Error != "" {
+			d.stop()
 			msg, code := m.Error, 1
 			if m.ErrorDetail != nil {
 				msg = m.ErrorDetail.Message
@@ -168,27 +170,100 @@ func (c *Cli) showBuild(r io.Reader, quiet bool) (string, error) {
 		if quiet || m.Stream == "" {
 			continue
 		}
-		for _, line := range strings.SplitAfter(m.Stream, "\n") {
-			switch {
-			case line == "":
-			case strings.HasPrefix(line, "Step "):
-				endStep()
-				stepStart = time.Now()
-				fmt.Fprint(c.Out, line)
-			case strings.HasPrefix(line, " ---> Using cache"):
-				fmt.Fprint(c.Out, " ---> CACHED\n")
-			case strings.HasPrefix(line, "Successfully built"):
-				endStep()
-				fmt.Fprint(c.Out, line)
-			default:
-				fmt.Fprint(c.Out, line)
-			}
-		}
+		d.stream(m.Stream)
 	}
 	if id == "" {
 		return "", errors.New("the build ended without an image ID")
 	}
 	return id, nil
+}
+
+// buildDisplay writes a build's lines: step timings, CACHED marks, and
+// on a terminal a status line redrawn below them.
+type buildDisplay struct {
+	mu        sync.Mutex
+	out       io.Writer
+	live      bool
+	step      string
+	stepStart time.Time
+	done      chan struct{}
+	stopped   bool
+}
+
+func (d *buildDisplay) startTicker() {
+	d.done = make(chan struct{})
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-d.done:
+				return
+			case <-t.C:
+				d.mu.Lock()
+				d.status()
+				d.mu.Unlock()
+			}
+		}
+	}()
+}
+
+// status redraws the status line (locked).
+func (d *buildDisplay) status() {
+	if !d.live || d.stopped || d.step == "" {
+		return
+	}
+	fmt.Fprintf(d.out, "\r\033[K[+] %s %.1fs", d.step, time.Since(d.stepStart).Seconds())
+}
+
+// clear erases the status line (locked).
+func (d *buildDisplay) clear() {
+	if d.live && !d.stopped {
+		fmt.Fprint(d.out, "\r\033[K")
+	}
+}
+
+func (d *buildDisplay) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped {
+		return
+	}
+	d.clear()
+	d.stopped = true
+	if d.done != nil {
+		close(d.done)
+	}
+}
+
+func (d *buildDisplay) endStep() {
+	if !d.stepStart.IsZero() {
+		fmt.Fprintf(d.out, " ---> done in %.2fs\n", time.Since(d.stepStart).Seconds())
+	}
+	d.step, d.stepStart = "", time.Time{}
+}
+
+func (d *buildDisplay) stream(s string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.clear()
+	for _, line := range strings.SplitAfter(s, "\n") {
+		switch {
+		case line == "":
+		case strings.HasPrefix(line, "Step "):
+			d.endStep()
+			d.step, d.stepStart = strings.TrimSpace(line), time.Now()
+			fmt.Fprint(d.out, line)
+		case strings.HasPrefix(line, " ---> Using cache"):
+			fmt.Fprint(d.out, " ---> CACHED\n")
+		case strings.HasPrefix(line, "Successfully built"):
+			d.endStep()
+			fmt.Fprint(d.out, line)
+		default:
+			fmt.Fprint(d.out, line)
+		}
+	}
+	d.status()
 }
 
 // buildContext is the context tar to send and the Dockerfile's name in

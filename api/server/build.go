@@ -47,7 +47,10 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) error {
 	if v := r.FormValue("remote"); v != "" {
 		return fmt.Errorf("remote build contexts (remote=%s) are not supported: send the context as the request body: %w", v, errdefs.ErrNotImplemented)
 	}
-	for _, p := range []string{"platform", "extrahosts", "squash", "isolation", "outputs", "cpusetcpus", "cpusetmems", "cgroupparent"} {
+	// Options the builder does not honour fail rather than being
+	// ignored (the docker CLI sends the zero values of all of them).
+	for _, p := range []string{"platform", "extrahosts", "squash", "isolation", "outputs", "cpusetcpus", "cpusetmems", "cgroupparent",
+		"memory", "memswap", "cpushares", "cpuquota", "cpuperiod", "shmsize", "ulimits"} {
 		if v := r.FormValue(p); v != "" && v != "0" && v != "false" && v != "[]" && v != "null" {
 			return fmt.Errorf("build parameter %s=%s is not supported: %w", p, v, errdefs.ErrNotImplemented)
 		}

@@ -45,28 +45,32 @@ func (s *Service) BuildImageConfig(ctx context.Context, refOrID string) (store.I
 }
 
 // PrepareBuild prepares the writable snapshot key on the layers of image
-// parentID ("" for an empty base) and returns its mounts. The caller
-// removes it with RemoveBuild once committed (BuildCommit copies the
-// layer) or abandoned.
-func (s *Service) PrepareBuild(ctx context.Context, parentID, key string) ([]snapshot.Mount, error) {
+// parentID ("" for an empty base) and returns its mounts and a release
+// function. Until release, a lease keeps the snapshot from the garbage
+// collector; after it (or after a crash) the snapshot is litter the next
+// collection removes, unless BuildCommit made it a layer. The caller
+// removes it with RemoveBuild once committed or abandoned, then releases.
+func (s *Service) PrepareBuild(ctx context.Context, parentID, key string) ([]snapshot.Mount, func(), error) {
 	lease := s.gc.NewLease()
-	defer lease.Release()
 	parent := ""
 	if parentID != "" {
 		img, err := s.images.Get(ctx, parentID)
 		if err != nil {
-			return nil, err
+			lease.Release()
+			return nil, nil, err
 		}
 		if img.ChainID != "" {
 			parent = img.ChainID.String()
 			lease.AddSnapshot(parent)
 		}
 	}
-	mounts, err := s.snaps.Prepare(ctx, key, parent, snapshot.WithLabels(map[string]string{LabelBuild: "true"}))
+	lease.AddSnapshot(key)
+	mounts, err := s.snaps.Prepare(ctx, key, parent, snapshot.WithLabels(map[string]string{LabelBuild: "true", gc.LabelTemporary: "true"}))
 	if err != nil {
-		return nil, fmt.Errorf("prepare build snapshot %q: %w", key, err)
+		lease.Release()
+		return nil, nil, fmt.Errorf("prepare build snapshot %q: %w", key, err)
 	}
-	return mounts, nil
+	return mounts, lease.Release, nil
 }
 
 // RemoveBuild removes the build snapshot key (unmounted).
@@ -231,7 +235,11 @@ func (s *Service) buildLayer(ctx context.Context, lease *gc.Lease, key, parentCh
 	lease.AddSnapshot(name)
 	err = s.snaps.Commit(ctx, name, key,
 		snapshot.WithLabels(map[string]string{snapshot.LabelLayerSize: strconv.FormatInt(res.Size, 10)}),
-		func(info *snapshot.Info) error { delete(info.Labels, LabelBuild); return nil })
+		func(info *snapshot.Info) error {
+			delete(info.Labels, LabelBuild)
+			delete(info.Labels, gc.LabelTemporary)
+			return nil
+		})
 	if err != nil && !errdefs.IsAlreadyExists(err) {
 		// The same layer on the same parent exists already (an identical
 		// step built in parallel): the caller removes key.

@@ -99,6 +99,20 @@ func TestBuildBerthCLI(t *testing.T) {
 	if got := d.Must(t, "run", "--rm", "cli:stdin", "cat", "/s"); got != "stdin\n" {
 		t.Errorf("stdin: %q", got)
 	}
+	// On a terminal: a live status line with the running step's time.
+	bin, err := berthd.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	berth := filepath.Join(filepath.Dir(bin), "berth")
+	tty := exec.Command("script", "-qec", berth+" -H "+d.Host+" build --no-cache --progress tty "+dir, "/dev/null")
+	ttyOut, err := tty.CombinedOutput()
+	if err != nil || !strings.Contains(string(ttyOut), "\r\033[K[+] Step ") || !strings.Contains(string(ttyOut), "done in") {
+		t.Errorf("--progress tty on a terminal: %v %q", err, ttyOut)
+	}
+	if out, code := berthCLI(t, d, nil, "build", "--progress", "tty", dir); code == 0 || !strings.Contains(out, "not a terminal") {
+		t.Errorf("--progress tty without a terminal: exit %d %s", code, out)
+	}
 	// A failing RUN: its exit code and output.
 	out, code = berthCLI(t, d, []byte("FROM busybox\nRUN echo boom; exit 7\n"), "build", "-")
 	if code != 7 || !strings.Contains(out, "boom") || !strings.Contains(out, "returned a non-zero code: 7") {

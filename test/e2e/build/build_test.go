@@ -16,7 +16,8 @@ COPY hello.txt ./
 COPY sub/ ./sub/
 RUN echo "$GREETING from run" > run.txt && cat hello.txt
 LABEL org.example.k=v
-EXPOSE 8080 53/udp
+ARG UDP=53/udp
+EXPOSE 8080 $UDP
 VOLUME /data
 STOPSIGNAL SIGUSR1
 CMD ["cat", "/app/run.txt"]
@@ -33,7 +34,7 @@ func TestBuildDockerCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("build: exit %d\n%s", code, out)
 	}
-	for _, want := range []string{"Step 1/12 : FROM busybox", "hello file", "Successfully built", "Successfully tagged basic:1", "Successfully tagged basic:2"} {
+	for _, want := range []string{"Step 1/13 : FROM busybox", "hello file", "Successfully built", "Successfully tagged basic:1", "Successfully tagged basic:2"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("build output lacks %q:\n%s", want, out)
 		}
@@ -126,5 +127,23 @@ func TestBuildDockerCLI(t *testing.T) {
 	out, code = docker(t, d, "build", "--no-cache", dir)
 	if code != 0 || strings.Contains(out, "Using cache") {
 		t.Errorf("--no-cache: exit %d:\n%s", code, out)
+	}
+}
+
+// TestBuildNewerDockerCLI: a current docker CLI's classic builder
+// (DOCKER_BUILDKIT=0) speaks the same /build to berthd.
+func TestBuildNewerDockerCLI(t *testing.T) {
+	const newer = "/usr/local/bin/docker"
+	if _, err := os.Stat(newer); err != nil {
+		t.Skip("no newer docker CLI at " + newer)
+	}
+	d := withBusybox(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo new > /n\n"})
+	out, err := d.DockerWith(newer, nil, "build", "-t", "newer", dir)
+	if err != nil || !strings.Contains(out, "Successfully tagged newer:latest") {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	if got := d.Must(t, "run", "--rm", "newer", "cat", "/n"); got != "new\n" {
+		t.Errorf("run: %q", got)
 	}
 }

@@ -15,7 +15,8 @@ RUN --mount=type=cache,target=/cache echo x >> /cache/log && wc -l < /cache/log 
 RUN --mount=type=tmpfs,target=/scratch touch /scratch/f && ls /scratch > /tmpfs-seen
 RUN --mount=type=bind,source=data,target=/data cat /data/v > /bound
 RUN --mount=type=bind,source=data,target=/data,rw echo w > /data/v2 && cat /data/v2 > /rw
-RUN --network=host true
+RUN --network=host ls /sys/class/net > /host-nets
+RUN ls /sys/class/net > /own-nets
 `,
 		"data/v": "bound\n",
 	})
@@ -26,6 +27,14 @@ RUN --network=host true
 	got := d.Must(t, "run", "--rm", "mounts:1", "sh", "-c", "cat /count /tmpfs-seen /bound /rw; ls -d /cache /scratch /data 2>&1 | grep -v 'No such' || true")
 	if got != "1\nf\nbound\nw\n" {
 		t.Errorf("image content: %q", got)
+	}
+	// RUN has a network namespace of its own with loopback only, unless
+	// --network=host.
+	if got := d.Must(t, "run", "--rm", "mounts:1", "cat", "/own-nets"); got != "lo\n" {
+		t.Errorf("default RUN network: %q", got)
+	}
+	if got := d.Must(t, "run", "--rm", "mounts:1", "cat", "/host-nets"); got == "lo\n" || !strings.Contains(got, "lo\n") {
+		t.Errorf("RUN --network=host: %q", got)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data/v2")); err == nil {
 		t.Errorf("a rw bind mount wrote into the context")
@@ -43,7 +52,7 @@ RUN --network=host true
 	writeContextFile(t, dir, "data/v", "again\n")
 	out, code = docker(t, d, "build", "-t", "mounts:3", dir)
 	if code != 0 || strings.Count(out, "Using cache") != 2 {
-		t.Errorf("changed bind source: want the first two steps cached: exit %d\n%s", code, out)
+		t.Errorf("changed bind source: want the two steps before it cached: exit %d\n%s", code, out)
 	}
 	secret := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN --mount=type=secret,id=s cat /run/secrets/s\n"})
 	out, code = docker(t, d, "build", secret)

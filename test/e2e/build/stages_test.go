@@ -1,8 +1,11 @@
 package build_test
 
 import (
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBuildMultiStage(t *testing.T) {
@@ -131,5 +134,99 @@ func TestBuildBadInput(t *testing.T) {
 				t.Errorf("a failed build was tagged")
 			}
 		})
+	}
+}
+
+func TestBuildPlatform(t *testing.T) {
+	d := withBusybox(t)
+	ok := writeContext(t, map[string]string{"Dockerfile": "FROM --platform=$BUILDPLATFORM busybox AS b\nFROM --platform=linux/" + runtime.GOARCH + " b\nRUN true\n"})
+	if out, code := docker(t, d, "build", ok); code != 0 {
+		t.Errorf("host platform: exit %d\n%s", code, out)
+	}
+	bad := writeContext(t, map[string]string{"Dockerfile": "FROM --platform=linux/s390x busybox\n"})
+	if out, code := docker(t, d, "build", bad); code == 0 || !strings.Contains(out, "only the host's platform linux/"+runtime.GOARCH) {
+		t.Errorf("other platform: exit %d\n%s", code, out)
+	}
+}
+
+func TestBuildUnsupportedFlags(t *testing.T) {
+	d := withBusybox(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\n"})
+	for _, args := range [][]string{{"--memory", "64m"}, {"--cpu-shares", "2"}, {"--add-host", "a:1.2.3.4"}, {"--cgroup-parent", "x"}} {
+		out, code := docker(t, d, append(append([]string{"build"}, args...), dir)...)
+		if code == 0 || !strings.Contains(out, "is not supported") {
+			t.Errorf("build %v: exit %d\n%s", args, code, out)
+		}
+	}
+	if out, code := docker(t, d, "build", "--rm=false", "--force-rm", dir); code != 0 {
+		t.Errorf("--rm/--force-rm (no containers are kept anyway): exit %d\n%s", code, out)
+	}
+}
+
+// TestBuildDeletions checks that what a RUN removes stays removed in the
+// image (whiteouts and opaque directories), through run and save/load.
+func TestBuildDeletions(t *testing.T) {
+	d := withBusybox(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": `FROM busybox
+RUN mkdir -p /data/sub && echo keep > /data/keep && echo gone > /data/gone && echo x > /data/sub/x
+RUN rm /data/gone /bin/ls && rm -rf /data/sub && mkdir /data/sub && echo y > /data/sub/y
+`})
+	if out, code := docker(t, d, "build", "-t", "del", dir); code != 0 {
+		t.Fatalf("build: exit %d\n%s", code, out)
+	}
+	check := func(d2 interface {
+		Must(testing.TB, ...string) string
+	}) {
+		t.Helper()
+		got := d2.Must(t, "run", "--rm", "del", "sh", "-c", "find /data | sort; test -e /bin/ls && echo ls-present || echo ls-gone")
+		if got != "/data\n/data/keep\n/data/sub\n/data/sub/y\nls-gone\n" {
+			t.Errorf("image content: %q", got)
+		}
+	}
+	check(d)
+	tarPath := filepath.Join(t.TempDir(), "del.tar")
+	d.Must(t, "save", "-o", tarPath, "del")
+	d2 := withBusybox(t)
+	d2.Must(t, "load", "-i", tarPath)
+	check(d2)
+}
+
+// TestBuildParallelStages: two independent stages run at the same time
+// (each waits, through a shared cache mount, for the other's mark).
+func TestBuildParallelStages(t *testing.T) {
+	d := withBusybox(t)
+	wait := func(me, other string) string {
+		return "RUN --mount=type=cache,id=rendezvous,target=/s touch /s/" + me +
+			" && for i in $(seq 300); do [ -e /s/" + other + " ] && echo met > /" + me + " && exit 0; sleep 0.1; done; exit 1\n"
+	}
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox AS a\n" + wait("a", "b") +
+		"FROM busybox AS b\n" + wait("b", "a") +
+		"FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n"})
+	out, code := docker(t, d, "build", "-t", "par", dir)
+	if code != 0 {
+		t.Fatalf("build: exit %d\n%s", code, out)
+	}
+	if got := d.Must(t, "run", "--rm", "par", "cat", "/a", "/b"); got != "met\nmet\n" {
+		t.Errorf("stages: %q", got)
+	}
+}
+
+// TestBuildFailingStageStopsOthers: a failing stage stops the stages
+// running beside it and its own error is the one reported.
+func TestBuildFailingStageStopsOthers(t *testing.T) {
+	d := withBusybox(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox AS slow\nRUN sleep 4243\n" +
+		"FROM busybox AS bad\nRUN sleep 1; exit 5\n" +
+		"FROM busybox\nCOPY --from=slow /bin/sh /a\nCOPY --from=bad /bin/sh /b\n"})
+	start := time.Now()
+	out, code := docker(t, d, "build", dir)
+	if code != 5 || !strings.Contains(out, "returned a non-zero code: 5") {
+		t.Errorf("exit %d\n%s", code, out)
+	}
+	if time.Since(start) > time.Minute {
+		t.Errorf("the failing build took %v: the slow stage was not stopped", time.Since(start))
+	}
+	if p := sleepers("4243"); len(p) > 0 {
+		t.Errorf("the slow stage's RUN still runs: %v", p)
 	}
 }
