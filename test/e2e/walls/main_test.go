@@ -9,76 +9,40 @@
 package walls_test
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/internal/testutil/berthd"
-	"github.com/berth-dev/berth/internal/testutil/images"
 )
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 {
-		if _, err := berthd.Build(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+	berthd.Main(m, func() {
+		for _, d := range probeDirs {
+			os.RemoveAll(d)
 		}
-	}
-	code := m.Run()
-	for _, d := range probeDirs {
-		os.RemoveAll(d)
-	}
-	berthd.Cleanup()
-	os.Exit(code)
+	})
 }
 
 // daemon is a berthd of the test's own with the busybox fixture loaded.
-// LeakCheck comes first so that it runs after the daemon's cleanup.
 func daemon(t *testing.T, args ...string) *berthd.Daemon {
 	t.Helper()
-	testutil.RequireRoot(t)
-	testutil.LeakCheck(t)
-	d := berthd.Start(t, args...)
-	d.Must(t, "load", "-i", images.Busybox(t).Archive)
-	return d
+	return berthd.StartBusybox(t, args...)
 }
 
 // docker runs the docker CLI on d: combined output and exit code.
 func docker(t *testing.T, d *berthd.Daemon, args ...string) (string, int) {
 	t.Helper()
-	out, err := d.Docker(args...)
-	return out, exitCode(t, args, err)
+	return d.DockerCode(t, args...)
 }
 
-// berth runs berth's CLI on d: combined output and exit code.
+// berth runs berth's CLI on d: its output (stdout, then stderr) and exit
+// code.
 func berth(t *testing.T, d *berthd.Daemon, args ...string) (string, int) {
 	t.Helper()
-	bin, err := berthd.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(filepath.Dir(bin), "berth"), append([]string{"-H", d.Host}, args...)...)
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+d.DockerConfig)
-	out, err := cmd.CombinedOutput()
-	return string(out), exitCode(t, args, err)
-}
-
-func exitCode(t *testing.T, args []string, err error) int {
-	t.Helper()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("%v: %v", args, err)
-	}
-	return 0
+	out, errOut, code := d.Berth(t, "", args...)
+	return out + errOut, code
 }
 
 // cli is one of the two clients every user-facing check runs with.
