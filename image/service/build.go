@@ -215,23 +215,11 @@ func (s *Service) buildLayer(ctx context.Context, lease *gc.Lease, key, parentCh
 	if res.DiffID == emptyTarDiffID {
 		return nil, res.DiffID, 0, nil
 	}
-	layer := &ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: w.Digest(), Size: w.Offset()}
-	if dockerTypes {
-		layer.MediaType = dockerLayer
+	layer, err := commitLayerBlob(ctx, lease, w, dockerTypes)
+	if err != nil {
+		return nil, "", 0, err
 	}
-	lease.AddBlob(layer.Digest)
-	if err := w.Commit(ctx, layer.Size, layer.Digest); err != nil && !errdefs.IsAlreadyExists(err) {
-		return nil, "", 0, fmt.Errorf("store layer: %w", err)
-	}
-	var parentIDs []digest.Digest
-	if parentChain != "" {
-		parentIDs = []digest.Digest{digest.Digest(parentChain)}
-	}
-	chain := store.ChainIDs(append(parentIDs, res.DiffID))
-	name := chain[len(chain)-1].String()
-	if parentChain == "" {
-		name = res.DiffID.String()
-	}
+	name := layerKey(parentChain, res.DiffID)
 	lease.AddSnapshot(name)
 	err = s.snaps.Commit(ctx, name, key,
 		snapshot.WithLabels(map[string]string{snapshot.LabelLayerSize: strconv.FormatInt(res.Size, 10)}),

@@ -299,24 +299,11 @@ func (s *Service) commitLayer(ctx context.Context, lease *gc.Lease, key, parentC
 	if res.DiffID == emptyTarDiffID {
 		return nil, res.DiffID, 0, nil
 	}
-	layer := &ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: w.Digest(), Size: w.Offset()}
-	if dockerTypes {
-		layer.MediaType = dockerLayer
+	layer, err := commitLayerBlob(ctx, lease, w, dockerTypes)
+	if err != nil {
+		return nil, "", 0, err
 	}
-	lease.AddBlob(layer.Digest)
-	if err := w.Commit(ctx, layer.Size, layer.Digest); err != nil && !errdefs.IsAlreadyExists(err) {
-		return nil, "", 0, fmt.Errorf("store layer: %w", err)
-	}
-
-	var parentIDs []digest.Digest
-	if parentChain != "" {
-		parentIDs = []digest.Digest{digest.Digest(parentChain)}
-	}
-	chain := store.ChainIDs(append(parentIDs, res.DiffID))
-	name := chain[len(chain)-1].String()
-	if parentChain == "" {
-		name = res.DiffID.String()
-	}
+	name := layerKey(parentChain, res.DiffID)
 	lease.AddSnapshot(name)
 	err = s.snaps.Commit(ctx, name, tmp,
 		snapshot.WithLabels(map[string]string{snapshot.LabelLayerSize: strconv.FormatInt(res.Size, 10)}),
@@ -350,4 +337,28 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// commitLayerBlob makes the gzip layer written to w a blob, kept by lease,
+// and returns its descriptor (Docker's media type when dockerTypes).
+func commitLayerBlob(ctx context.Context, lease *gc.Lease, w content.Writer, dockerTypes bool) (*ocispec.Descriptor, error) {
+	layer := &ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: w.Digest(), Size: w.Offset()}
+	if dockerTypes {
+		layer.MediaType = dockerLayer
+	}
+	lease.AddBlob(layer.Digest)
+	if err := w.Commit(ctx, layer.Size, layer.Digest); err != nil && !errdefs.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("store layer: %w", err)
+	}
+	return layer, nil
+}
+
+// layerKey names the snapshot of layer diffID on parentChain as pulls do:
+// its chain id, which for a first layer is its diff id.
+func layerKey(parentChain string, diffID digest.Digest) string {
+	if parentChain == "" {
+		return diffID.String()
+	}
+	chain := store.ChainIDs([]digest.Digest{digest.Digest(parentChain), diffID})
+	return chain[len(chain)-1].String()
 }

@@ -7,40 +7,23 @@ package build_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
-	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/internal/testutil/berthd"
-	"github.com/berth-dev/berth/internal/testutil/images"
 )
 
 func TestMain(m *testing.M) {
 	// The docker CLI's classic builder: the protocol berthd speaks.
 	os.Setenv("DOCKER_BUILDKIT", "0")
-	if os.Geteuid() == 0 {
-		if _, err := berthd.Build(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	berthd.Cleanup()
-	os.Exit(code)
+	berthd.Main(m)
 }
 
 // withBusybox starts a berthd holding the busybox fixture.
 func withBusybox(t *testing.T) *berthd.Daemon {
 	t.Helper()
-	testutil.RequireRoot(t)
-	testutil.LeakCheck(t)
-	d := berthd.Start(t)
-	d.Must(t, "load", "-i", images.Busybox(t).Archive)
-	return d
+	return berthd.StartBusybox(t)
 }
 
 // writeContext makes a build context directory from name -> content.
@@ -62,14 +45,7 @@ func writeContext(t *testing.T, files map[string]string) string {
 // docker runs the docker CLI and returns its output and exit code.
 func docker(t *testing.T, d *berthd.Daemon, args ...string) (string, int) {
 	t.Helper()
-	out, err := d.Docker(args...)
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("docker %s: %v", strings.Join(args, " "), err)
-	}
-	return out, code
+	return d.DockerCode(t, args...)
 }
 
 // inspect is the image's config as docker image inspect shows it.
