@@ -3,6 +3,7 @@ package volume
 import (
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -96,6 +97,9 @@ func TestParseMount(t *testing.T) {
 	if _, err := ParseMount(mount.Mount{Type: mount.TypeVolume, Source: "vv", Target: "/v", VolumeOptions: &mount.VolumeOptions{Subpath: "x"}}); !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), "volume-subpath") {
 		t.Errorf("subpath: %v, want a not-implemented error naming it", err)
 	}
+	if _, err := ParseMount(mount.Mount{Type: mount.TypeImage, Source: "busybox", Target: "/i"}); !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), `mount type "image"`) {
+		t.Errorf("image mount: %v, want a not-implemented error naming it", err)
+	}
 }
 
 func TestParseVolumesFrom(t *testing.T) {
@@ -166,6 +170,7 @@ func TestStore(t *testing.T) {
 				names = append(names, v.Name)
 			}
 		}
+		sort.Strings(names)
 		return strings.Join(names, ",")
 	}
 	f := func(kv ...string) filters.Args {

@@ -73,6 +73,9 @@ func (s *Service) resolveMounts(id string, cfg *container.Config, hc *container.
 			return nil, volume.ConflictError(mp.Destination)
 		}
 		fromUser[mp.Destination] = true
+		if mp.Type == mount.TypeVolume && hc.VolumeDriver != "" {
+			mp.Driver = hc.VolumeDriver // refused at create unless local
+		}
 		add(mp)
 	}
 	for _, m := range hc.Mounts {
@@ -158,6 +161,11 @@ func (s *Service) resolveMounts(id string, cfg *container.Config, hc *container.
 			existed = gerr == nil
 		}
 		v, err := s.opts.Volumes.Create(o, id)
+		if errdefs.IsNotFound(err) {
+			// A missing driver, not a missing image: a 404 would make
+			// the docker CLI try to pull the image.
+			return nil, fmt.Errorf("create %s: %s: %w", mp.Name, strings.TrimSuffix(err.Error(), ": "+errdefs.ErrNotFound.Error()), errdefs.ErrInvalidArgument)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -204,8 +212,18 @@ func (s *Service) restoreVolumeRefs() {
 	}
 	for _, rec := range all {
 		for _, m := range rec.MountPoints {
-			if m.Type == mount.TypeVolume && m.Name != "" {
-				if err := s.opts.Volumes.Ref(m.Name, rec.ID); err != nil {
+			if m.Type != mount.TypeVolume || m.Name == "" {
+				continue
+			}
+			if err := s.opts.Volumes.Ref(m.Name, rec.ID); err != nil {
+				s.opts.Logf("container %s: volume %s: %v", rec.ID, m.Name, err)
+				continue
+			}
+			// A container that outlived the daemon still uses its
+			// volume's device: count it, so that another one's exit
+			// does not unmount it under a later start.
+			if rec.State.Running {
+				if _, err := s.opts.Volumes.Mount(m.Name, rec.ID); err != nil {
 					s.opts.Logf("container %s: volume %s: %v", rec.ID, m.Name, err)
 				}
 			}

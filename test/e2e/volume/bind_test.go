@@ -117,6 +117,16 @@ func TestBindBadInput(t *testing.T) {
 			t.Errorf("%s: %d %s, want 400 with %q", c.hc, r.Status, r.Body, c.msg)
 		}
 	}
+	for _, hc := range []string{
+		`{"Mounts":[{"Type":"image","Source":"busybox","Target":"/i"}]}`,
+		`{"Mounts":[{"Type":"volume","Source":"v2","Target":"/v","VolumeOptions":{"Subpath":"x"}}]}`,
+		`{"Mounts":[{"Type":"bind","Source":"` + host + `","Target":"/b","BindOptions":{"ReadOnlyNonRecursive":true}}]}`,
+	} {
+		r := raw(t, d, "POST", "/containers/create", `{"Image":"busybox","Cmd":["true"],"HostConfig":`+hc+`}`)
+		if r.Status != 501 {
+			t.Errorf("%s: %d %s, want 501 naming what is missing", hc, r.Status, r.Body)
+		}
+	}
 	// Nothing of the refused requests stayed behind.
 	if out := d.Must(t, "ps", "-aq"); out != "" {
 		t.Errorf("refused creates left containers: %q", out)

@@ -213,6 +213,9 @@ func TestLocalDriverOptions(t *testing.T) {
 			t.Errorf("volume create %v: %q exit %d, want %q", c.args, out, code, c.msg)
 		}
 	}
+	if out, code := docker(t, d, "run", "--rm", "--volume-driver", "nfsplugin", "-v", "viadriver:/x", "busybox", "true"); code != 125 || !strings.Contains(out, `plugin "nfsplugin" not found`) {
+		t.Errorf("run --volume-driver nfsplugin: %q exit %d", out, code)
+	}
 	if out, code := docker(t, d, "volume", "create", "a/b"); code == 0 || !strings.Contains(out, "includes invalid characters for a local volume name") {
 		t.Errorf("volume create a/b: %q exit %d", out, code)
 	}
