@@ -15,6 +15,7 @@ import (
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/mount"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -172,6 +173,7 @@ func (s *Service) resolveMounts(id string, cfg *container.Config, hc *container.
 		refd = append(refd, v.Name)
 		if !existed {
 			made = append(made, v.Name)
+			s.publishVolume(events.ActionCreate, v.Name, nil)
 		}
 		mp.Name, mp.Driver, mp.Source = v.Name, v.Driver, s.opts.Volumes.Path(v.Name)
 		mp.VolumeOptions = nil
@@ -193,7 +195,9 @@ func (s *Service) releaseVolumes(rec *store.Container, removeAnonymous bool) {
 		s.opts.Volumes.Unmount(m.Name, rec.ID)
 		s.opts.Volumes.Unref(m.Name, rec.ID)
 		if removeAnonymous && m.Anonymous {
-			if err := s.opts.Volumes.Remove(m.Name, true); err != nil && !errdefs.IsConflict(err) {
+			if err := s.opts.Volumes.Remove(m.Name, false); err == nil {
+				s.publishVolume(events.ActionDestroy, m.Name, nil)
+			} else if !errdefs.IsConflict(err) && !errdefs.IsNotFound(err) {
 				s.opts.Logf("container %s: remove volume %s: %v", rec.ID, m.Name, err)
 			}
 		}
@@ -268,6 +272,10 @@ func (s *Service) mountSpecs(rec *store.Container, rootfs string) ([]specs.Mount
 				m.CopyData, copied = false, true
 			}
 			m.Source = src
+			s.publishVolume(events.ActionMount, m.Name, map[string]string{
+				"container": rec.ID, "destination": m.Destination,
+				"read/write": strconv.FormatBool(m.RW), "propagation": string(m.Propagation),
+			})
 		case mount.TypeBind:
 			if _, err := os.Stat(m.Source); errors.Is(err, fs.ErrNotExist) {
 				if !m.CreateSource {
@@ -332,11 +340,27 @@ func (s *Service) unmountVolumes(id string) {
 	}
 	for _, m := range rec.MountPoints {
 		if m.Type == mount.TypeVolume && m.Name != "" {
-			if err := s.opts.Volumes.Unmount(m.Name, id); err != nil {
+			was, err := s.opts.Volumes.Unmount(m.Name, id)
+			if err != nil {
 				s.opts.Logf("container %s: %v", id, err)
+			}
+			if was {
+				s.publishVolume(events.ActionUnmount, m.Name, map[string]string{"container": id})
 			}
 		}
 	}
+}
+
+// publishVolume sends a volume event as dockerd's (driver local).
+func (s *Service) publishVolume(action events.Action, name string, attrs map[string]string) {
+	if s.opts.Events == nil {
+		return
+	}
+	a := map[string]string{"driver": volume.DefaultDriver}
+	for k, v := range attrs {
+		a[k] = v
+	}
+	s.opts.Events.Publish(events.VolumeEventType, action, events.Actor{ID: name, Attributes: a})
 }
 
 // ensurePropagation checks, as dockerd, that a shared bind's source is on

@@ -240,10 +240,14 @@ func TestVolumeEventsAndDiskUsage(t *testing.T) {
 	}
 	d.Must(t, "rm", "user1")
 	d.Must(t, "volume", "rm", "ev")
+	d.Must(t, "run", "--name", "anonev", "-v", "/a", "busybox", "true")
+	anon := strings.TrimSpace(d.Must(t, "inspect", "-f", "{{range .Mounts}}{{.Name}}{{end}}", "anonev"))
+	d.Must(t, "rm", "-v", "anonev")
 	until := strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10)
 	out = d.Must(t, "events", "--since", "0", "--until", until, "--filter", "type=volume", "--format", "{{.Action}} {{.Actor.ID}}")
-	if !strings.Contains(out, "create ev\n") || !strings.Contains(out, "destroy ev\n") {
-		t.Errorf("volume events: %q", out)
+	want := "create ev\nmount ev\nunmount ev\ndestroy ev\ncreate " + anon + "\nmount " + anon + "\nunmount " + anon + "\ndestroy " + anon + "\n"
+	if out != want {
+		t.Errorf("volume events:\n%s\nwant:\n%s", out, want)
 	}
 }
 
