@@ -163,3 +163,23 @@ func mustRun(t *testing.T, name string, args ...string) {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 }
+
+// TestBindNonRecursive: a bind takes the submounts of its source along
+// unless bind-nonrecursive.
+func TestBindNonRecursive(t *testing.T) {
+	d := daemon(t)
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "mount", "-t", "tmpfs", "berth-sub", sub)
+	t.Cleanup(func() { mustRun(t, "umount", "-l", sub) })
+	os.WriteFile(filepath.Join(sub, "in-submount"), nil, 0o644)
+	if out := d.Must(t, "run", "--rm", "-v", dir+":/b", "busybox", "ls", "/b/sub"); out != "in-submount\n" {
+		t.Errorf("recursive bind: %q", out)
+	}
+	if out := d.Must(t, "run", "--rm", "--mount", "type=bind,src="+dir+",dst=/b,bind-nonrecursive", "busybox", "ls", "/b/sub"); out != "" {
+		t.Errorf("bind-nonrecursive shows the submount: %q", out)
+	}
+}
