@@ -74,6 +74,10 @@ func (s *Service) resolveMounts(id string, cfg *container.Config, hc *container.
 			return nil, volume.ConflictError(mp.Destination)
 		}
 		fromUser[mp.Destination] = true
+		// The mode as given (a -v volume's reads "z" by default).
+		if parts := strings.Split(b, ":"); len(parts) == 3 && labelMode(parts[2]) != "" && !selinuxEnabled() {
+			s.opts.Logf("container %s: -v %s: SELinux label mode %s ignored: SELinux is not enabled on this host", id, b, labelMode(parts[2]))
+		}
 		if mp.Type == mount.TypeVolume && hc.VolumeDriver != "" {
 			mp.Driver = hc.VolumeDriver // refused at create unless local
 		}
@@ -349,6 +353,23 @@ func (s *Service) unmountVolumes(id string) {
 			}
 		}
 	}
+}
+
+// labelMode is the z or Z of a -v mode ("" without).
+func labelMode(mode string) string {
+	for _, o := range strings.Split(mode, ",") {
+		if o == "z" || o == "Z" {
+			return o
+		}
+	}
+	return ""
+}
+
+// selinuxEnabled reports whether the host runs SELinux (its filesystem
+// is mounted), as the label modes need.
+func selinuxEnabled() bool {
+	var st unix.Statfs_t
+	return unix.Statfs("/sys/fs/selinux", &st) == nil && st.Type == unix.SELINUX_MAGIC
 }
 
 // publishVolume sends a volume event as dockerd's (driver local).
