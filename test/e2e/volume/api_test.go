@@ -3,6 +3,7 @@ package volume_test
 import (
 	"encoding/json"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 )
@@ -58,4 +59,24 @@ func TestVolumeAPI(t *testing.T) {
 	if r := raw(t, d, "DELETE", "/volumes/api2", ""); r.Status != 204 {
 		t.Errorf("delete: %d %s", r.Status, r.Body)
 	}
+}
+
+// TestCreateMountpointVersion: bind create-mountpoint makes the missing
+// source from API 1.42 on, and is unknown to 1.41 clients.
+func TestCreateMountpointVersion(t *testing.T) {
+	d := daemon(t)
+	src := t.TempDir() + "/made"
+	body := `{"Image":"busybox","Cmd":["true"],"HostConfig":{"Mounts":[{"Type":"bind","Source":"` + src + `","Target":"/m","BindOptions":{"CreateMountpoint":true}}]}}`
+	if r := raw(t, d, "POST", "/v1.41/containers/create", body); r.Status != 400 || !strings.Contains(message(t, r), "bind source path does not exist") {
+		t.Errorf("1.41 create-mountpoint: %d %s", r.Status, r.Body)
+	}
+	r := raw(t, d, "POST", "/v1.43/containers/create?name=cm", body)
+	if r.Status != 201 {
+		t.Fatalf("1.43 create-mountpoint: %d %s", r.Status, r.Body)
+	}
+	d.Must(t, "start", "cm")
+	if _, err := os.Stat(src); err != nil {
+		t.Errorf("create-mountpoint did not make the source: %v", err)
+	}
+	d.Must(t, "rm", "cm")
 }
