@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
@@ -44,7 +45,8 @@ func Populate(rootfs, dest, data string) (bool, error) {
 	// The handle is an O_PATH one resolved inside the rootfs; walking
 	// through /proc/self/fd keeps every lookup below it.
 	src := "/proc/self/fd/" + strconv.Itoa(int(h.Fd()))
-	if err := copyTree(src, data); err != nil {
+	c := &copier{links: map[uint64]string{}}
+	if err := c.tree(src, data); err != nil {
 		return false, fmt.Errorf("populate volume %s from %s: %w", data, dest, err)
 	}
 	if err := os.Lchown(data, int(st.Uid), int(st.Gid)); err != nil {
@@ -54,22 +56,28 @@ func Populate(rootfs, dest, data string) (bool, error) {
 	return true, unix.Chmod(data, st.Mode&0o7777)
 }
 
-// copyTree copies the entries of directory src into directory dst.
-func copyTree(src, dst string) error {
+// copier copies a tree, keeping hard links linked (busybox's /bin is
+// hundreds of links to one file).
+type copier struct {
+	links map[uint64]string // inode of a multiply-linked file -> its copy
+}
+
+// tree copies the entries of directory src into directory dst.
+func (c *copier) tree(src, dst string) error {
 	ents, err := os.ReadDir(src)
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
 		s, d := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())
-		if err := copyEntry(s, d); err != nil {
+		if err := c.entry(s, d); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func copyEntry(s, d string) error {
+func (c *copier) entry(s, d string) error {
 	var st unix.Stat_t
 	if err := unix.Lstat(s, &st); err != nil {
 		return err
@@ -80,10 +88,16 @@ func copyEntry(s, d string) error {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			return err
 		}
-		if err := copyTree(s, d); err != nil {
+		if err := c.tree(s, d); err != nil {
 			return err
 		}
 	case unix.S_IFREG:
+		if st.Nlink > 1 {
+			if first, ok := c.links[st.Ino]; ok {
+				return os.Link(first, d)
+			}
+			c.links[st.Ino] = d
+		}
 		if err := copyFile(s, d); err != nil {
 			return err
 		}
@@ -114,6 +128,9 @@ func copyEntry(s, d string) error {
 	if err := unix.Chmod(d, perm); err != nil {
 		return err
 	}
+	if err := copyXattrs(s, d); err != nil {
+		return err
+	}
 	ts := []unix.Timespec{st.Atim, st.Mtim}
 	return unix.UtimesNanoAt(unix.AT_FDCWD, d, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
@@ -133,4 +150,28 @@ func copyFile(s, d string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// copyXattrs copies the extended attributes of s to d (file
+// capabilities, ACLs), without following links.
+func copyXattrs(s, d string) error {
+	buf := make([]byte, 4096)
+	n, err := unix.Llistxattr(s, buf)
+	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.ERANGE) {
+		return nil // none, or more names than a copy-up needs to care for
+	}
+	if err != nil || n == 0 {
+		return err
+	}
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
+		val := make([]byte, 64<<10)
+		m, err := unix.Lgetxattr(s, name, val)
+		if err != nil {
+			continue // vanished or not readable: nothing to copy
+		}
+		if err := unix.Lsetxattr(d, name, val[:m], 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
+			return fmt.Errorf("copy xattr %s of %s: %w", name, s, err)
+		}
+	}
+	return nil
 }

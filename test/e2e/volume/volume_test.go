@@ -86,6 +86,19 @@ func TestNamedVolumes(t *testing.T) {
 	if out, code := docker(t, d, "run", "--rm", "-v", "etc:/etc", "busybox", "ls", "/etc/passwd"); code == 0 {
 		t.Errorf("a used volume was filled again: %q", out)
 	}
+	// Hard links stay links in the copy (one file under many names is
+	// copied once).
+	d.Must(t, "run", "--name", "hl", "busybox", "sh", "-c", "mkdir /h && echo x > /h/a && ln /h/a /h/b")
+	d.Must(t, "commit", "hl", "hlimg")
+	d.Must(t, "rm", "hl")
+	if out := d.Must(t, "run", "--rm", "hlimg", "stat", "-c", "%h", "/h/a"); out != "2\n" {
+		t.Fatalf("the committed image lost the hard link: %q", out)
+	}
+	if out := d.Must(t, "run", "--rm", "-v", "hv:/h", "hlimg", "sh", "-c", "stat -c '%i %h' /h/a /h/b"); len(lines(out)) != 2 || lines(out)[0] != lines(out)[1] || !strings.HasSuffix(lines(out)[0], " 2") {
+		t.Errorf("hard links in a copied-up volume: %q", out)
+	}
+	d.Must(t, "volume", "rm", "hv")
+	d.Must(t, "rmi", "hlimg")
 	if out := d.Must(t, "run", "--rm", "-v", "full:/var", "busybox", "ls", "-A", "/var"); out == "" {
 		t.Error("the image's /var is empty: the nocopy checks below prove nothing")
 	}
