@@ -57,10 +57,7 @@ func (s *Store) Mount(name, id string) (string, error) {
 		return "", notFound(name)
 	}
 	data := filepath.Join(s.root, name, DataDir)
-	if !hasDevice(v) {
-		return data, nil
-	}
-	if len(s.mounted[name]) == 0 && !isMountPoint(data) {
+	if hasDevice(v) && len(s.mounted[name]) == 0 && !isMountPoint(data) {
 		if err := mountDevice(v.Options, data); err != nil {
 			return "", fmt.Errorf("error while mounting volume '%s': %w", data, err)
 		}
@@ -72,28 +69,29 @@ func (s *Store) Mount(name, id string) (string, error) {
 	return data, nil
 }
 
-// Unmount undoes container id's Mount: the device goes with the last
-// user. Containers that run keep their own bind of it.
-func (s *Store) Unmount(name, id string) error {
+// Unmount undoes container id's Mount, reporting whether there was one:
+// a device goes with its last user. Containers that run keep their own
+// bind of it.
+func (s *Store) Unmount(name, id string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v, ok := s.vols[name]
-	if !ok || !hasDevice(v) {
-		return nil
+	if !s.mounted[name][id] {
+		return false, nil
 	}
 	delete(s.mounted[name], id)
 	if len(s.mounted[name]) > 0 {
-		return nil
+		return true, nil
 	}
 	delete(s.mounted, name)
+	v, ok := s.vols[name]
 	data := filepath.Join(s.root, name, DataDir)
-	if !isMountPoint(data) {
-		return nil
+	if !ok || !hasDevice(v) || !isMountPoint(data) {
+		return true, nil
 	}
 	if err := unix.Unmount(data, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("unmount volume %s: %w", name, err)
+		return true, fmt.Errorf("unmount volume %s: %w", name, err)
 	}
-	return nil
+	return true, nil
 }
 
 // UnmountAll unmounts every volume device (daemon shutdown is not the

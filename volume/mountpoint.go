@@ -290,8 +290,8 @@ func ParseMount(m mount.Mount) (MountPoint, error) {
 			return MountPoint{}, invalid(errMountConfig(&m, err))
 		}
 		mp.Tmpfs = data
-	case "":
-		return MountPoint{}, invalid(errMountConfig(&m, errors.New("mount type unknown")))
+	case mount.TypeImage, mount.TypeCluster:
+		return MountPoint{}, fmt.Errorf("mount type %q: not supported by berth: %w", m.Type, errdefs.ErrNotImplemented)
 	default:
 		return MountPoint{}, invalid(errMountConfig(&m, errors.New("mount type unknown")))
 	}

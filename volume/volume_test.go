@@ -3,6 +3,7 @@ package volume
 import (
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -96,6 +97,9 @@ func TestParseMount(t *testing.T) {
 	if _, err := ParseMount(mount.Mount{Type: mount.TypeVolume, Source: "vv", Target: "/v", VolumeOptions: &mount.VolumeOptions{Subpath: "x"}}); !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), "volume-subpath") {
 		t.Errorf("subpath: %v, want a not-implemented error naming it", err)
 	}
+	if _, err := ParseMount(mount.Mount{Type: mount.TypeImage, Source: "busybox", Target: "/i"}); !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), `mount type "image"`) {
+		t.Errorf("image mount: %v, want a not-implemented error naming it", err)
+	}
 }
 
 func TestParseVolumesFrom(t *testing.T) {
@@ -166,6 +170,7 @@ func TestStore(t *testing.T) {
 				names = append(names, v.Name)
 			}
 		}
+		sort.Strings(names)
 		return strings.Join(names, ",")
 	}
 	f := func(kv ...string) filters.Args {
@@ -246,6 +251,8 @@ func TestPopulate(t *testing.T) {
 	must(os.MkdirAll(filepath.Join(rootfs, "app", "sub"), 0o750))
 	must(os.WriteFile(filepath.Join(rootfs, "app", "sub", "f"), []byte("data"), 0o640))
 	must(os.Symlink(outside, filepath.Join(rootfs, "app", "out")))
+	must(os.Link(filepath.Join(rootfs, "app", "sub", "f"), filepath.Join(rootfs, "app", "hardlink")))
+	must(unix.Lsetxattr(filepath.Join(rootfs, "app", "sub", "f"), "user.berth", []byte("kept"), 0))
 	must(unix.Chmod(filepath.Join(rootfs, "app"), 0o1777))
 	// A destination through an absolute link resolves inside the rootfs.
 	must(os.Symlink("/app", filepath.Join(rootfs, "link")))
@@ -267,6 +274,16 @@ func TestPopulate(t *testing.T) {
 	}
 	if fi, _ := os.Stat(filepath.Join(data, "sub", "f")); fi.Mode().Perm() != 0o640 {
 		t.Errorf("file mode %v", fi.Mode())
+	}
+	var a, b unix.Stat_t
+	unix.Stat(filepath.Join(data, "sub", "f"), &a)
+	unix.Stat(filepath.Join(data, "hardlink"), &b)
+	if a.Ino != b.Ino || a.Nlink != 2 {
+		t.Errorf("hard links not kept: inodes %d %d, links %d", a.Ino, b.Ino, a.Nlink)
+	}
+	val := make([]byte, 16)
+	if n, err := unix.Lgetxattr(filepath.Join(data, "sub", "f"), "user.berth", val); err != nil || string(val[:n]) != "kept" {
+		t.Errorf("xattr not copied: %q %v", val[:max(n, 0)], err)
 	}
 	// Not again once it has content.
 	if copied, err := Populate(rootfs, "/app", data); copied || err != nil {

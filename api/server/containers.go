@@ -43,6 +43,14 @@ func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) error {
 	if err := moveMacAddress(&create, req.MacAddress); err != nil {
 		return err
 	}
+	if versionBefore(r.Context(), "1.42") {
+		// CreateMountpoint came with 1.42: older clients never meant it.
+		for i := range create.HostConfig.Mounts {
+			if bo := create.HostConfig.Mounts[i].BindOptions; bo != nil {
+				bo.CreateMountpoint = false
+			}
+		}
+	}
 	if p := r.FormValue("platform"); p != "" {
 		plat, err := parsePlatform(p)
 		if err != nil {

@@ -42,7 +42,7 @@ func (s *Server) volumeList(w http.ResponseWriter, r *http.Request) error {
 	if vols == nil {
 		vols = []volume.Volume{}
 	}
-	writeJSON(w, http.StatusOK, volume.ListResponse{Volumes: vols, Warnings: []string{}})
+	writeJSON(w, http.StatusOK, volume.ListResponse{Volumes: vols}) // Warnings null, as dockerd
 	return nil
 }
 

@@ -58,7 +58,7 @@ func Write(w io.Writer, format Format, rows []Context, header map[string]string)
 		htmpl, err := template.New("").Funcs(templates.HeaderFunctions).Parse(text)
 		if err == nil {
 			// Missing header names render as "" rather than "<no value>".
-			h := make(map[string]string, len(header))
+			h := make(headerMap, len(header))
 			for k, v := range header {
 				h[k] = v
 			}
@@ -85,6 +85,13 @@ func Write(w io.Writer, format Format, rows []Context, header map[string]string)
 	}
 	return tw.Flush()
 }
+
+// headerMap is a table's header row: the columns' names, and a label
+// column ({{.Label "x"}}) named after its label, as Docker's.
+type headerMap map[string]string
+
+// Label is the header of a label column: the label's name.
+func (headerMap) Label(name string) string { return name }
 
 // Template renders one value with a user template (inspect --format).
 func Template(w io.Writer, text string, v any) error {

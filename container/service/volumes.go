@@ -1,20 +1,18 @@
 package service
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
-	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/mount"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -73,6 +71,13 @@ func (s *Service) resolveMounts(id string, cfg *container.Config, hc *container.
 			return nil, volume.ConflictError(mp.Destination)
 		}
 		fromUser[mp.Destination] = true
+		// The mode as given (a -v volume's reads "z" by default).
+		if parts := strings.Split(b, ":"); len(parts) == 3 && labelMode(parts[2]) != "" && !selinuxEnabled() {
+			s.opts.Logf("container %s: -v %s: SELinux label mode %s ignored: SELinux is not enabled on this host", id, b, labelMode(parts[2]))
+		}
+		if mp.Type == mount.TypeVolume && hc.VolumeDriver != "" {
+			mp.Driver = hc.VolumeDriver // refused at create unless local
+		}
 		add(mp)
 	}
 	for _, m := range hc.Mounts {
@@ -158,12 +163,18 @@ func (s *Service) resolveMounts(id string, cfg *container.Config, hc *container.
 			existed = gerr == nil
 		}
 		v, err := s.opts.Volumes.Create(o, id)
+		if errdefs.IsNotFound(err) {
+			// A missing driver, not a missing image: a 404 would make
+			// the docker CLI try to pull the image.
+			return nil, fmt.Errorf("create %s: %s: %w", mp.Name, strings.TrimSuffix(err.Error(), ": "+errdefs.ErrNotFound.Error()), errdefs.ErrInvalidArgument)
+		}
 		if err != nil {
 			return nil, err
 		}
 		refd = append(refd, v.Name)
 		if !existed {
 			made = append(made, v.Name)
+			s.publishVolume(events.ActionCreate, v.Name, nil)
 		}
 		mp.Name, mp.Driver, mp.Source = v.Name, v.Driver, s.opts.Volumes.Path(v.Name)
 		mp.VolumeOptions = nil
@@ -185,7 +196,9 @@ func (s *Service) releaseVolumes(rec *store.Container, removeAnonymous bool) {
 		s.opts.Volumes.Unmount(m.Name, rec.ID)
 		s.opts.Volumes.Unref(m.Name, rec.ID)
 		if removeAnonymous && m.Anonymous {
-			if err := s.opts.Volumes.Remove(m.Name, true); err != nil && !errdefs.IsConflict(err) {
+			if err := s.opts.Volumes.Remove(m.Name, false); err == nil {
+				s.publishVolume(events.ActionDestroy, m.Name, nil)
+			} else if !errdefs.IsConflict(err) && !errdefs.IsNotFound(err) {
 				s.opts.Logf("container %s: remove volume %s: %v", rec.ID, m.Name, err)
 			}
 		}
@@ -204,8 +217,18 @@ func (s *Service) restoreVolumeRefs() {
 	}
 	for _, rec := range all {
 		for _, m := range rec.MountPoints {
-			if m.Type == mount.TypeVolume && m.Name != "" {
-				if err := s.opts.Volumes.Ref(m.Name, rec.ID); err != nil {
+			if m.Type != mount.TypeVolume || m.Name == "" {
+				continue
+			}
+			if err := s.opts.Volumes.Ref(m.Name, rec.ID); err != nil {
+				s.opts.Logf("container %s: volume %s: %v", rec.ID, m.Name, err)
+				continue
+			}
+			// A container that outlived the daemon still uses its
+			// volume's device: count it, so that another one's exit
+			// does not unmount it under a later start.
+			if rec.State.Running {
+				if _, err := s.opts.Volumes.Mount(m.Name, rec.ID); err != nil {
 					s.opts.Logf("container %s: volume %s: %v", rec.ID, m.Name, err)
 				}
 			}
@@ -233,7 +256,7 @@ func (s *Service) mountSpecs(rec *store.Container, rootfs string) ([]specs.Mount
 		m := &rec.MountPoints[i]
 		switch m.Type {
 		case mount.TypeTmpfs:
-			out = append(out, specs.Mount{Destination: m.Destination, Type: "tmpfs", Source: "tmpfs", Options: TmpfsOptions(m.Tmpfs)})
+			out = append(out, specs.Mount{Destination: m.Destination, Type: "tmpfs", Source: "tmpfs", Options: tmpfsOptions(m.Tmpfs)})
 			continue
 		case mount.TypeVolume:
 			if s.opts.Volumes == nil {
@@ -250,6 +273,10 @@ func (s *Service) mountSpecs(rec *store.Container, rootfs string) ([]specs.Mount
 				m.CopyData, copied = false, true
 			}
 			m.Source = src
+			s.publishVolume(events.ActionMount, m.Name, map[string]string{
+				"container": rec.ID, "destination": m.Destination,
+				"read/write": strconv.FormatBool(m.RW), "propagation": string(m.Propagation),
+			})
 		case mount.TypeBind:
 			if _, err := os.Stat(m.Source); errors.Is(err, fs.ErrNotExist) {
 				if !m.CreateSource {
@@ -314,11 +341,44 @@ func (s *Service) unmountVolumes(id string) {
 	}
 	for _, m := range rec.MountPoints {
 		if m.Type == mount.TypeVolume && m.Name != "" {
-			if err := s.opts.Volumes.Unmount(m.Name, id); err != nil {
+			was, err := s.opts.Volumes.Unmount(m.Name, id)
+			if err != nil {
 				s.opts.Logf("container %s: %v", id, err)
+			}
+			if was {
+				s.publishVolume(events.ActionUnmount, m.Name, map[string]string{"container": id})
 			}
 		}
 	}
+}
+
+// labelMode is the z or Z of a -v mode ("" without).
+func labelMode(mode string) string {
+	for _, o := range strings.Split(mode, ",") {
+		if o == "z" || o == "Z" {
+			return o
+		}
+	}
+	return ""
+}
+
+// selinuxEnabled reports whether the host runs SELinux (its filesystem
+// is mounted), as the label modes need.
+func selinuxEnabled() bool {
+	var st unix.Statfs_t
+	return unix.Statfs("/sys/fs/selinux", &st) == nil && st.Type == unix.SELINUX_MAGIC
+}
+
+// publishVolume sends a volume event as dockerd's (driver local).
+func (s *Service) publishVolume(action events.Action, name string, attrs map[string]string) {
+	if s.opts.Events == nil {
+		return
+	}
+	a := map[string]string{"driver": volume.DefaultDriver}
+	for k, v := range attrs {
+		a[k] = v
+	}
+	s.opts.Events.Publish(events.VolumeEventType, action, events.Actor{ID: name, Attributes: a})
 }
 
 // ensurePropagation checks, as dockerd, that a shared bind's source is on
@@ -363,168 +423,12 @@ func optionalFields(mountpoint string) (string, error) {
 	return out, nil
 }
 
-// TmpfsOptions are dockerd's options of a tmpfs mount: noexec, nosuid,
+// tmpfsOptions are dockerd's options of a tmpfs mount: noexec, nosuid,
 // nodev and rprivate, then the user's data.
-func TmpfsOptions(data string) []string {
+func tmpfsOptions(data string) []string {
 	opts := []string{"noexec", "nosuid", "nodev", "rprivate"}
 	if data != "" {
 		opts = append(opts, strings.Split(data, ",")...)
 	}
 	return spec.MergeTmpfsOptions(opts)
-}
-
-// withContainerFS is withRootfs as docker cp sees a container: with its
-// volumes, binds and tmpfs mounts. A running container's filesystem is
-// its own view (/proc/<pid>/root, every lookup still resolved inside
-// it); a stopped one's volumes and binds are bound into the temporary
-// rootfs mount for the time of the copy.
-func (s *Service) withContainerFS(ctx context.Context, name string, fn func(rootfs string) (keep bool, err error)) (func(), error) {
-	rec, err := s.store.Get(name)
-	if err != nil {
-		return nil, err
-	}
-	if len(rec.MountPoints) == 0 && len(rec.HostConfig.Tmpfs) == 0 {
-		return s.withRootfs(ctx, name, fn)
-	}
-	var undo func()
-	release, err := s.withRootfs(ctx, name, func(root string) (bool, error) {
-		if root == filepath.Join(s.bundleDir(rec.ID), "rootfs") {
-			cur, err := s.store.Get(rec.ID)
-			if err != nil {
-				return false, err
-			}
-			if cur.State.Running && cur.State.Pid > 0 {
-				return fn(fmt.Sprintf("/proc/%d/root", cur.State.Pid))
-			}
-			return fn(root)
-		}
-		u, err := s.bindMountsInto(rec, root)
-		if err != nil {
-			return false, err
-		}
-		keep, err := fn(root)
-		if !keep || err != nil {
-			u()
-			return false, err
-		}
-		undo = u
-		return true, nil
-	})
-	if err != nil || undo == nil {
-		return release, err
-	}
-	return func() { undo(); release() }, nil
-}
-
-// bindMountsInto binds rec's volumes and binds at their destinations in
-// root (a stopped container's temporary rootfs), parents first, each
-// destination resolved inside root. The returned func unmounts them.
-func (s *Service) bindMountsInto(rec *store.Container, root string) (func(), error) {
-	var done []string
-	var vols []string
-	undo := func() {
-		for i := len(done) - 1; i >= 0; i-- {
-			if err := unix.Unmount(done[i], unix.MNT_DETACH); err != nil {
-				s.opts.Logf("container %s: unmount %s: %v", rec.ID, done[i], err)
-			}
-		}
-		for _, v := range vols {
-			s.opts.Volumes.Unmount(v, "cp-"+rec.ID)
-		}
-	}
-	mps := slices.Clone(rec.MountPoints)
-	sort.SliceStable(mps, func(i, j int) bool {
-		return strings.Count(mps[i].Destination, "/") < strings.Count(mps[j].Destination, "/")
-	})
-	rootDir, err := os.OpenFile(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer rootDir.Close()
-	for _, m := range mps {
-		src := m.Source
-		switch m.Type {
-		case mount.TypeVolume:
-			if s.opts.Volumes == nil {
-				undo()
-				return nil, errNoVolumes
-			}
-			p, err := s.opts.Volumes.Mount(m.Name, "cp-"+rec.ID)
-			if err != nil {
-				undo()
-				return nil, err
-			}
-			vols, src = append(vols, m.Name), p
-		case mount.TypeBind:
-		default:
-			continue // a tmpfs of a stopped container holds nothing
-		}
-		if err := bindInto(rootDir, src, m.Destination, m.RW, !m.NonRecursive); err != nil {
-			undo()
-			return nil, fmt.Errorf("container %s: mount %s for a copy: %w", rec.ID, m.Destination, err)
-		}
-		// Where it landed (the resolved path) is what to unmount.
-		p, err := landedAt(rootDir, m.Destination)
-		if err != nil {
-			undo()
-			return nil, err
-		}
-		done = append(done, p)
-	}
-	return undo, nil
-}
-
-// bindInto binds src onto dest inside the directory rootDir, dest
-// resolved (symlinks included) as if rootDir were /.
-func bindInto(rootDir *os.File, src, dest string, rw, recursive bool) error {
-	s, err := os.OpenFile(src, unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	fi, err := s.Stat()
-	if err != nil {
-		return err
-	}
-	var target *os.File
-	if fi.IsDir() {
-		target, err = pathrs.MkdirAllHandle(rootDir, dest, 0o755)
-	} else {
-		target, err = pathrs.OpenatInRoot(rootDir, dest)
-	}
-	if err != nil {
-		return err
-	}
-	defer target.Close()
-	flags := uintptr(unix.MS_BIND)
-	if recursive {
-		flags |= unix.MS_REC
-	}
-	tp := "/proc/self/fd/" + strconv.Itoa(int(target.Fd()))
-	if err := unix.Mount("/proc/self/fd/"+strconv.Itoa(int(s.Fd())), tp, "", flags, ""); err != nil {
-		return err
-	}
-	if !rw {
-		// The handle names the directory under the fresh mount: reopen
-		// dest to reach the mount itself.
-		h, err := pathrs.OpenatInRoot(rootDir, dest)
-		if err != nil {
-			return err
-		}
-		defer h.Close()
-		if err := unix.Mount("", "/proc/self/fd/"+strconv.Itoa(int(h.Fd())), "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// landedAt is the host path of dest resolved inside rootDir.
-func landedAt(rootDir *os.File, dest string) (string, error) {
-	h, err := pathrs.OpenatInRoot(rootDir, dest)
-	if err != nil {
-		return "", err
-	}
-	defer h.Close()
-	return os.Readlink("/proc/self/fd/" + strconv.Itoa(int(h.Fd())))
 }

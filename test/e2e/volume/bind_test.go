@@ -36,6 +36,9 @@ func TestBindMounts(t *testing.T) {
 	if out, code := docker(t, d, "run", "--rm", "-v", host+":/data:ro,Z", "busybox", "cat", "/data/hello"); code != 0 || out != "from host\n" {
 		t.Errorf("-v :ro,Z: %q exit %d", out, code)
 	}
+	if !strings.Contains(d.Log(), "SELinux label mode Z ignored: SELinux is not enabled on this host") {
+		t.Error("no note in the daemon's log about the ignored Z")
+	}
 	// A missing host path is created for -v...
 	missing := filepath.Join(host, "made", "by", "v")
 	if out, code := docker(t, d, "run", "--rm", "-v", missing+":/m", "busybox", "true"); code != 0 {
@@ -117,6 +120,16 @@ func TestBindBadInput(t *testing.T) {
 			t.Errorf("%s: %d %s, want 400 with %q", c.hc, r.Status, r.Body, c.msg)
 		}
 	}
+	for _, hc := range []string{
+		`{"Mounts":[{"Type":"image","Source":"busybox","Target":"/i"}]}`,
+		`{"Mounts":[{"Type":"volume","Source":"v2","Target":"/v","VolumeOptions":{"Subpath":"x"}}]}`,
+		`{"Mounts":[{"Type":"bind","Source":"` + host + `","Target":"/b","BindOptions":{"ReadOnlyNonRecursive":true}}]}`,
+	} {
+		r := raw(t, d, "POST", "/containers/create", `{"Image":"busybox","Cmd":["true"],"HostConfig":`+hc+`}`)
+		if r.Status != 501 {
+			t.Errorf("%s: %d %s, want 501 naming what is missing", hc, r.Status, r.Body)
+		}
+	}
 	// Nothing of the refused requests stayed behind.
 	if out := d.Must(t, "ps", "-aq"); out != "" {
 		t.Errorf("refused creates left containers: %q", out)
@@ -151,5 +164,25 @@ func mustRun(t *testing.T, name string, args ...string) {
 	t.Helper()
 	if out, err := execCommand(name, args...); err != nil {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+// TestBindNonRecursive: a bind takes the submounts of its source along
+// unless bind-nonrecursive.
+func TestBindNonRecursive(t *testing.T) {
+	d := daemon(t)
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "mount", "-t", "tmpfs", "berth-sub", sub)
+	t.Cleanup(func() { mustRun(t, "umount", "-l", sub) })
+	os.WriteFile(filepath.Join(sub, "in-submount"), nil, 0o644)
+	if out := d.Must(t, "run", "--rm", "-v", dir+":/b", "busybox", "ls", "/b/sub"); out != "in-submount\n" {
+		t.Errorf("recursive bind: %q", out)
+	}
+	if out := d.Must(t, "run", "--rm", "--mount", "type=bind,src="+dir+",dst=/b,bind-nonrecursive", "busybox", "ls", "/b/sub"); out != "" {
+		t.Errorf("bind-nonrecursive shows the submount: %q", out)
 	}
 }

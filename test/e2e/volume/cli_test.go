@@ -56,6 +56,9 @@ func TestBerthCLI(t *testing.T) {
 	if out := mustBerth("", "run", "--rm", "--volumes-from", "user1:ro", "busybox", "sh", "-c", "cat /p/f; touch /p/g 2>/dev/null || echo ro"); out != "p\nro\n" {
 		t.Errorf("berth run --volumes-from: %q", out)
 	}
+	if b, dk := mustBerth("", "system", "df"), d.Must(t, "system", "df"); b != dk || !strings.Contains(b, "Local Volumes   2         2") {
+		t.Errorf("berth system df:\n%s\ndocker:\n%s", b, dk)
+	}
 	if out := mustBerth("", "ps", "-a", "--filter", "volume=/h", "--format", "{{.Names}}"); out != "user1\n" {
 		t.Errorf("berth ps --filter volume: %q", out)
 	}

@@ -86,6 +86,19 @@ func TestNamedVolumes(t *testing.T) {
 	if out, code := docker(t, d, "run", "--rm", "-v", "etc:/etc", "busybox", "ls", "/etc/passwd"); code == 0 {
 		t.Errorf("a used volume was filled again: %q", out)
 	}
+	// Hard links stay links in the copy (one file under many names is
+	// copied once).
+	d.Must(t, "run", "--name", "hl", "busybox", "sh", "-c", "mkdir /h && echo x > /h/a && ln /h/a /h/b")
+	d.Must(t, "commit", "hl", "hlimg")
+	d.Must(t, "rm", "hl")
+	if out := d.Must(t, "run", "--rm", "hlimg", "stat", "-c", "%h", "/h/a"); out != "2\n" {
+		t.Fatalf("the committed image lost the hard link: %q", out)
+	}
+	if out := d.Must(t, "run", "--rm", "-v", "hv:/h", "hlimg", "sh", "-c", "stat -c '%i %h' /h/a /h/b"); len(lines(out)) != 2 || lines(out)[0] != lines(out)[1] || !strings.HasSuffix(lines(out)[0], " 2") {
+		t.Errorf("hard links in a copied-up volume: %q", out)
+	}
+	d.Must(t, "volume", "rm", "hv")
+	d.Must(t, "rmi", "hlimg")
 	if out := d.Must(t, "run", "--rm", "-v", "full:/var", "busybox", "ls", "-A", "/var"); out == "" {
 		t.Error("the image's /var is empty: the nocopy checks below prove nothing")
 	}
@@ -213,6 +226,9 @@ func TestLocalDriverOptions(t *testing.T) {
 			t.Errorf("volume create %v: %q exit %d, want %q", c.args, out, code, c.msg)
 		}
 	}
+	if out, code := docker(t, d, "run", "--rm", "--volume-driver", "nfsplugin", "-v", "viadriver:/x", "busybox", "true"); code != 125 || !strings.Contains(out, `plugin "nfsplugin" not found`) {
+		t.Errorf("run --volume-driver nfsplugin: %q exit %d", out, code)
+	}
 	if out, code := docker(t, d, "volume", "create", "a/b"); code == 0 || !strings.Contains(out, "includes invalid characters for a local volume name") {
 		t.Errorf("volume create a/b: %q exit %d", out, code)
 	}
@@ -237,10 +253,14 @@ func TestVolumeEventsAndDiskUsage(t *testing.T) {
 	}
 	d.Must(t, "rm", "user1")
 	d.Must(t, "volume", "rm", "ev")
+	d.Must(t, "run", "--name", "anonev", "-v", "/a", "busybox", "true")
+	anon := strings.TrimSpace(d.Must(t, "inspect", "-f", "{{range .Mounts}}{{.Name}}{{end}}", "anonev"))
+	d.Must(t, "rm", "-v", "anonev")
 	until := strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10)
 	out = d.Must(t, "events", "--since", "0", "--until", until, "--filter", "type=volume", "--format", "{{.Action}} {{.Actor.ID}}")
-	if !strings.Contains(out, "create ev\n") || !strings.Contains(out, "destroy ev\n") {
-		t.Errorf("volume events: %q", out)
+	want := "create ev\nmount ev\nunmount ev\ndestroy ev\ncreate " + anon + "\nmount " + anon + "\nunmount " + anon + "\ndestroy " + anon + "\n"
+	if out != want {
+		t.Errorf("volume events:\n%s\nwant:\n%s", out, want)
 	}
 }
 
