@@ -62,6 +62,7 @@ func (b *imageBackend) summary(ctx context.Context, img store.Image) (image.Summ
 		SharedSize:  -1,
 		Labels:      map[string]string{},
 		Containers:  int64(len(b.users(img.ID))),
+		ParentID:    img.Parent.String(),
 	}
 	if img.Target.Digest != "" {
 		t := img.Target
@@ -79,7 +80,7 @@ func (b *imageBackend) summary(ctx context.Context, img store.Image) (image.Summ
 
 func (b *imageBackend) ImageList(ctx context.Context, opts server.ImageListOptions) ([]image.Summary, error) {
 	f := opts.Filters
-	lo := store.ListOptions{}
+	lo := store.ListOptions{HideIntermediate: !opts.All}
 	if d, err := f.Bool("dangling"); err != nil {
 		return nil, err
 	} else if d != nil {

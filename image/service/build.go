@@ -178,7 +178,7 @@ func (s *Service) putBuildImage(ctx context.Context, lease *gc.Lease, base commi
 		}
 	}
 	plat := ocispec.Platform{Architecture: cfg.Architecture, OS: cfg.OS, OSVersion: cfg.OSVersion, Variant: cfg.Variant}
-	img, err := s.images.Put(ctx, md, store.PutOptions{LayerSizes: sizes, Platform: &plat})
+	img, err := s.images.Put(ctx, md, store.PutOptions{LayerSizes: sizes, Platform: &plat, Parent: base.id})
 	if err != nil {
 		return store.Image{}, fmt.Errorf("build commit: record image: %w", err)
 	}

@@ -180,7 +180,7 @@ func (s *Service) Commit(ctx context.Context, o CommitOptions) (store.Image, err
 		}
 	}
 	plat := ocispec.Platform{Architecture: cfg.Architecture, OS: cfg.OS, OSVersion: cfg.OSVersion, Variant: cfg.Variant}
-	img, err := s.images.Put(ctx, md, store.PutOptions{Names: names, LayerSizes: sizes, Platform: &plat})
+	img, err := s.images.Put(ctx, md, store.PutOptions{Names: names, LayerSizes: sizes, Platform: &plat, Parent: base.id})
 	if err != nil {
 		return store.Image{}, fmt.Errorf("commit: record image: %w", err)
 	}
@@ -192,6 +192,7 @@ type commitParent struct {
 	config      commitImageConfig
 	manifest    ocispec.Manifest
 	parentChain string // the parent's top snapshot, "" for none
+	id          digest.Digest // the parent image, "" for none
 	layerSizes  []int64
 	dockerTypes bool
 }
@@ -210,6 +211,7 @@ func (s *Service) commitBase(ctx context.Context, lease *gc.Lease, parentID stri
 	if err != nil {
 		return base, fmt.Errorf("commit: parent image: %w", err)
 	}
+	base.id = parent.ID
 	lease.AddBlob(parent.Manifest.Digest)
 	var pc ocispec.Image
 	if _, err := store.ReadJSON(ctx, s.content, parent.Config, &pc); err != nil {

@@ -86,6 +86,10 @@ type Image struct {
 	// LastTagTime is when a name was last given to the image here.
 	LastTagTime time.Time `json:"lastTagTime,omitzero"`
 
+	// Parent is the local image a build step or commit started from
+	// (Docker's Parent; "" for pulled and loaded images).
+	Parent digest.Digest `json:"parent,omitempty"`
+
 	// Names are the references pointing at the image, sorted (filled on
 	// read, never stored in the record).
 	Names []reference.Named `json:"-"`
@@ -198,6 +202,8 @@ type PutOptions struct {
 	LayerSizes []int64
 	// Platform overrides the store's platform to pick from an index.
 	Platform *ocispec.Platform
+	// Parent is the image this one was built or committed on.
+	Parent digest.Digest
 }
 
 // Put records the image whose manifest or index is target; its manifest
@@ -219,6 +225,7 @@ func (s *Store) Put(ctx context.Context, target ocispec.Descriptor, opts PutOpti
 		Config:   r.ManifestBody.Config,
 		Platform: r.Config.Platform,
 		DiffIDs:  r.Config.RootFS.DiffIDs,
+		Parent:   opts.Parent,
 	}
 	if r.Config.Created != nil {
 		img.Created = *r.Config.Created
@@ -239,6 +246,9 @@ func (s *Store) Put(ctx context.Context, target ocispec.Descriptor, opts PutOpti
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		if old, err := getRecord(tx, img.ID); err == nil {
 			img.LastTagTime = old.LastTagTime
+			if img.Parent == "" {
+				img.Parent = old.Parent
+			}
 		}
 		if len(opts.Names) > 0 {
 			img.LastTagTime = s.now().UTC()
@@ -367,27 +377,40 @@ type ListOptions struct {
 	// pattern, as Docker matches it: against the familiar repository
 	// ("busybox", "user/*") or repository:tag ("busybox:1.*").
 	Reference string
+	// HideIntermediate leaves out untagged images that are another
+	// image's parent (a build's steps), as `docker images` without -a.
+	HideIntermediate bool
 }
 
 // List returns the images, newest first (by Created, then ID).
 func (s *Store) List(ctx context.Context, opts ListOptions) ([]Image, error) {
-	var out []Image
+	var all []Image
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketImages).ForEach(func(k, _ []byte) error {
 			img, err := getRecord(tx, digest.Digest(k))
 			if err != nil {
 				return err
 			}
-			if opts.Dangling != nil && img.Dangling() != *opts.Dangling {
-				return nil
-			}
-			if opts.Reference != "" && !matchReference(img, opts.Reference) {
-				return nil
-			}
-			out = append(out, img)
+			all = append(all, img)
 			return nil
 		})
 	})
+	parents := map[digest.Digest]bool{}
+	for _, img := range all {
+		if img.Parent != "" {
+			parents[img.Parent] = true
+		}
+	}
+	var out []Image
+	for _, img := range all {
+		switch {
+		case opts.Dangling != nil && img.Dangling() != *opts.Dangling:
+		case opts.Reference != "" && !matchReference(img, opts.Reference):
+		case opts.HideIntermediate && img.Dangling() && parents[img.ID]:
+		default:
+			out = append(out, img)
+		}
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Created.Equal(out[j].Created) {
 			return out[i].Created.After(out[j].Created)

@@ -39,6 +39,14 @@ func TestBuildDockerCLI(t *testing.T) {
 			t.Errorf("build output lacks %q:\n%s", want, out)
 		}
 	}
+	// The steps' images are intermediate: hidden from `docker images`
+	// unless -a, as Docker shows a classic build's.
+	if ls := d.Must(t, "images", "--format", "{{.Repository}}:{{.Tag}}"); strings.Contains(ls, "<none>") {
+		t.Errorf("docker images shows intermediate images:\n%s", ls)
+	}
+	if ls := d.Must(t, "images", "-a", "--format", "{{.Repository}}:{{.Tag}}"); !strings.Contains(ls, "<none>:<none>") {
+		t.Errorf("docker images -a lacks the build's intermediate images:\n%s", ls)
+	}
 	if got := d.Must(t, "run", "--rm", "basic:1"); got != "hello from run\n" {
 		t.Errorf("run: %q", got)
 	}
