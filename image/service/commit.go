@@ -191,7 +191,7 @@ func (s *Service) Commit(ctx context.Context, o CommitOptions) (store.Image, err
 type commitParent struct {
 	config      commitImageConfig
 	manifest    ocispec.Manifest
-	parentChain string // the parent's top snapshot, "" for none
+	parentChain string        // the parent's top snapshot, "" for none
 	id          digest.Digest // the parent image, "" for none
 	layerSizes  []int64
 	dockerTypes bool
