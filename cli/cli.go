@@ -271,13 +271,31 @@ func plural(s string, n int) string {
 	return s + "s"
 }
 
+// printDeleted lists what a prune removed under Docker's heading
+// ("Deleted Volumes:"), followed by an empty line; nothing when none.
+func (c *Cli) printDeleted(heading string, items []string) {
+	if len(items) == 0 {
+		return
+	}
+	fmt.Fprintln(c.Out, heading)
+	for _, it := range items {
+		fmt.Fprintln(c.Out, it)
+	}
+	fmt.Fprintln(c.Out)
+}
+
+// errSkip, from a forEach function, passes a name over in silence.
+var errSkip = errors.New("skip")
+
 // forEach runs fn for every name, printing each name that succeeded (as
 // docker stop/rm/kill do) and all failures together at the end.
 func (c *Cli) forEach(names []string, fn func(ctx context.Context, name string) error) error {
 	ctx := context.Background()
 	var errs []string
 	for _, n := range names {
-		if err := fn(ctx, n); err != nil {
+		if err := fn(ctx, n); errors.Is(err, errSkip) {
+			continue
+		} else if err != nil {
 			errs = append(errs, err.Error())
 			continue
 		}

@@ -364,21 +364,11 @@ func (c *Cli) newSystemPruneCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if len(res.Report.VolumesDeleted) > 0 {
-					fmt.Fprintln(c.Out, "Deleted Volumes:")
-					for _, v := range res.Report.VolumesDeleted {
-						fmt.Fprintln(c.Out, v)
-					}
-					fmt.Fprintln(c.Out)
-				}
+				c.printDeleted("Deleted Volumes:", res.Report.VolumesDeleted)
 				total += res.Report.SpaceReclaimed
 			}
-			if res, err := api.NetworkPrune(ctx, client.NetworkPruneOptions{Filters: filter.Value()}); err == nil && len(res.Report.NetworksDeleted) > 0 {
-				fmt.Fprintln(c.Out, "Deleted Networks:")
-				for _, n := range res.Report.NetworksDeleted {
-					fmt.Fprintln(c.Out, n)
-				}
-				fmt.Fprintln(c.Out)
+			if res, err := api.NetworkPrune(ctx, client.NetworkPruneOptions{Filters: filter.Value()}); err == nil {
+				c.printDeleted("Deleted Networks:", res.Report.NetworksDeleted)
 			}
 			space, out, err = c.pruneImages(all, filter.Value())
 			if err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/docker/cli/opts"
 	units "github.com/docker/go-units"
@@ -144,18 +143,10 @@ func (c *Cli) newVolumeRmCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var errs []string
-			for _, name := range args {
-				if _, err := api.VolumeRemove(context.Background(), name, client.VolumeRemoveOptions{Force: force}); err != nil {
-					errs = append(errs, err.Error())
-					continue
-				}
-				fmt.Fprintln(c.Out, name)
-			}
-			if len(errs) > 0 {
-				return errors.New(strings.Join(errs, "\n"))
-			}
-			return nil
+			return c.forEach(args, func(ctx context.Context, name string) error {
+				_, err := api.VolumeRemove(ctx, name, client.VolumeRemoveOptions{Force: force})
+				return err
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Force the removal of one or more volumes")
@@ -185,13 +176,7 @@ func (c *Cli) newVolumePruneCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if len(res.Report.VolumesDeleted) > 0 {
-				fmt.Fprintln(c.Out, "Deleted Volumes:")
-				for _, v := range res.Report.VolumesDeleted {
-					fmt.Fprintln(c.Out, v)
-				}
-				fmt.Fprintln(c.Out)
-			}
+			c.printDeleted("Deleted Volumes:", res.Report.VolumesDeleted)
 			fmt.Fprintln(c.Out, "Total reclaimed space:", units.HumanSize(float64(res.Report.SpaceReclaimed)))
 			return nil
 		},

@@ -23,7 +23,7 @@ func TestVolumeAPI(t *testing.T) {
 	if r := raw(t, d, "GET", "/volumes/api1", ""); r.Status != 200 || !strings.Contains(r.Body, `"Labels":{"k":"v"}`) {
 		t.Errorf("inspect: %d %s", r.Status, r.Body)
 	}
-	if r := raw(t, d, "GET", "/volumes/nosuch", ""); r.Status != 404 || message(t, r) != "get nosuch: no such volume" {
+	if r := raw(t, d, "GET", "/volumes/nosuch", ""); r.Status != 404 || r.Message(t) != "get nosuch: no such volume" {
 		t.Errorf("inspect missing: %d %s", r.Status, r.Body)
 	}
 	if r := raw(t, d, "POST", "/volumes/create", `{"Name":"a/b"}`); r.Status != 400 {
@@ -36,7 +36,7 @@ func TestVolumeAPI(t *testing.T) {
 	if r := raw(t, d, "GET", "/volumes"+q(`{"label":["k=v"]}`), ""); r.Status != 200 || !strings.Contains(r.Body, `"Name":"api1"`) || strings.Count(r.Body, `"Name"`) != 1 || !strings.Contains(r.Body, `"Warnings":null`) {
 		t.Errorf("list label=k=v: %d %s", r.Status, r.Body)
 	}
-	if r := raw(t, d, "GET", "/volumes"+q(`{"nope":["x"]}`), ""); r.Status != 400 || message(t, r) != "invalid filter 'nope'" {
+	if r := raw(t, d, "GET", "/volumes"+q(`{"nope":["x"]}`), ""); r.Status != 400 || r.Message(t) != "invalid filter 'nope'" {
 		t.Errorf("list with a bad filter: %d %s", r.Status, r.Body)
 	}
 	// API 1.42+: prune takes anonymous volumes only, unless all=true.
@@ -67,7 +67,7 @@ func TestCreateMountpointVersion(t *testing.T) {
 	d := daemon(t)
 	src := t.TempDir() + "/made"
 	body := `{"Image":"busybox","Cmd":["true"],"HostConfig":{"Mounts":[{"Type":"bind","Source":"` + src + `","Target":"/m","BindOptions":{"CreateMountpoint":true}}]}}`
-	if r := raw(t, d, "POST", "/v1.41/containers/create", body); r.Status != 400 || !strings.Contains(message(t, r), "bind source path does not exist") {
+	if r := raw(t, d, "POST", "/v1.41/containers/create", body); r.Status != 400 || !strings.Contains(r.Message(t), "bind source path does not exist") {
 		t.Errorf("1.41 create-mountpoint: %d %s", r.Status, r.Body)
 	}
 	r := raw(t, d, "POST", "/v1.43/containers/create?name=cm", body)

@@ -16,16 +16,16 @@ func TestBindMounts(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(host, "hello"), []byte("from host\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, code := docker(t, d, "run", "--rm", "-v", host+":/data", "busybox", "cat", "/data/hello"); code != 0 || out != "from host\n" {
+	if out, code := d.DockerCode(t, "run", "--rm", "-v", host+":/data", "busybox", "cat", "/data/hello"); code != 0 || out != "from host\n" {
 		t.Errorf("-v bind: %q exit %d", out, code)
 	}
-	if out, code := docker(t, d, "run", "--rm", "-v", host+":/data", "busybox", "sh", "-c", "echo back > /data/back"); code != 0 {
+	if out, code := d.DockerCode(t, "run", "--rm", "-v", host+":/data", "busybox", "sh", "-c", "echo back > /data/back"); code != 0 {
 		t.Errorf("-v rw write: %q exit %d", out, code)
 	}
 	if b, err := os.ReadFile(filepath.Join(host, "back")); err != nil || string(b) != "back\n" {
 		t.Errorf("the container's write is not on the host: %q %v", b, err)
 	}
-	out, code := docker(t, d, "run", "--rm", "-v", host+":/data:ro", "busybox", "touch", "/data/nope")
+	out, code := d.DockerCode(t, "run", "--rm", "-v", host+":/data:ro", "busybox", "touch", "/data/nope")
 	if code == 0 || !strings.Contains(out, "Read-only file system") {
 		t.Errorf("-v :ro write: %q exit %d, want Read-only file system", out, code)
 	}
@@ -33,7 +33,7 @@ func TestBindMounts(t *testing.T) {
 		t.Error("a write through a read-only bind reached the host")
 	}
 	// z/Z are accepted (no SELinux here: nothing to relabel).
-	if out, code := docker(t, d, "run", "--rm", "-v", host+":/data:ro,Z", "busybox", "cat", "/data/hello"); code != 0 || out != "from host\n" {
+	if out, code := d.DockerCode(t, "run", "--rm", "-v", host+":/data:ro,Z", "busybox", "cat", "/data/hello"); code != 0 || out != "from host\n" {
 		t.Errorf("-v :ro,Z: %q exit %d", out, code)
 	}
 	if !strings.Contains(d.Log(), "SELinux label mode Z ignored: SELinux is not enabled on this host") {
@@ -41,7 +41,7 @@ func TestBindMounts(t *testing.T) {
 	}
 	// A missing host path is created for -v...
 	missing := filepath.Join(host, "made", "by", "v")
-	if out, code := docker(t, d, "run", "--rm", "-v", missing+":/m", "busybox", "true"); code != 0 {
+	if out, code := d.DockerCode(t, "run", "--rm", "-v", missing+":/m", "busybox", "true"); code != 0 {
 		t.Errorf("-v missing source: %q exit %d", out, code)
 	}
 	if fi, err := os.Stat(missing); err != nil || !fi.IsDir() {
@@ -49,7 +49,7 @@ func TestBindMounts(t *testing.T) {
 	}
 	// ... and an error for --mount.
 	gone := filepath.Join(host, "not-there")
-	out, code = docker(t, d, "run", "--rm", "--mount", "type=bind,src="+gone+",dst=/m", "busybox", "true")
+	out, code = d.DockerCode(t, "run", "--rm", "--mount", "type=bind,src="+gone+",dst=/m", "busybox", "true")
 	if code != 125 || !strings.Contains(out, `invalid mount config for type "bind": bind source path does not exist: `+gone) {
 		t.Errorf("--mount bind of a missing path: %q exit %d", out, code)
 	}
@@ -57,7 +57,7 @@ func TestBindMounts(t *testing.T) {
 		t.Error("--mount type=bind created its missing source")
 	}
 	// A file can be bound too, read-only through --mount.
-	out, code = docker(t, d, "run", "--rm", "--mount", "type=bind,src="+filepath.Join(host, "hello")+",dst=/etc/motd,readonly", "busybox", "sh", "-c", "cat /etc/motd && echo x > /etc/motd")
+	out, code = d.DockerCode(t, "run", "--rm", "--mount", "type=bind,src="+filepath.Join(host, "hello")+",dst=/etc/motd,readonly", "busybox", "sh", "-c", "cat /etc/motd && echo x > /etc/motd")
 	if code == 0 || !strings.Contains(out, "from host\n") || !strings.Contains(out, "Read-only file system") {
 		t.Errorf("--mount file bind readonly: %q exit %d", out, code)
 	}
@@ -88,7 +88,7 @@ func TestBindMounts(t *testing.T) {
 		t.Errorf("ps --filter volume=/nothing: %q", out)
 	}
 	// rslave needs a shared or slave host mount: / is private here.
-	out, code = docker(t, d, "start", "-a", "insp")
+	out, code = d.DockerCode(t, "start", "-a", "insp")
 	if code == 0 || !strings.Contains(out, "is mounted on") || !strings.Contains(out, "not a shared or slave mount") {
 		t.Errorf("rslave bind of a private mount: %q exit %d", out, code)
 	}
@@ -116,7 +116,7 @@ func TestBindBadInput(t *testing.T) {
 		{`{"Tmpfs":{"relative":""}}`, "invalid mount path: 'relative' mount path must be absolute"},
 	} {
 		r := raw(t, d, "POST", "/containers/create", `{"Image":"busybox","Cmd":["true"],"HostConfig":`+c.hc+`}`)
-		if r.Status != 400 || !strings.Contains(message(t, r), c.msg) {
+		if r.Status != 400 || !strings.Contains(r.Message(t), c.msg) {
 			t.Errorf("%s: %d %s, want 400 with %q", c.hc, r.Status, r.Body, c.msg)
 		}
 	}

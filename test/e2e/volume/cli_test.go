@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/berth-dev/berth/internal/testutil/berthd"
 )
 
 // TestBerthCLI: our CLI's volume verbs print what docker prints on the
@@ -13,7 +15,7 @@ func TestBerthCLI(t *testing.T) {
 	d := daemon(t)
 	mustBerth := func(stdin string, args ...string) string {
 		t.Helper()
-		out, errOut, code := berth(t, d, stdin, args...)
+		out, errOut, code := d.Berth(t, stdin, args...)
 		if code != 0 {
 			t.Fatalf("berth %v: exit %d\n%s%s", args, code, out, errOut)
 		}
@@ -37,11 +39,11 @@ func TestBerthCLI(t *testing.T) {
 			t.Errorf("berth %s:\n%s\ndocker:\n%s", strings.Join(args, " "), b, want)
 		}
 	}
-	out, errOut, code := berth(t, d, "", "volume", "inspect", "nosuch")
+	out, errOut, code := d.Berth(t, "", "volume", "inspect", "nosuch")
 	if code != 1 || out != "[]\n" || !strings.Contains(errOut, "No such volume: nosuch") {
 		t.Errorf("volume inspect nosuch: %q %q exit %d", out, errOut, code)
 	}
-	if _, errOut, code := berth(t, d, "", "volume", "create", "--name", "a1", "a2"); code == 0 || !strings.Contains(errOut, "conflicting options") {
+	if _, errOut, code := d.Berth(t, "", "volume", "create", "--name", "a1", "a2"); code == 0 || !strings.Contains(errOut, "conflicting options") {
 		t.Errorf("create --name and a name: %q exit %d", errOut, code)
 	}
 
@@ -62,7 +64,7 @@ func TestBerthCLI(t *testing.T) {
 	if out := mustBerth("", "ps", "-a", "--filter", "volume=/h", "--format", "{{.Names}}"); out != "user1\n" {
 		t.Errorf("berth ps --filter volume: %q", out)
 	}
-	_, errOut, code = berth(t, d, "", "volume", "rm", "plain")
+	_, errOut, code = d.Berth(t, "", "volume", "rm", "plain")
 	if code != 1 || !strings.Contains(errOut, "volume is in use") {
 		t.Errorf("berth volume rm of a used volume: %q exit %d", errOut, code)
 	}
@@ -77,7 +79,7 @@ func TestBerthCLI(t *testing.T) {
 	if out != "WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue? [y/N] " {
 		t.Errorf("prune prompt: %q", out)
 	}
-	if out := mustBerth("", "volume", "ls", "-q"); len(lines(out)) != 3 {
+	if out := mustBerth("", "volume", "ls", "-q"); len(berthd.Lines(out)) != 3 {
 		t.Errorf("prune answered no removed something: %q", out)
 	}
 	if out := mustBerth("y\n", "volume", "prune"); !strings.Contains(out, "Deleted Volumes:\n"+anonVol+"\n\nTotal reclaimed space: ") {
@@ -106,7 +108,7 @@ func TestVolumesAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, v := range []string{"kept", "idlevol"} {
-		if out, code := docker(t, d, "volume", "rm", v); code == 0 || !strings.Contains(out, "volume is in use") {
+		if out, code := d.DockerCode(t, "volume", "rm", v); code == 0 || !strings.Contains(out, "volume is in use") {
 			t.Errorf("volume rm %s after a restart: %q exit %d", v, out, code)
 		}
 	}

@@ -21,11 +21,11 @@ func TestTmpfs(t *testing.T) {
 		t.Errorf("--mount type=tmpfs: %q", out)
 	}
 	// noexec unless asked: a program copied there does not run.
-	out, code := docker(t, d, "run", "--rm", "--tmpfs", "/t", "busybox", "sh", "-c", "cp /bin/busybox /t/true && /t/true")
+	out, code := d.DockerCode(t, "run", "--rm", "--tmpfs", "/t", "busybox", "sh", "-c", "cp /bin/busybox /t/true && /t/true")
 	if code == 0 || !strings.Contains(out, "Permission denied") {
 		t.Errorf("exec from a default --tmpfs: %q exit %d", out, code)
 	}
-	if out, code := docker(t, d, "run", "--rm", "--tmpfs", "/t:exec", "busybox", "sh", "-c", "cp /bin/busybox /t/echo && /t/echo ran"); code != 0 || out != "ran\n" {
+	if out, code := d.DockerCode(t, "run", "--rm", "--tmpfs", "/t:exec", "busybox", "sh", "-c", "cp /bin/busybox /t/echo && /t/echo ran"); code != 0 || out != "ran\n" {
 		t.Errorf("exec from --tmpfs /t:exec: %q exit %d", out, code)
 	}
 	d.Must(t, "create", "--name", "tm", "--tmpfs", "/a:size=1m", "--mount", "type=tmpfs,dst=/b", "busybox", "true")
@@ -43,16 +43,16 @@ func TestTmpfs(t *testing.T) {
 func TestReadOnlyRootfs(t *testing.T) {
 	d := daemon(t)
 	host := t.TempDir()
-	out, code := docker(t, d, "run", "--rm", "--read-only", "busybox", "touch", "/x")
+	out, code := d.DockerCode(t, "run", "--rm", "--read-only", "busybox", "touch", "/x")
 	if code == 0 || !strings.Contains(out, "Read-only file system") {
 		t.Errorf("--read-only write to /: %q exit %d", out, code)
 	}
 	for _, p := range []string{"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/tmp/x", "/sys/kernel/x"} {
-		if out, code := docker(t, d, "run", "--rm", "--read-only", "busybox", "sh", "-c", "echo x >> "+p); code == 0 {
+		if out, code := d.DockerCode(t, "run", "--rm", "--read-only", "busybox", "sh", "-c", "echo x >> "+p); code == 0 {
 			t.Errorf("--read-only write to %s succeeded: %q", p, out)
 		}
 	}
-	out, code = docker(t, d, "run", "--rm", "--read-only", "-v", "rw:/vol", "-v", host+":/bind", "--tmpfs", "/tmp", "busybox",
+	out, code = d.DockerCode(t, "run", "--rm", "--read-only", "-v", "rw:/vol", "-v", host+":/bind", "--tmpfs", "/tmp", "busybox",
 		"sh", "-c", "echo v > /vol/f && echo b > /bind/f && echo t > /tmp/f && echo s > /dev/shm/f && cat /vol/f /bind/f /tmp/f /dev/shm/f")
 	if code != 0 || out != "v\nb\nt\ns\n" {
 		t.Errorf("--read-only with a volume, a bind and a tmpfs: %q exit %d", out, code)

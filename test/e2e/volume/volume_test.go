@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/testutil/berthd"
 )
 
 // TestNamedVolumes: volume verbs through the docker CLI, a volume made on
@@ -32,7 +34,7 @@ func TestNamedVolumes(t *testing.T) {
 		v["Labels"].(map[string]any)["team"] != "storage" || !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d`).MatchString(v["CreatedAt"].(string)) {
 		t.Errorf("volume inspect: %v", v)
 	}
-	if out, code := docker(t, d, "volume", "inspect", "nope"); code != 1 || !strings.Contains(out, "No such volume: nope") {
+	if out, code := d.DockerCode(t, "volume", "inspect", "nope"); code != 1 || !strings.Contains(out, "No such volume: nope") {
 		t.Errorf("inspect of a missing volume: %q exit %d", out, code)
 	}
 
@@ -42,7 +44,7 @@ func TestNamedVolumes(t *testing.T) {
 		t.Errorf("volume data on the host: %q %v", b, err)
 	}
 	// A volume used by a container, even a stopped one, cannot go.
-	out, code := docker(t, d, "volume", "rm", "v1")
+	out, code := d.DockerCode(t, "volume", "rm", "v1")
 	if code != 1 || !strings.Contains(out, "volume is in use") {
 		t.Errorf("volume rm of a used volume: %q exit %d", out, code)
 	}
@@ -67,10 +69,10 @@ func TestNamedVolumes(t *testing.T) {
 	if _, err := os.Stat(filepath.Dir(mp)); !os.IsNotExist(err) {
 		t.Errorf("volume rm left its directory: %v", err)
 	}
-	if out, code := docker(t, d, "volume", "rm", "v1"); code != 1 || !strings.Contains(strings.ToLower(out), "no such volume") {
+	if out, code := d.DockerCode(t, "volume", "rm", "v1"); code != 1 || !strings.Contains(strings.ToLower(out), "no such volume") {
 		t.Errorf("rm of a removed volume: %q exit %d", out, code)
 	}
-	if out, code := docker(t, d, "volume", "rm", "-f", "v1"); code != 0 {
+	if out, code := d.DockerCode(t, "volume", "rm", "-f", "v1"); code != 0 {
 		t.Errorf("rm -f of a missing volume: %q exit %d", out, code)
 	}
 
@@ -83,7 +85,7 @@ func TestNamedVolumes(t *testing.T) {
 	}
 	// Only the first time: a volume with content is not refilled.
 	d.Must(t, "run", "--rm", "-v", "etc:/etc", "busybox", "rm", "/etc/passwd")
-	if out, code := docker(t, d, "run", "--rm", "-v", "etc:/etc", "busybox", "ls", "/etc/passwd"); code == 0 {
+	if out, code := d.DockerCode(t, "run", "--rm", "-v", "etc:/etc", "busybox", "ls", "/etc/passwd"); code == 0 {
 		t.Errorf("a used volume was filled again: %q", out)
 	}
 	// Hard links stay links in the copy (one file under many names is
@@ -94,7 +96,7 @@ func TestNamedVolumes(t *testing.T) {
 	if out := d.Must(t, "run", "--rm", "hlimg", "stat", "-c", "%h", "/h/a"); out != "2\n" {
 		t.Fatalf("the committed image lost the hard link: %q", out)
 	}
-	if out := d.Must(t, "run", "--rm", "-v", "hv:/h", "hlimg", "sh", "-c", "stat -c '%i %h' /h/a /h/b"); len(lines(out)) != 2 || lines(out)[0] != lines(out)[1] || !strings.HasSuffix(lines(out)[0], " 2") {
+	if out := d.Must(t, "run", "--rm", "-v", "hv:/h", "hlimg", "sh", "-c", "stat -c '%i %h' /h/a /h/b"); len(berthd.Lines(out)) != 2 || berthd.Lines(out)[0] != berthd.Lines(out)[1] || !strings.HasSuffix(berthd.Lines(out)[0], " 2") {
 		t.Errorf("hard links in a copied-up volume: %q", out)
 	}
 	d.Must(t, "volume", "rm", "hv")
@@ -133,7 +135,7 @@ func TestAnonymousVolumes(t *testing.T) {
 	if out := d.Must(t, "run", "--rm", "--volumes-from", "anon:ro", "busybox", "cat", "/data/f"); out != "a\n" {
 		t.Errorf("--volumes-from: %q", out)
 	}
-	if out, code := docker(t, d, "run", "--rm", "--volumes-from", "anon:ro", "busybox", "touch", "/data/g"); code == 0 || !strings.Contains(out, "Read-only file system") {
+	if out, code := d.DockerCode(t, "run", "--rm", "--volumes-from", "anon:ro", "busybox", "touch", "/data/g"); code == 0 || !strings.Contains(out, "Read-only file system") {
 		t.Errorf("--volumes-from :ro write: %q exit %d", out, code)
 	}
 	if out := d.Must(t, "run", "--rm", "--volumes-from", "anon", "busybox", "sh", "-c", "echo b >> /data/f; cat /data/f"); out != "a\nb\n" {
@@ -143,14 +145,14 @@ func TestAnonymousVolumes(t *testing.T) {
 	d.Must(t, "run", "--name", "anon2", "-v", "/data", "-v", "named:/named", "busybox", "true")
 	name2 := strings.TrimSpace(d.Must(t, "inspect", "-f", `{{range .Mounts}}{{if eq .Destination "/data"}}{{.Name}}{{end}}{{end}}`, "anon2"))
 	d.Must(t, "rm", "anon")
-	if _, code := docker(t, d, "volume", "inspect", name); code != 0 {
+	if _, code := d.DockerCode(t, "volume", "inspect", name); code != 0 {
 		t.Error("rm without -v removed the anonymous volume")
 	}
 	d.Must(t, "rm", "-v", "anon2")
-	if _, code := docker(t, d, "volume", "inspect", name2); code == 0 {
+	if _, code := d.DockerCode(t, "volume", "inspect", name2); code == 0 {
 		t.Error("rm -v kept the anonymous volume")
 	}
-	if _, code := docker(t, d, "volume", "inspect", "named"); code != 0 {
+	if _, code := d.DockerCode(t, "volume", "inspect", "named"); code != 0 {
 		t.Error("rm -v removed a named volume")
 	}
 	// run --rm removes its anonymous volumes too.
@@ -221,15 +223,15 @@ func TestLocalDriverOptions(t *testing.T) {
 		{[]string{"-o", "size=1g"}, "quota size requested but no quota support"},
 		{[]string{"-d", "nfsplugin"}, "plugin \"nfsplugin\" not found"},
 	} {
-		out, code := docker(t, d, append(append([]string{"volume", "create"}, c.args...), "bad")...)
+		out, code := d.DockerCode(t, append(append([]string{"volume", "create"}, c.args...), "bad")...)
 		if code == 0 || !strings.Contains(out, c.msg) {
 			t.Errorf("volume create %v: %q exit %d, want %q", c.args, out, code, c.msg)
 		}
 	}
-	if out, code := docker(t, d, "run", "--rm", "--volume-driver", "nfsplugin", "-v", "viadriver:/x", "busybox", "true"); code != 125 || !strings.Contains(out, `plugin "nfsplugin" not found`) {
+	if out, code := d.DockerCode(t, "run", "--rm", "--volume-driver", "nfsplugin", "-v", "viadriver:/x", "busybox", "true"); code != 125 || !strings.Contains(out, `plugin "nfsplugin" not found`) {
 		t.Errorf("run --volume-driver nfsplugin: %q exit %d", out, code)
 	}
-	if out, code := docker(t, d, "volume", "create", "a/b"); code == 0 || !strings.Contains(out, "includes invalid characters for a local volume name") {
+	if out, code := d.DockerCode(t, "volume", "create", "a/b"); code == 0 || !strings.Contains(out, "includes invalid characters for a local volume name") {
 		t.Errorf("volume create a/b: %q exit %d", out, code)
 	}
 	if out := d.Must(t, "volume", "ls", "-q"); out != "" {
@@ -285,7 +287,7 @@ func TestCpWithVolumes(t *testing.T) {
 	if out := d.Must(t, "cp", "cpv:/data/f", "-"); !strings.Contains(out, "copied") {
 		t.Errorf("cp out of a created container's volume: %q", out)
 	}
-	if out, code := docker(t, d, "cp", f, "cpv:/ro/"); code == 0 {
+	if out, code := d.DockerCode(t, "cp", f, "cpv:/ro/"); code == 0 {
 		t.Errorf("cp into a read-only volume succeeded: %q", out)
 	}
 	d.Must(t, "run", "-d", "--name", "cpr", "-v", "cpvol:/data", "busybox", "sleep", "1000")

@@ -43,7 +43,7 @@ func TestEscapeMountDestinationSymlink(t *testing.T) {
 		{"--tmpfs", "/escape/tmp/" + canary},
 	} {
 		args := append(append([]string{"run", "--rm"}, flag...), "evil", "sh", "-c", "ls -A /tmp/"+canary)
-		if out, code := docker(t, d, args...); code != 0 {
+		if out, code := d.DockerCode(t, args...); code != 0 {
 			t.Errorf("%v: %q exit %d (the mount must land in the container's /tmp)", flag, out, code)
 		}
 	}
@@ -65,7 +65,7 @@ func TestEscapeSymlinkInVolume(t *testing.T) {
 	}
 	src := t.TempDir()
 	for _, dst := range []string{"/data/root/tmp/" + canary, "/bind/root/tmp/" + canary, "/data/tmp/" + canary} {
-		out, code := docker(t, d, "run", "--rm", "-v", "trap:/data", "-v", host+":/bind", "-v", src+":"+dst, "busybox", "sh", "-c", "test -d /tmp/"+canary+" && echo inside")
+		out, code := d.DockerCode(t, "run", "--rm", "-v", "trap:/data", "-v", host+":/bind", "-v", src+":"+dst, "busybox", "sh", "-c", "test -d /tmp/"+canary+" && echo inside")
 		if code != 0 || out != "inside\n" {
 			t.Errorf("bind at %s: %q exit %d, want it inside the container's /tmp", dst, out, code)
 		}
@@ -75,7 +75,7 @@ func TestEscapeSymlinkInVolume(t *testing.T) {
 	f := filepath.Join(t.TempDir(), canary)
 	os.WriteFile(f, []byte("payload\n"), 0o644)
 	for _, dst := range []string{"victim:/data/root/tmp/", "victim:/bind/root/tmp/", "victim:/data/tmp/"} {
-		if out, code := docker(t, d, "cp", f, dst); code != 0 {
+		if out, code := d.DockerCode(t, "cp", f, dst); code != 0 {
 			t.Errorf("cp to %s: %q exit %d", dst, out, code)
 		}
 	}
@@ -107,8 +107,8 @@ func TestEscapeCpSymlinkSwap(t *testing.T) {
 	f := filepath.Join(t.TempDir(), canary)
 	os.WriteFile(f, []byte("payload\n"), 0o644)
 	for i := 0; i < 40; i++ {
-		docker(t, d, "cp", f, "swapper:/w/d/tmp/")
-		docker(t, d, "cp", f, "swapper:/w/d/")
+		d.DockerCode(t, "cp", f, "swapper:/w/d/tmp/")
+		d.DockerCode(t, "cp", f, "swapper:/w/d/")
 	}
 	d.Must(t, "rm", "-f", "swapper")
 }
@@ -125,7 +125,7 @@ func TestEscapeCpThroughImageSymlink(t *testing.T) {
 	d.Must(t, "create", "--name", "stopped", "evil", "true")
 	f := filepath.Join(t.TempDir(), canary)
 	os.WriteFile(f, []byte("payload\n"), 0o644)
-	if out, code := docker(t, d, "cp", f, "stopped:/escape/tmp/"); code != 0 {
+	if out, code := d.DockerCode(t, "cp", f, "stopped:/escape/tmp/"); code != 0 {
 		t.Errorf("cp into a stopped container through its link: %q exit %d", out, code)
 	}
 	out := d.Must(t, "cp", "stopped:/tmp/"+canary, "-")
