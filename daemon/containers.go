@@ -131,6 +131,10 @@ func (b *containerBackend) ContainerList(ctx context.Context, o server.ListOptio
 	t := time.Now()
 	for _, r := range recs {
 		s := r.Summary(t)
+		if b.e.Networks != nil {
+			s.Ports = b.e.Networks.PortSummaries(r.ID)
+			s.NetworkSettings = &container.NetworkSettingsSummary{Networks: b.e.Networks.Settings(r.ID).Networks}
+		}
 		if o.Size {
 			s.SizeRw = b.svc.RWSize(ctx, r.ID)
 			s.SizeRootFs = s.SizeRw + b.imageSize(ctx, r.Image)

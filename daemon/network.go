@@ -46,8 +46,8 @@ type containerNetworks struct{ m *network.Manager }
 
 var _ cservice.Networks = containerNetworks{}
 
-func (c containerNetworks) Register(id, name string, hc *container.HostConfig, cfg *mnetwork.NetworkingConfig) error {
-	return c.m.Register(id, name, hc, cfg)
+func (c containerNetworks) Register(id, name string, hc *container.HostConfig, exposed mnetwork.PortSet, cfg *mnetwork.NetworkingConfig) error {
+	return c.m.Register(id, name, hc, exposed, cfg)
 }
 
 func (c containerNetworks) Setup(id string) (cservice.NetworkSetup, error) {

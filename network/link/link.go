@@ -119,6 +119,10 @@ func AddVeth(hostName string, ep Endpoint) (err error) {
 	if err := netlink.LinkSetMaster(host, br); err != nil {
 		return fmt.Errorf("attach veth %s to bridge %s: %w", hostName, ep.Bridge, err)
 	}
+	// Hairpin: a container reaches itself through a published port.
+	if err := netlink.LinkSetHairpin(host, true); err != nil {
+		return fmt.Errorf("hairpin mode on %s: %w", hostName, err)
+	}
 	if err := netlink.LinkSetUp(host); err != nil {
 		return fmt.Errorf("set veth %s up: %w", hostName, err)
 	}
