@@ -92,14 +92,12 @@ func Apply(table string, bridges []Bridge, mappings []Mapping) error {
 				continue
 			}
 			// Published ports reached on 127.0.0.1 leave for the bridge
-			// with a loopback source (route_localnet), and hairpin
+			// with a loopback source (the bridge has route_localnet on,
+			// see network/link), and hairpin
 			// traffic comes back on its own bridge: both are
 			// masqueraded so the replies return through the NAT.
 			c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: concat(saddr(netip.MustParsePrefix("127.0.0.0/8")), ifname(unix.NFT_META_OIFNAME, b.Device, true), []expr.Any{&expr.Masq{}})})
 			c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: concat(ifname(unix.NFT_META_IIFNAME, b.Device, true), ifname(unix.NFT_META_OIFNAME, b.Device, true), ctDNAT(), []expr.Any{&expr.Masq{}})})
-			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+b.Device+"/route_localnet", []byte("1\n"), 0o644); err != nil {
-				return fmt.Errorf("route_localnet on %s: %w", b.Device, err)
-			}
 		}
 	}
 	if err := c.Flush(); err != nil {
