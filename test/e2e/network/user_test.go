@@ -202,3 +202,28 @@ func TestNetworkModes(t *testing.T) {
 		t.Errorf("veths left: %v", v)
 	}
 }
+
+// TestNetworkPrune: prune removes the unused user networks that pass
+// the filters, keeps those a container uses and the predefined ones.
+func TestNetworkPrune(t *testing.T) {
+	d, _ := startDaemon(t)
+	for _, c := range []struct{ name, label string }{{"keep", "keep=yes"}, {"drop1", "x=1"}, {"drop2", "x=2"}, {"used", "x=3"}} {
+		tn := newTestNet(t, "bp")
+		d.Must(t, "network", "create", "--subnet", tn.Subnet.String(), "-o", "com.docker.network.bridge.name="+tn.Bridge, "--label", c.label, c.name)
+	}
+	d.Must(t, "create", "--name", "user", "--network", "used", "busybox", "true")
+	t.Cleanup(func() { d.Docker("rm", "-f", "user"); d.Docker("network", "rm", "keep", "used", "drop1", "drop2") })
+	out := d.Must(t, "network", "prune", "-f", "--filter", "label=x")
+	if !strings.HasPrefix(out, "Deleted Networks:\n") || !strings.Contains(out, "drop1\n") || !strings.Contains(out, "drop2\n") || strings.Contains(out, "used") || strings.Contains(out, "keep") {
+		t.Errorf("docker network prune: %q", out)
+	}
+	d.Must(t, "rm", "user")
+	bout, err := berth(t, d, "network", "prune", "-f")
+	if err != nil || bout != "Deleted Networks:\nkeep\nused\n" {
+		t.Errorf("berth network prune: %v %q", err, bout)
+	}
+	ls := d.Must(t, "network", "ls", "--format", "{{.Name}}")
+	if ls != "bridge\nhost\nnone\n" {
+		t.Errorf("networks left: %q", ls)
+	}
+}
