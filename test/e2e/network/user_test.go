@@ -91,6 +91,12 @@ func TestUserNetworks(t *testing.T) {
 		t.Errorf("network inspect containers: %+v", insp[0].Containers)
 	}
 
+	if out := d.Must(t, "ps", "--format", "{{.Names}}", "--filter", "network=app"); out != "srv\n" {
+		t.Errorf("ps --filter network=app: %q", out)
+	}
+	if out := d.Must(t, "ps", "-q", "--filter", "network="+id[:12]); strings.TrimSpace(out) != inspect(t, d, "srv").ID[:12] {
+		t.Errorf("ps --filter network=<id>: %q", out)
+	}
 	// connect and disconnect a running container on the default bridge.
 	d.Must(t, "run", "-d", "--name", "roamer", "busybox", "sleep", "600")
 	d.Must(t, "network", "connect", "app", "roamer")
