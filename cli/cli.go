@@ -176,8 +176,11 @@ func (c *Cli) rootCommand() *cobra.Command {
 	root.AddCommand(c.containerCommands()...)
 	root.AddCommand(c.imageCommands()...)
 	root.AddCommand(c.systemCommands()...)
+	containers := c.containerGroup()
+	containers.AddCommand(c.newPortCmd())
+	root.AddCommand(c.newPortCmd())
 	root.AddCommand(
-		c.containerGroup(), c.imageGroup(), c.systemGroup(), c.volumeGroup(), c.networkGroup(),
+		containers, c.imageGroup(), c.systemGroup(), c.volumeGroup(), c.networkGroup(),
 		c.newBuildCmd(),
 	)
 	freeHelpShorthand(root)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 
 	"github.com/docker/cli/opts"
@@ -334,4 +335,67 @@ func (c *Cli) newNetworkPruneCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
 	cmd.Flags().Var(&filter, "filter", "Provide filter values (e.g. 'until=<timestamp>')")
 	return cmd
+}
+
+// newPortCmd is `berth port CONTAINER [PRIVATE_PORT[/PROTO]]`: the
+// container's published ports as docker prints them.
+func (c *Cli) newPortCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "port CONTAINER [PRIVATE_PORT[/PROTO]]",
+		Short: "List port mappings or a specific mapping for the container",
+		Args:  requiresRangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.Client()
+			if err != nil {
+				return err
+			}
+			res, err := api.ContainerInspect(context.Background(), args[0], client.ContainerInspectOptions{})
+			if err != nil {
+				if isNotFound(err) {
+					return fmt.Errorf("Error: No such container: %s", args[0])
+				}
+				return err
+			}
+			var ports network.PortMap
+			if res.Container.NetworkSettings != nil {
+				ports = res.Container.NetworkSettings.Ports
+			}
+			hostAddr := func(b network.PortBinding) string {
+				ip := "0.0.0.0"
+				if b.HostIP.IsValid() {
+					ip = b.HostIP.String()
+				}
+				return ip + ":" + b.HostPort
+			}
+			if len(args) == 2 {
+				spec := args[1]
+				if !strings.Contains(spec, "/") {
+					spec += "/tcp"
+				}
+				p, err := network.ParsePort(spec)
+				if err != nil {
+					return fmt.Errorf("Error: invalid port (%s): %w", args[1], err)
+				}
+				bs := ports[p]
+				if len(bs) == 0 {
+					return fmt.Errorf("Error: No public port '%s' published for %s", p, args[0])
+				}
+				for _, b := range bs {
+					fmt.Fprintln(c.Out, hostAddr(b))
+				}
+				return nil
+			}
+			var lines []string
+			for p, bs := range ports {
+				for _, b := range bs {
+					lines = append(lines, fmt.Sprintf("%s -> %s", p, hostAddr(b)))
+				}
+			}
+			sort.Strings(lines)
+			for _, l := range lines {
+				fmt.Fprintln(c.Out, l)
+			}
+			return nil
+		},
+	}
 }

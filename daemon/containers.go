@@ -122,8 +122,16 @@ func (b *containerBackend) ContainerRemove(ctx context.Context, name string, o s
 }
 
 func (b *containerBackend) ContainerList(ctx context.Context, o server.ListOptions) ([]container.Summary, error) {
+	fm := filterMap(o.Filters)
+	limit := o.Limit
+	wantNets := fm["network"]
+	if b.e.Networks != nil && len(wantNets) > 0 {
+		// The network manager knows every network a container is on.
+		delete(fm, "network")
+		limit = 0
+	}
 	recs, err := b.svc.Store().List(store.ListOptions{
-		All: o.All, Limit: o.Limit, Filters: filterMap(o.Filters),
+		All: o.All, Limit: limit, Filters: fm,
 		ImageIDs: func(ref string) []string {
 			if img, err := b.e.Images.Get(ctx, ref); err == nil {
 				return []string{img.ID.String()}
@@ -137,7 +145,17 @@ func (b *containerBackend) ContainerList(ctx context.Context, o server.ListOptio
 	out := make([]container.Summary, 0, len(recs))
 	t := time.Now()
 	for _, r := range recs {
+		if b.e.Networks != nil && len(wantNets) > 0 && !b.e.Networks.OnNetwork(r.ID, wantNets) {
+			continue
+		}
+		if o.Limit > 0 && len(out) == o.Limit {
+			break
+		}
 		s := r.Summary(t)
+		if b.e.Networks != nil {
+			s.Ports = b.e.Networks.PortSummaries(r.ID)
+			s.NetworkSettings = &container.NetworkSettingsSummary{Networks: b.e.Networks.Settings(r.ID).Networks}
+		}
 		if o.Size {
 			s.SizeRw = b.svc.RWSize(ctx, r.ID)
 			s.SizeRootFs = s.SizeRw + b.imageSize(ctx, r.Image)

@@ -41,21 +41,52 @@ func openNetworks(cfg Config, log *slog.Logger) (*network.Manager, error) {
 }
 
 // containerNetworks adapts the network manager to what container/service
-// needs of it.
-type containerNetworks struct{ m *network.Manager }
+// needs of it, and sends dockerd's network connect and disconnect events
+// when a container's endpoints come and go.
+type containerNetworks struct {
+	m   *network.Manager
+	bus *events.Bus
+}
+
+// publish sends action for each network container id is on now.
+func (c containerNetworks) publish(action eventtypes.Action, id string, nets map[string]*mnetwork.EndpointSettings) {
+	if c.bus == nil {
+		return
+	}
+	for name, es := range nets {
+		if es == nil || es.EndpointID == "" {
+			continue
+		}
+		typ := network.DriverBridge
+		if n, err := c.m.Inspect(es.NetworkID); err == nil {
+			typ = n.Driver
+		}
+		c.bus.Publish(eventtypes.NetworkEventType, action, eventtypes.Actor{ID: es.NetworkID,
+			Attributes: map[string]string{"container": id, "name": name, "type": typ}})
+	}
+}
 
 var _ cservice.Networks = containerNetworks{}
 
-func (c containerNetworks) Register(id, name string, hc *container.HostConfig, cfg *mnetwork.NetworkingConfig) error {
-	return c.m.Register(id, name, hc, cfg)
+func (c containerNetworks) Register(id, name string, hc *container.HostConfig, exposed mnetwork.PortSet, cfg *mnetwork.NetworkingConfig) error {
+	return c.m.Register(id, name, hc, exposed, cfg)
 }
 
 func (c containerNetworks) Setup(id string) (cservice.NetworkSetup, error) {
 	s, err := c.m.Setup(id)
+	if err == nil {
+		c.publish(eventtypes.ActionConnect, id, c.m.Settings(id).Networks)
+	}
 	return cservice.NetworkSetup{NetNS: s.NetNS, Addresses: s.Addresses, EmbeddedDNS: s.EmbeddedDNS}, err
 }
 
-func (c containerNetworks) Teardown(id string) error    { return c.m.Teardown(id) }
+func (c containerNetworks) Teardown(id string) error {
+	before := c.m.Settings(id).Networks
+	err := c.m.Teardown(id)
+	c.publish(eventtypes.ActionDisconnect, id, before)
+	return err
+}
+
 func (c containerNetworks) Forget(id string) error      { return c.m.Forget(id) }
 func (c containerNetworks) SandboxKey(id string) string { return c.m.SandboxKey(id) }
 
@@ -65,7 +96,7 @@ func networksOf(e Engine) cservice.Networks {
 	if e.Networks == nil {
 		return nil
 	}
-	return containerNetworks{e.Networks}
+	return containerNetworks{m: e.Networks, bus: e.Events}
 }
 
 // networkBackend serves the /networks routes from the network manager;

@@ -21,7 +21,7 @@ func (m *Manager) firewallLocked() error {
 			Masquerade: n.Options[OptMasquerade] != "false",
 		})
 	}
-	return firewall.Apply(m.opts.Table, bridges)
+	return firewall.Apply(m.opts.Table, bridges, m.mappingsLocked())
 }
 
 // TableName is the nftables table of a daemon whose data root is

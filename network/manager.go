@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -117,6 +118,8 @@ type Sandbox struct {
 	// host's or another container's).
 	Key       string
 	Endpoints []*Endpoint
+	// Ports are the published ports (on the first endpoint's address).
+	Ports []PortMapping `json:",omitempty"`
 }
 
 // Request is what a container asked for at create (and connect): the
@@ -133,6 +136,10 @@ type Request struct {
 	// DNS are the container's --dns servers: the embedded DNS's
 	// upstreams.
 	DNS []string `json:",omitempty"`
+	// Ports are the -p and -P wishes; Exposed the exposed ports
+	// ("80/tcp"), shown by inspect.
+	Ports   []PortRequest `json:",omitempty"`
+	Exposed []string      `json:",omitempty"`
 }
 
 // EndpointRequest is the user's part of an endpoint.
@@ -157,6 +164,9 @@ type Manager struct {
 	mu sync.Mutex
 	st state
 
+	// reservations hold the published host ports, by container.
+	reservations map[string][]io.Closer
+
 	dns  *dnsr.Resolver
 	nmu  sync.RWMutex
 	view dnsView
@@ -173,7 +183,7 @@ func Open(opts Options) (*Manager, error) {
 			return nil, fmt.Errorf("network manager: %w", err)
 		}
 	}
-	m := &Manager{opts: opts, path: filepath.Join(opts.Root, "state.json")}
+	m := &Manager{opts: opts, path: filepath.Join(opts.Root, "state.json"), reservations: map[string][]io.Closer{}}
 	m.dns = dnsr.New(m.lookupName, opts.Logf)
 	b, err := os.ReadFile(m.path)
 	switch {
@@ -203,6 +213,11 @@ func Open(opts Options) (*Manager, error) {
 			if err := link.EnsureBridge(n.Bridge, n.Pool.Gateway, n.Pool.Subnet); err != nil {
 				return nil, fmt.Errorf("network %s: %w", n.Name, err)
 			}
+		}
+	}
+	for _, sb := range m.st.Sandboxes {
+		if err := m.rereserveLocked(sb); err != nil {
+			opts.Logf("%v", err)
 		}
 	}
 	if err := m.firewallLocked(); err != nil {
@@ -357,6 +372,9 @@ func (m *Manager) Close() error {
 	m.dns.Close()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	for id := range m.reservations {
+		m.unpublishLocked(id)
+	}
 	var errs []error
 	for _, n := range m.st.Networks {
 		if n.Driver == DriverBridge && !m.inUseLocked(n.ID) {

@@ -366,19 +366,25 @@ func (m *Manager) leaveLocked(sb *Sandbox, nid string) error {
 	return err
 }
 
-// ContainerNetworks are the names of the networks container id asks for
-// (for `ps --filter network=`).
-func (m *Manager) ContainerNetworks(id string) []string {
+// OnNetwork says whether container id is on one of the networks refs
+// (names, ids or id prefixes), as `ps --filter network=` asks.
+func (m *Manager) OnNetwork(id string, refs []string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []string
-	if r, ok := m.st.Requests[id]; ok {
-		for nid := range r.Networks {
-			if n, ok := m.st.Networks[nid]; ok {
-				out = append(out, n.Name)
+	r, ok := m.st.Requests[id]
+	if !ok {
+		return false
+	}
+	for nid := range r.Networks {
+		n, ok := m.st.Networks[nid]
+		if !ok {
+			continue
+		}
+		for _, ref := range refs {
+			if ref == n.Name || (ref != "" && strings.HasPrefix(n.ID, ref)) {
+				return true
 			}
 		}
 	}
-	sort := slices.Sorted(slices.Values(out))
-	return sort
+	return false
 }

@@ -35,14 +35,21 @@ func (m *Manager) modeNetworkLocked(mode string) (*Network, error) {
 // its mode and the settings of NetworkingConfig's endpoints. It checks
 // that the networks exist and that the settings fit them, with dockerd's
 // messages.
-func (m *Manager) Register(id, name string, hc *container.HostConfig, cfg *network.NetworkingConfig) error {
+func (m *Manager) Register(id, name string, hc *container.HostConfig, exposed network.PortSet, cfg *network.NetworkingConfig) error {
 	if err := unsupported(hc, cfg); err != nil {
+		return err
+	}
+	ports, err := portRequests(hc, exposed)
+	if err != nil {
 		return err
 	}
 	mode := string(hc.NetworkMode)
 	if strings.HasPrefix(mode, "container:") {
 		if cfg != nil && len(cfg.EndpointsConfig) > 0 {
 			return fmt.Errorf("conflicting options: container type network can't be used with multiple networks: %w", errdefs.ErrInvalidArgument)
+		}
+		if len(ports) > 0 {
+			return fmt.Errorf("conflicting options: port publishing and the container type network mode: %w", errdefs.ErrInvalidArgument)
 		}
 		return nil
 	}
@@ -51,6 +58,14 @@ func (m *Manager) Register(id, name string, hc *container.HostConfig, cfg *netwo
 	req := &Request{ContainerID: id, Name: strings.TrimPrefix(name, "/"), Mode: mode, Networks: map[string]*EndpointRequest{}}
 	for _, a := range hc.DNS {
 		req.DNS = append(req.DNS, a.String())
+	}
+	if mode != network.NetworkHost {
+		// As dockerd, host networking discards published ports.
+		req.Ports = ports
+		for p := range exposed {
+			req.Exposed = append(req.Exposed, p.String())
+		}
+		slices.Sort(req.Exposed)
 	}
 	// As dockerd, a network that does not exist fails the start, not
 	// the create (a 404 at create would make clients pull the image).
@@ -246,6 +261,20 @@ func (m *Manager) Setup(id string) (Setup, error) {
 		m.save()
 		return Setup{}, err
 	}
+	if len(req.Ports) > 0 {
+		err := m.publishLocked(sb, req)
+		if err == nil {
+			err = m.firewallLocked()
+		}
+		if err == nil {
+			err = m.save()
+		}
+		if err != nil {
+			m.teardownLocked(sb)
+			m.save()
+			return Setup{}, err
+		}
+	}
 	out.EmbeddedDNS = m.usesDNSLocked(sb)
 	return out, nil
 }
@@ -324,6 +353,13 @@ func (m *Manager) teardownLocked(sb *Sandbox) error {
 	m.dns.Stop(sb.ContainerID)
 	defer m.refreshDNSLocked()
 	var errs []error
+	if len(sb.Ports) > 0 {
+		m.unpublishLocked(sb.ContainerID)
+		delete(m.st.Sandboxes, sb.ContainerID)
+		if err := m.firewallLocked(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, ep := range sb.Endpoints {
 		if err := link.DeleteLink(ep.HostVeth); err != nil {
 			errs = append(errs, err)
@@ -352,6 +388,7 @@ func (m *Manager) Settings(id string) *container.NetworkSettings {
 		return out
 	}
 	sb := m.st.Sandboxes[id]
+	out.Ports = portMap(req, sb)
 	if sb != nil {
 		out.SandboxKey = sb.Key
 		out.SandboxID = sandboxID(id)
@@ -435,12 +472,6 @@ func parseMAC(s string) (network.HardwareAddr, error) {
 // refusing is better than a container silently without it.
 func unsupported(hc *container.HostConfig, cfg *network.NetworkingConfig) error {
 	var what []string
-	if len(hc.PortBindings) > 0 {
-		what = append(what, "--publish")
-	}
-	if hc.PublishAllPorts {
-		what = append(what, "--publish-all")
-	}
 	if len(hc.Links) > 0 {
 		what = append(what, "--link")
 	}

@@ -19,7 +19,8 @@ import (
 // container at removal.
 type Networks interface {
 	// Register checks and records the networks container id joins.
-	Register(id, name string, hc *container.HostConfig, cfg *network.NetworkingConfig) error
+	// exposed are the container's exposed ports (for -P).
+	Register(id, name string, hc *container.HostConfig, exposed network.PortSet, cfg *network.NetworkingConfig) error
 	// Setup builds the container's namespace and endpoints and returns
 	// the namespace file ("" for the host's) and its addresses.
 	Setup(id string) (NetworkSetup, error)
@@ -82,7 +83,7 @@ func (s *Service) networkRegister(rec *store.Container, cfg *network.NetworkingC
 	if s.opts.Networks == nil {
 		return nil
 	}
-	return s.opts.Networks.Register(rec.ID, rec.Name, rec.HostConfig, cfg)
+	return s.opts.Networks.Register(rec.ID, rec.Name, rec.HostConfig, rec.Config.ExposedPorts, cfg)
 }
 
 // networkForget drops rec's network records at removal.

@@ -13,6 +13,7 @@ import (
 	"os"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
@@ -28,8 +29,19 @@ type Bridge struct {
 	Masquerade bool
 }
 
-// Apply makes table hold exactly the rules of bridges.
-func Apply(table string, bridges []Bridge) error {
+// Mapping is one published port: traffic to the host's addresses (or
+// HostIP only) on HostPort goes to the container's address and port.
+type Mapping struct {
+	Proto         string // "tcp", "udp" or "sctp"
+	HostIP        netip.Addr
+	HostPort      uint16
+	ContainerIP   netip.Addr
+	ContainerPort uint16
+	Bridge        string
+}
+
+// Apply makes table hold exactly the rules of bridges and mappings.
+func Apply(table string, bridges []Bridge, mappings []Mapping) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -61,6 +73,31 @@ func Apply(table string, bridges []Bridge) error {
 		}
 		if b.Masquerade {
 			c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: concat(saddr(b.Subnet), ifname(unix.NFT_META_OIFNAME, b.Device, false), []expr.Any{&expr.Masq{}})})
+		}
+	}
+	if len(mappings) > 0 {
+		pre := c.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
+		out := c.AddChain(&nftables.Chain{Name: "output", Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
+		hasPorts := map[string]bool{}
+		for _, mp := range mappings {
+			dnat := concat(localDest(mp.HostIP), l4(mp.Proto, mp.HostPort), dnatTo(mp.ContainerIP, mp.ContainerPort))
+			c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: dnat})
+			c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: dnat})
+			hasPorts[mp.Bridge] = true
+		}
+		for _, b := range bridges {
+			if !hasPorts[b.Device] {
+				continue
+			}
+			// Published ports reached on 127.0.0.1 leave for the bridge
+			// with a loopback source (the bridge has route_localnet on,
+			// see network/link), and hairpin
+			// traffic comes back on its own bridge: both are
+			// masqueraded so the replies return through the NAT.
+			c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: concat(saddr(netip.MustParsePrefix("127.0.0.0/8")), ifname(unix.NFT_META_OIFNAME, b.Device, true), []expr.Any{&expr.Masq{}})})
+			c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: concat(ifname(unix.NFT_META_IIFNAME, b.Device, true), ifname(unix.NFT_META_OIFNAME, b.Device, true), ctDNAT(), []expr.Any{&expr.Masq{}})})
 		}
 	}
 	if err := c.Flush(); err != nil {
@@ -146,4 +183,57 @@ func saddr(p netip.Prefix) []expr.Any {
 
 func verdict(k expr.VerdictKind) []expr.Any {
 	return []expr.Any{&expr.Verdict{Kind: k}}
+}
+
+// localDest matches packets to ip, or, when ip is unspecified, to any
+// of the host's own addresses.
+func localDest(ip netip.Addr) []expr.Any {
+	if ip.IsValid() && !ip.IsUnspecified() {
+		a := ip.As4()
+		return []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
+		}
+	}
+	return []expr.Any{
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+	}
+}
+
+// l4 matches the protocol and destination port.
+func l4(proto string, port uint16) []expr.Any {
+	p := byte(unix.IPPROTO_TCP)
+	switch proto {
+	case "udp":
+		p = unix.IPPROTO_UDP
+	case "sctp":
+		p = unix.IPPROTO_SCTP
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+	}
+}
+
+// dnatTo rewrites the destination to ip:port.
+func dnatTo(ip netip.Addr, port uint16) []expr.Any {
+	a := ip.As4()
+	return []expr.Any{
+		&expr.Immediate{Register: 1, Data: a[:]},
+		&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(port)},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+	}
+}
+
+// ctDNAT matches connections whose destination was rewritten.
+func ctDNAT() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(0x20), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
 }

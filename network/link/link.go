@@ -41,6 +41,12 @@ func EnsureBridge(name string, gw netip.Addr, subnet netip.Prefix) error {
 	if err := netlink.AddrAdd(l, addr); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("give bridge %s address %s: %w", name, addr.IPNet, err)
 	}
+	// Published ports answer on 127.0.0.1 by DNAT, without a userland
+	// proxy: those packets leave for the bridge with a loopback source,
+	// which the kernel drops unless the bridge routes 127/8.
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+name+"/route_localnet", []byte("1\n"), 0o644); err != nil {
+		return fmt.Errorf("route_localnet on bridge %s: %w", name, err)
+	}
 	if err := netlink.LinkSetUp(l); err != nil {
 		return fmt.Errorf("set bridge %s up: %w", name, err)
 	}
@@ -118,6 +124,10 @@ func AddVeth(hostName string, ep Endpoint) (err error) {
 	}
 	if err := netlink.LinkSetMaster(host, br); err != nil {
 		return fmt.Errorf("attach veth %s to bridge %s: %w", hostName, ep.Bridge, err)
+	}
+	// Hairpin: a container reaches itself through a published port.
+	if err := netlink.LinkSetHairpin(host, true); err != nil {
+		return fmt.Errorf("hairpin mode on %s: %w", hostName, err)
 	}
 	if err := netlink.LinkSetUp(host); err != nil {
 		return fmt.Errorf("set veth %s up: %w", hostName, err)

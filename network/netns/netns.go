@@ -23,19 +23,33 @@ func Create(path string) error {
 	f.Close()
 	errc := make(chan error, 1)
 	go func() {
-		// The thread enters the new namespace and is never unlocked: Go
-		// ends it with the goroutine instead of reusing it elsewhere.
+		// The thread goes back to its namespace afterwards; if it cannot,
+		// it stays locked and Go ends it with the goroutine (or, for the
+		// main thread, never schedules anything on it again).
 		runtime.LockOSThread()
+		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		host, err := os.Open(self)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer host.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("unshare network namespace: %w", err)
 			return
 		}
-		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		if err := unix.Mount(src, path, "", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind-mount network namespace on %s: %w", path, err)
-			return
+		err = unix.Mount(self, path, "", unix.MS_BIND, "")
+		if err != nil {
+			err = fmt.Errorf("bind-mount network namespace on %s: %w", path, err)
+		} else {
+			err = loopbackUp()
 		}
-		errc <- loopbackUp()
+		if unix.Setns(int(host.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	if err := <-errc; err != nil {
 		Remove(path)

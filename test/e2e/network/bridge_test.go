@@ -122,3 +122,21 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 	t.Errorf("timed out waiting for %s", what)
 }
+
+// TestNetworkEvents: a container's run sends dockerd's network connect
+// and disconnect events for its network.
+func TestNetworkEvents(t *testing.T) {
+	d, _ := startDaemon(t)
+	since := time.Now().Add(-time.Second).Unix()
+	d.Must(t, "run", "--rm", "--name", "evt", "busybox", "true")
+	until := time.Now().Add(time.Second).Unix()
+	out := d.Must(t, "events", "--since", fmt.Sprint(since), "--until", fmt.Sprint(until),
+		"--filter", "type=network", "--format", "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.type}} {{.Actor.Attributes.container}}")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "connect bridge bridge ") || !strings.HasPrefix(lines[1], "disconnect bridge bridge ") {
+		t.Fatalf("network events: %q", out)
+	}
+	if c0, c1 := strings.Fields(lines[0])[3], strings.Fields(lines[1])[3]; c0 != c1 || len(c0) != 64 {
+		t.Errorf("network events name containers %q and %q", c0, c1)
+	}
+}

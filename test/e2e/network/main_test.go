@@ -14,7 +14,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
+	osexec "os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -171,9 +172,28 @@ func berth(t *testing.T, d *berthd.Daemon, args ...string) (string, error) {
 		t.Fatal(err)
 	}
 	cli := strings.TrimSuffix(bin, "berthd") + "berth"
-	out, err := exec.Command(cli, append([]string{"-H", d.Host}, args...)...).CombinedOutput()
+	out, err := osexec.Command(cli, append([]string{"-H", d.Host}, args...)...).CombinedOutput()
 	return string(out), err
 }
 
 // hostDial connects from the host to addr over TCP.
 func hostDial(addr string) (net.Conn, error) { return net.Dial("tcp", addr) }
+
+// exec runs a host command and returns its combined output.
+func exec(name string, args ...string) (string, error) {
+	out, err := osexec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}
+
+// netechoImage builds netecho static and loads its FROM-scratch image
+// ("berth-netecho", entrypoint /berth-netecho) into d.
+func netechoImage(t *testing.T, d *berthd.Daemon) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "berth-netecho")
+	cmd := osexec.Command("go", "build", "-o", bin, "./netecho")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build netecho: %v\n%s", err, out)
+	}
+	d.Must(t, "load", "-i", images.Scratch(t, bin).Archive)
+}

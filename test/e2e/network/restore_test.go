@@ -138,3 +138,29 @@ func usedAddresses(t *testing.T, dataRoot string) []string {
 	}
 	return out
 }
+
+// TestStopStartKeepsNetworks: a clean stop with no container running
+// removes the bridges and the nftables table; the next start makes them
+// again from the saved state, and the user network works.
+func TestStopStartKeepsNetworks(t *testing.T) {
+	d, _ := startDaemon(t)
+	tn := newTestNet(t, "bs")
+	d.Must(t, "network", "create", "--subnet", tn.Subnet.String(), "-o", "com.docker.network.bridge.name="+tn.Bridge, "kept")
+	t.Cleanup(func() { d.Docker("network", "rm", "kept") })
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := exec("ip", "link", "show", tn.Bridge); err == nil {
+		t.Errorf("bridge %s while berthd is stopped: %s", tn.Bridge, v)
+	}
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	out := d.Must(t, "run", "--rm", "--network", "kept", "busybox", "ip", "-4", "-o", "addr", "show", "eth0")
+	if !strings.Contains(out, tn.Subnet.Addr().String()[:len(tn.Subnet.Addr().String())-1]) {
+		t.Errorf("container on kept after restart: %q", out)
+	}
+	if _, err := exec("ip", "link", "show", tn.Bridge); err != nil {
+		t.Errorf("bridge %s not back after the restart", tn.Bridge)
+	}
+}

@@ -91,6 +91,12 @@ func TestUserNetworks(t *testing.T) {
 		t.Errorf("network inspect containers: %+v", insp[0].Containers)
 	}
 
+	if out := d.Must(t, "ps", "--format", "{{.Names}}", "--filter", "network=app"); out != "srv\n" {
+		t.Errorf("ps --filter network=app: %q", out)
+	}
+	if out := d.Must(t, "ps", "-q", "--filter", "network="+id[:12]); strings.TrimSpace(out) != inspect(t, d, "srv").ID[:12] {
+		t.Errorf("ps --filter network=<id>: %q", out)
+	}
 	// connect and disconnect a running container on the default bridge.
 	d.Must(t, "run", "-d", "--name", "roamer", "busybox", "sleep", "600")
 	d.Must(t, "network", "connect", "app", "roamer")
@@ -200,5 +206,30 @@ func TestNetworkModes(t *testing.T) {
 	}
 	if v := hostVeths(t, tn.Bridge); len(v) != 0 {
 		t.Errorf("veths left: %v", v)
+	}
+}
+
+// TestNetworkPrune: prune removes the unused user networks that pass
+// the filters, keeps those a container uses and the predefined ones.
+func TestNetworkPrune(t *testing.T) {
+	d, _ := startDaemon(t)
+	for _, c := range []struct{ name, label string }{{"keep", "keep=yes"}, {"drop1", "x=1"}, {"drop2", "x=2"}, {"used", "x=3"}} {
+		tn := newTestNet(t, "bp")
+		d.Must(t, "network", "create", "--subnet", tn.Subnet.String(), "-o", "com.docker.network.bridge.name="+tn.Bridge, "--label", c.label, c.name)
+	}
+	d.Must(t, "create", "--name", "user", "--network", "used", "busybox", "true")
+	t.Cleanup(func() { d.Docker("rm", "-f", "user"); d.Docker("network", "rm", "keep", "used", "drop1", "drop2") })
+	out := d.Must(t, "network", "prune", "-f", "--filter", "label=x")
+	if !strings.HasPrefix(out, "Deleted Networks:\n") || !strings.Contains(out, "drop1\n") || !strings.Contains(out, "drop2\n") || strings.Contains(out, "used") || strings.Contains(out, "keep") {
+		t.Errorf("docker network prune: %q", out)
+	}
+	d.Must(t, "rm", "user")
+	bout, err := berth(t, d, "network", "prune", "-f")
+	if err != nil || bout != "Deleted Networks:\nkeep\nused\n" {
+		t.Errorf("berth network prune: %v %q", err, bout)
+	}
+	ls := d.Must(t, "network", "ls", "--format", "{{.Name}}")
+	if ls != "bridge\nhost\nnone\n" {
+		t.Errorf("networks left: %q", ls)
 	}
 }

@@ -1,0 +1,72 @@
+package firewall
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/berth-dev/berth/internal/testutil"
+)
+
+// TestApplyIdempotent: applying the same networks twice gives the same
+// table; the rules say what they should (nft's own listing); Remove
+// leaves nothing.
+func TestApplyIdempotent(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := make([]byte, 4)
+	rand.Read(b)
+	table := "berth-fwtest-" + hex.EncodeToString(b)
+	t.Cleanup(func() { Remove(table) })
+	bridges := []Bridge{
+		{Device: "brA", Subnet: netip.MustParsePrefix("10.1.0.0/24"), Masquerade: true},
+		{Device: "brB", Subnet: netip.MustParsePrefix("10.2.0.0/24"), Masquerade: true},
+		{Device: "brI", Subnet: netip.MustParsePrefix("10.3.0.0/24"), Internal: true},
+	}
+	maps := []Mapping{{Proto: "tcp", HostPort: 18080, ContainerIP: netip.MustParseAddr("10.1.0.2"), ContainerPort: 80, Bridge: "brA"},
+		{Proto: "udp", HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 15353, ContainerIP: netip.MustParseAddr("10.1.0.3"), ContainerPort: 53, Bridge: "brA"}}
+	list := func() string {
+		out, err := exec.Command("nft", "list", "table", "ip", table).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list: %v %s", err, out)
+		}
+		return string(out)
+	}
+	if err := Apply(table, bridges, maps); err != nil {
+		t.Fatal(err)
+	}
+	first := list()
+	if err := Apply(table, bridges, maps); err != nil {
+		t.Fatal(err)
+	}
+	if second := list(); second != first {
+		t.Errorf("second Apply changed the table:\n%s\nvs\n%s", first, second)
+	}
+	for _, want := range []string{
+		`iifname "brA" oifname "brB" drop`,
+		`iifname "brI" drop`,
+		`oifname "brI" drop`,
+		`ip saddr 10.1.0.0/24 oifname != "brA" masquerade`,
+		`tcp dport 18080 dnat to 10.1.0.2:80`,
+		`ip daddr 127.0.0.1 udp dport 15353 dnat to 10.1.0.3:53`,
+		`fib daddr type local`,
+	} {
+		if !strings.Contains(first, want) {
+			t.Errorf("table lacks %q:\n%s", want, first)
+		}
+	}
+	if strings.Contains(first, `ip saddr 10.3.0.0/24`) {
+		t.Errorf("internal network masqueraded:\n%s", first)
+	}
+	if err := Remove(table); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := Exists(table); err != nil || ok {
+		t.Errorf("table after Remove: %v %v", ok, err)
+	}
+	if err := Remove(table); err != nil {
+		t.Errorf("second Remove: %v", err)
+	}
+}
