@@ -129,6 +129,10 @@ func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	if versionBefore(r.Context(), "1.44") {
+		writeJSON(w, http.StatusOK, withLegacyNetworkSettings(resp))
+		return nil
+	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }

@@ -120,7 +120,6 @@ func testPsInspectLogsAsDocker(t *testing.T) {
 		{"inspect", "--format", "{{.State.Status}} {{.State.ExitCode}} {{.Config.Image}} {{.Name}}", running, exited},
 		{"container", "inspect", "-f", "{{json .Config.Labels}} {{.HostConfig.NetworkMode}}", running},
 		{"inspect", "--type", "container", "-s", "-f", "{{.SizeRw}}", exited},
-		{"inspect", running},
 		{"logs", exited},
 		{"logs", "--tail", "1", exited},
 		{"logs", "-t", exited},
@@ -128,6 +127,16 @@ func testPsInspectLogsAsDocker(t *testing.T) {
 		{"top", running},
 	} {
 		same(t, args...)
+	}
+	// The whole document. On berthd, berth speaks API 1.56 and docker
+	// 20.10 speaks 1.41, for which NetworkSettings also carries the
+	// default bridge endpoint's addresses at the top (API < 1.44).
+	bi, di := berth(t, "inspect", running), dockerOut(t, "inspect", running)
+	if cur.name == "berthd" {
+		bi, di = inspectDoc(t, bi, false), inspectDoc(t, di, true)
+	}
+	if bi != di {
+		t.Fatalf("inspect:\nberth:\n%s\ndocker:\n%s", bi, di)
 	}
 	// stderr of the container stays stderr.
 	b, _ := berthRun(nil, "logs", exited)
@@ -328,4 +337,26 @@ func jsonEqual(a, b string) bool {
 	xa, _ := json.Marshal(x)
 	ya, _ := json.Marshal(y)
 	return bytes.Equal(xa, ya)
+}
+
+// inspectDoc is an inspect document with its keys sorted, without the
+// top-level NetworkSettings fields of API < 1.44 when dropLegacy.
+func inspectDoc(t *testing.T, doc string, dropLegacy bool) string {
+	t.Helper()
+	var v []map[string]any
+	if err := json.Unmarshal([]byte(doc), &v); err != nil {
+		t.Fatalf("inspect output: %v", err)
+	}
+	for _, c := range v {
+		if ns, ok := c["NetworkSettings"].(map[string]any); ok && dropLegacy {
+			for _, k := range []string{"EndpointID", "Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPAddress", "IPPrefixLen", "IPv6Gateway", "MacAddress"} {
+				delete(ns, k)
+			}
+		}
+	}
+	b, err := json.MarshalIndent(v, "", "    ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b) + "\n"
 }

@@ -31,6 +31,11 @@ func TestDefaultBridge(t *testing.T) {
 	if br.MacAddress != fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", a[0], a[1], a[2], a[3]) || br.EndpointID == "" || br.NetworkID == "" {
 		t.Errorf("endpoint: %+v", br)
 	}
+	// docker 20.10 (API 1.41) reads the default bridge's endpoint at the
+	// top of NetworkSettings too.
+	if got := strings.TrimSpace(d.Must(t, "inspect", "-f", "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.Gateway}} {{.NetworkSettings.MacAddress}}", "web")); got != ip.String()+" "+br.Gateway+" "+br.MacAddress {
+		t.Errorf("top-level NetworkSettings for API 1.41: %q, want %s %s %s", got, ip, br.Gateway, br.MacAddress)
+	}
 	if !strings.HasPrefix(web.NetworkSettings.SandboxKey, d.ExecRoot) {
 		t.Errorf("SandboxKey %q not under the exec root %s", web.NetworkSettings.SandboxKey, d.ExecRoot)
 	}
