@@ -228,21 +228,13 @@ func (c *Cli) newNetworkRmCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var errs []string
-			for _, n := range args {
-				if _, err := api.NetworkRemove(context.Background(), n, client.NetworkRemoveOptions{}); err != nil {
-					if force && isNotFound(err) {
-						continue
-					}
-					errs = append(errs, err.Error())
-					continue
+			return c.forEach(args, func(ctx context.Context, n string) error {
+				_, err := api.NetworkRemove(ctx, n, client.NetworkRemoveOptions{})
+				if err != nil && force && isNotFound(err) {
+					return errSkip
 				}
-				fmt.Fprintln(c.Out, n)
-			}
-			if len(errs) > 0 {
-				return errors.New(strings.Join(errs, "\n"))
-			}
-			return nil
+				return err
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not error if the network does not exist")
@@ -323,12 +315,7 @@ func (c *Cli) newNetworkPruneCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if len(res.Report.NetworksDeleted) > 0 {
-				fmt.Fprintln(c.Out, "Deleted Networks:")
-				for _, n := range res.Report.NetworksDeleted {
-					fmt.Fprintln(c.Out, n)
-				}
-			}
+			c.printDeleted("Deleted Networks:", res.Report.NetworksDeleted)
 			return nil
 		},
 	}

@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"math/big"
 	"net"
 	"net/netip"
@@ -28,17 +27,7 @@ import (
 	"github.com/berth-dev/berth/network/firewall"
 )
 
-func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 {
-		if _, err := berthd.Build(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	berthd.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { berthd.Main(m) }
 
 // testNet is a bridge device name and a /24 subnet of a test's own.
 type testNet struct {

@@ -225,7 +225,7 @@ func TestNetworkPrune(t *testing.T) {
 	}
 	d.Must(t, "rm", "user")
 	bout, err := berth(t, d, "network", "prune", "-f")
-	if err != nil || bout != "Deleted Networks:\nkeep\nused\n" {
+	if err != nil || bout != "Deleted Networks:\nkeep\nused\n\n" {
 		t.Errorf("berth network prune: %v %q", err, bout)
 	}
 	ls := d.Must(t, "network", "ls", "--format", "{{.Name}}")
