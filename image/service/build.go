@@ -1,9 +1,7 @@
 package service
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -14,7 +12,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-dev/berth/errdefs"
-	"github.com/berth-dev/berth/image/content"
 	"github.com/berth-dev/berth/image/gc"
 	"github.com/berth-dev/berth/image/store"
 	"github.com/berth-dev/berth/snapshot"
@@ -148,41 +145,7 @@ func (s *Service) BuildCommit(ctx context.Context, o BuildCommitOptions) (store.
 	cfg := base.config
 	cfg.Config, cfg.Created = o.Config, now
 	cfg.History = append(cfg.History, hist...)
-	return s.putBuildImage(ctx, lease, base, cfg, sizes)
-}
-
-// putBuildImage writes the config and manifest of a build's image and
-// records it (untagged).
-func (s *Service) putBuildImage(ctx context.Context, lease *gc.Lease, base commitParent, cfg commitImageConfig, sizes []int64) (store.Image, error) {
-	cb, err := json.Marshal(cfg)
-	if err != nil {
-		return store.Image{}, err
-	}
-	cd := content.Descriptor(ocispec.MediaTypeImageConfig, cb)
-	if base.dockerTypes {
-		cd.MediaType = dockerConfig
-	}
-	base.manifest.Config = cd
-	mb, err := json.Marshal(base.manifest)
-	if err != nil {
-		return store.Image{}, err
-	}
-	md := content.Descriptor(base.manifest.MediaType, mb)
-	for _, b := range []struct {
-		d ocispec.Descriptor
-		b []byte
-	}{{cd, cb}, {md, mb}} {
-		lease.AddBlob(b.d.Digest)
-		if err := content.WriteBlob(ctx, s.content, "build-"+b.d.Digest.Encoded(), bytes.NewReader(b.b), b.d); err != nil && !errdefs.IsAlreadyExists(err) {
-			return store.Image{}, fmt.Errorf("build commit: store %s: %w", b.d.MediaType, err)
-		}
-	}
-	plat := ocispec.Platform{Architecture: cfg.Architecture, OS: cfg.OS, OSVersion: cfg.OSVersion, Variant: cfg.Variant}
-	img, err := s.images.Put(ctx, md, store.PutOptions{LayerSizes: sizes, Platform: &plat, Parent: base.id})
-	if err != nil {
-		return store.Image{}, fmt.Errorf("build commit: record image: %w", err)
-	}
-	return img, nil
+	return s.putImage(ctx, lease, base, cfg, sizes, nil, "build commit")
 }
 
 // buildLayer writes the diff of the build snapshot key as a layer blob
@@ -334,5 +297,5 @@ func (s *Service) BuildReuse(ctx context.Context, o BuildReuseOptions) (store.Im
 	cfg := base.config
 	cfg.Config, cfg.Created = o.Config, now
 	cfg.History = append(cfg.History, hist...)
-	return s.putBuildImage(ctx, lease, base, cfg, sizes)
+	return s.putImage(ctx, lease, base, cfg, sizes, nil, "build commit")
 }

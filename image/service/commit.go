@@ -156,6 +156,14 @@ func (s *Service) Commit(ctx context.Context, o CommitOptions) (store.Image, err
 		base.manifest.Layers = append(base.manifest.Layers, *layer)
 		sizes = append(sizes, size)
 	}
+	return s.putImage(ctx, lease, base, cfg, sizes, names, "commit")
+}
+
+// putImage writes the config and the manifest of an image made here (a
+// commit, a build step) on base, kept by lease, and records it under
+// names (none: untagged) with its parent. op names the operation in
+// errors.
+func (s *Service) putImage(ctx context.Context, lease *gc.Lease, base commitParent, cfg commitImageConfig, sizes []int64, names []reference.Named, op string) (store.Image, error) {
 	cb, err := json.Marshal(cfg)
 	if err != nil {
 		return store.Image{}, err
@@ -175,14 +183,14 @@ func (s *Service) Commit(ctx context.Context, o CommitOptions) (store.Image, err
 		b []byte
 	}{{cd, cb}, {md, mb}} {
 		lease.AddBlob(b.d.Digest)
-		if err := content.WriteBlob(ctx, s.content, "commit-"+b.d.Digest.Encoded(), bytes.NewReader(b.b), b.d); err != nil {
-			return store.Image{}, fmt.Errorf("commit: store %s: %w", b.d.MediaType, err)
+		if err := content.WriteBlob(ctx, s.content, "image-"+b.d.Digest.Encoded(), bytes.NewReader(b.b), b.d); err != nil && !errdefs.IsAlreadyExists(err) {
+			return store.Image{}, fmt.Errorf("%s: store %s: %w", op, b.d.MediaType, err)
 		}
 	}
 	plat := ocispec.Platform{Architecture: cfg.Architecture, OS: cfg.OS, OSVersion: cfg.OSVersion, Variant: cfg.Variant}
 	img, err := s.images.Put(ctx, md, store.PutOptions{Names: names, LayerSizes: sizes, Platform: &plat, Parent: base.id})
 	if err != nil {
-		return store.Image{}, fmt.Errorf("commit: record image: %w", err)
+		return store.Image{}, fmt.Errorf("%s: record image: %w", op, err)
 	}
 	return img, nil
 }
