@@ -15,6 +15,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/errdefs"
 )
@@ -182,14 +183,15 @@ func newCacheDir(dir string, m *instructions.Mount) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 		return err
 	}
-	tmp := dir + ".new"
-	os.RemoveAll(tmp)
+	// A name of its own: stages running in parallel may create the same
+	// cache at once.
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".new-")
+	if err != nil {
+		return err
+	}
 	mode := os.FileMode(0o755)
 	if m.Mode != nil {
 		mode = os.FileMode(*m.Mode & 0o7777)
-	}
-	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return err
 	}
 	uid, gid := 0, 0
 	if m.UID != nil {
@@ -199,16 +201,19 @@ func newCacheDir(dir string, m *instructions.Mount) error {
 		gid = int(*m.GID)
 	}
 	if err := os.Chown(tmp, uid, gid); err != nil {
+		os.RemoveAll(tmp)
 		return err
 	}
 	if err := os.Chmod(tmp, mode); err != nil {
+		os.RemoveAll(tmp)
 		return err
 	}
-	if err := os.Rename(tmp, dir); err != nil && !os.IsExist(err) {
-		// Another build created it meanwhile.
+	// Never replace one that another step created meanwhile (and may
+	// have mounted already): both must share it.
+	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dir, unix.RENAME_NOREPLACE); err != nil {
 		os.RemoveAll(tmp)
 		if _, serr := os.Stat(dir); serr != nil {
-			return err
+			return fmt.Errorf("cache mount %s: %w", dir, err)
 		}
 	}
 	return nil
