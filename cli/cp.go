@@ -262,34 +262,7 @@ func writeTar(w io.Writer, root, name string, follow bool) error {
 				return err
 			}
 		}
-		link := ""
-		if fi.Mode()&os.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		hdr, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return err
-		}
-		hdr.Name = entry
-		if fi.IsDir() {
-			hdr.Name += "/"
-		}
-		hdr.Uname, hdr.Gname = "", ""
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, f)
-			f.Close()
-			return err
-		}
-		return nil
+		return writeTarEntry(tw, p, entry, fi)
 	})
 	if err != nil {
 		return err
@@ -302,5 +275,40 @@ func noSuchPath(err error, ctr, p string) error {
 	if isNotFound(err) {
 		return fmt.Errorf("Error: No such container:path: %s:%s", ctr, p)
 	}
+	return err
+}
+
+// writeTarEntry adds the file at path, described by fi, to tw as name (a
+// symlink as itself, a directory with its slash, no owner names), with
+// its content when it is a regular file.
+func writeTarEntry(tw *tar.Writer, path, name string, fi os.FileInfo) error {
+	link := ""
+	if fi.Mode()&os.ModeSymlink != 0 {
+		var err error
+		if link, err = os.Readlink(path); err != nil {
+			return err
+		}
+	}
+	hdr, err := tar.FileInfoHeader(fi, link)
+	if err != nil {
+		return err
+	}
+	hdr.Name = name
+	if fi.IsDir() {
+		hdr.Name += "/"
+	}
+	hdr.Uname, hdr.Gname = "", ""
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(tw, f)
 	return err
 }
