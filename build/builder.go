@@ -22,8 +22,10 @@ import (
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/errdefs"
+	"github.com/berth-dev/berth/image/compression"
 	"github.com/berth-dev/berth/image/reference"
 	"github.com/berth-dev/berth/image/service"
 )
@@ -100,6 +102,10 @@ type Options struct {
 	// NetworkMode is the default network of RUN steps: "" or "default"
 	// (none: the engine has no networks yet), "none" or "host".
 	NetworkMode string
+	// Secrets says the body starts with a tar of the build's secrets
+	// (one file per secret, named by its id) before the context tar:
+	// how `berth build --secret` sends them (see secretStore).
+	Secrets bool
 }
 
 // Result is a finished build.
@@ -133,6 +139,24 @@ func (b *Builder) Build(ctx context.Context, o Options, r io.Reader, out io.Writ
 		return Result{}, err
 	}
 	defer os.RemoveAll(dir)
+	var secrets *secretStore
+	if o.Secrets {
+		// Taken off the stream before the context: they never land in
+		// it, so no COPY, hash or key can see them.
+		dr, _, err := compression.DecompressStream(r)
+		if err != nil {
+			return Result{}, fmt.Errorf("read build context: %w", err)
+		}
+		defer dr.Close()
+		if secrets, err = newSecretStore(filepath.Join(b.cfg.Dir, "tmp")); err != nil {
+			return Result{}, err
+		}
+		defer secrets.close()
+		if err := secrets.read(dr); err != nil {
+			return Result{}, err
+		}
+		r = dr
+	}
 	if err := extractContext(ctx, dir, r, b.cfg.MaxContextSize); err != nil {
 		return Result{}, err
 	}
@@ -144,7 +168,7 @@ func (b *Builder) Build(ctx context.Context, o Options, r io.Reader, out io.Writ
 	if err != nil {
 		return Result{}, err
 	}
-	j := &job{b: b, o: o, p: p, ctxDir: dir, out: &syncWriter{w: out}, usedArgs: map[string]bool{}}
+	j := &job{b: b, o: o, p: p, ctxDir: dir, out: &syncWriter{w: out}, usedArgs: map[string]bool{}, secrets: secrets}
 	id, err := j.run(ctx)
 	if err != nil {
 		return Result{}, err
@@ -246,6 +270,9 @@ func cleanupTmp(dir string) {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
 		p := filepath.Join(dir, e.Name())
+		if strings.HasPrefix(e.Name(), secretsDirPrefix) {
+			_ = unix.Unmount(p, unix.MNT_DETACH)
+		}
 		unmountUnder(p)
 		os.RemoveAll(p)
 	}

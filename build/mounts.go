@@ -27,6 +27,9 @@ type runMounts struct {
 	key     []any
 	release []func()
 	unlock  []func()
+	// secretEnv are secrets given to the RUN as variables (env=): never
+	// part of the key or the history.
+	secretEnv []string
 }
 
 func (m *runMounts) done() {
@@ -47,10 +50,11 @@ var cacheLocks sync.Map // dir -> *sync.Mutex
 //     target), kept across builds;
 //   - tmpfs: a fresh tmpfs;
 //   - bind: a context path or a path of a stage or image (--from),
-//     read-only unless rw, whose writes are then thrown away.
+//     read-only unless rw, whose writes are then thrown away;
+//   - secret: a secret `berth build --secret` sent (see secretMount).
 //
-// Secret and ssh mounts need a session the classic /build API does not
-// have: they fail with a clear error.
+// An ssh mount would need the client's agent, which the /build API
+// cannot carry: it fails with a clear error.
 func (j *job) prepareMounts(ctx context.Context, st *stageState, c *instructions.RunCommand) (*runMounts, error) {
 	rm := &runMounts{}
 	ok := false
@@ -61,8 +65,16 @@ func (j *job) prepareMounts(ctx context.Context, st *stageState, c *instructions
 	}()
 	lex := shell.NewLex(j.p.escape)
 	for _, m := range instructions.GetMounts(c) {
-		if m.Type == instructions.MountTypeSecret || m.Type == instructions.MountTypeSSH {
-			return nil, fmt.Errorf("RUN --mount=type=%s needs a BuildKit session, which the classic /build API does not carry: %w", m.Type, errdefs.ErrNotImplemented)
+		if m.Type == instructions.MountTypeSSH {
+			// Forwarding the client's agent socket would let any API
+			// client make berthd sign with whatever agent it names.
+			return nil, fmt.Errorf("RUN --mount=type=ssh is not supported: berthd cannot forward an SSH agent over the /build API (copy what the step needs in a secret: berth build --secret): %w", errdefs.ErrNotImplemented)
+		}
+		if m.Type == instructions.MountTypeSecret {
+			if err := j.secretMount(rm, m); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		target := m.Target
 		if target == "" {

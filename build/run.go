@@ -71,7 +71,22 @@ func (j *job) runStep(ctx context.Context, st *stageState, c *instructions.RunCo
 	defer rm.done()
 	key := stepKey(st.key, "RUN", args, env, netMode, st.cfg.User, st.cfg.WorkingDir, rm.key)
 	return j.layerStep(ctx, st, key, ocispec.History{CreatedBy: createdBy}, func(w *workdir) error {
-		return j.b.runContainer(ctx, w, st.cfg, args, append(env, proxies...), netMode, rm.mounts, j.out)
+		bundle := w.dir
+		if len(rm.secretEnv) > 0 {
+			// The spec then holds secrets: it goes to the secrets' tmpfs.
+			d, err := os.MkdirTemp(j.secrets.dir, "bundle-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(d)
+			bundle = d
+		}
+		runEnv := slices.Concat(env, proxies)
+		for _, kv := range rm.secretEnv {
+			k, v, _ := strings.Cut(kv, "=")
+			runEnv = setEnv(runEnv, k, v)
+		}
+		return j.b.runContainer(ctx, w, bundle, st.cfg, args, runEnv, netMode, rm.mounts, j.out)
 	})
 }
 
@@ -90,10 +105,10 @@ func (st *stageState) runArgv(c *instructions.RunCommand) ([]string, error) {
 	return nil, fmt.Errorf("RUN with a heredoc as a file argument is not supported (only `RUN <<EOF` scripts): %w", errdefs.ErrNotImplemented)
 }
 
-// runContainer runs args in a container on w.rootfs with berth-runtime,
-// streaming its output to out. A failure names the command, its exit
+// runContainer runs args in a container on w.rootfs with berth-runtime
+// (its config.json in bundle), streaming its output to out. A failure names the command, its exit
 // code and its last lines of output.
-func (b *Builder) runContainer(ctx context.Context, w *workdir, img container.Config, args, env []string, netMode string, extra []specs.Mount, out io.Writer) error {
+func (b *Builder) runContainer(ctx context.Context, w *workdir, bundle string, img container.Config, args, env []string, netMode string, extra []specs.Mount, out io.Writer) error {
 	id := randomHex(32)
 	cfg := &container.Config{
 		Cmd: args, Env: env, User: img.User, WorkingDir: img.WorkingDir,
@@ -121,12 +136,12 @@ func (b *Builder) runContainer(ctx context.Context, w *workdir, img container.Co
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(w.dir, "config.json"), cb, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), cb, 0o600); err != nil {
 		return err
 	}
 	tail := &tailWriter{n: tailLines}
 	ow := io.MultiWriter(out, tail)
-	cmd := exec.Command(b.cfg.Runtime, "--root", b.cfg.RunRoot, "run", "--bundle", w.dir, id)
+	cmd := exec.Command(b.cfg.Runtime, "--root", b.cfg.RunRoot, "run", "--bundle", bundle, id)
 	cmd.Stdout, cmd.Stderr = ow, ow
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", b.cfg.Runtime, err)

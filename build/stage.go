@@ -41,6 +41,8 @@ type job struct {
 	p      *parsed
 	ctxDir string
 	out    io.Writer
+	// secrets are the build's secrets (nil: none sent).
+	secrets *secretStore
 
 	mu       sync.Mutex
 	usedArgs map[string]bool

@@ -6,12 +6,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +30,7 @@ import (
 // buildFlags are `berth build`'s options.
 type buildFlags struct {
 	tags, buildArgs, labels, cacheFrom []string
+	secrets, ssh                       []string
 	file, target, iidfile, progress    string
 	network                            string
 	noCache, pull, quiet               bool
@@ -56,6 +59,8 @@ func (c *Cli) newBuildCmd() *cobra.Command {
 	fs.BoolVar(&f.noCache, "no-cache", false, "Do not use cache when building the image")
 	fs.BoolVar(&f.pull, "pull", false, "Always attempt to pull a newer version of the image")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "Suppress the build output and print image ID on success")
+	fs.StringArrayVar(&f.secrets, "secret", nil, `Secret to expose to the build (format: "id=mysecret[,src=/local/secret]" or "id=mysecret,env=VAR")`)
+	fs.StringArrayVar(&f.ssh, "ssh", nil, "SSH agent socket or keys to expose to the build (not supported)")
 	return cmd
 }
 
@@ -89,12 +94,35 @@ func (c *Cli) runBuild(f buildFlags, src string) error {
 		k, v, _ := strings.Cut(l, "=")
 		opts.Labels[k] = v
 	}
+	if len(f.ssh) > 0 {
+		return StatusError{Status: "--ssh is not supported: berthd cannot forward an SSH agent to a build; pass what the build needs with --secret", Code: 125}
+	}
+	secrets, err := readSecrets(f.secrets)
+	if err != nil {
+		return StatusError{Status: err.Error(), Code: 125}
+	}
 	body, dockerfile, err := c.buildContext(src, f.file)
 	if err != nil {
 		return err
 	}
 	opts.Dockerfile = dockerfile
-	api, err := c.Client()
+	var api *client.Client
+	if secrets != nil {
+		// The secrets travel as a tar ahead of the context, announced by
+		// berthsecrets=1 (berthd's own parameter: the moby client has no
+		// field for it, a request hook adds it to /build).
+		body = io.MultiReader(secrets, body)
+		api, err = c.newClient(client.WithHTTPRequestHook(func(r *http.Request) error {
+			if strings.HasSuffix(r.URL.Path, "/build") {
+				q := r.URL.Query()
+				q.Set("berthsecrets", "1")
+				r.URL.RawQuery = q.Encode()
+			}
+			return nil
+		}))
+	} else {
+		api, err = c.Client()
+	}
 	if err != nil {
 		return err
 	}
@@ -117,6 +145,102 @@ func (c *Cli) runBuild(f buildFlags, src string) error {
 		fmt.Fprintln(c.Out, id)
 	}
 	return nil
+}
+
+// maxSecretSize bounds one secret, as BuildKit's.
+const maxSecretSize = 500 * 1024
+
+// readSecrets reads the --secret values (docker buildx's syntax:
+// id=ID[,src=FILE|,env=VAR][,type=file|env]; without src or env, the
+// variable named ID if set, else the file ID) into a tar of one file per
+// secret, named by its id. nil when there are none.
+func readSecrets(specs []string) (io.Reader, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	seen := map[string]bool{}
+	for _, spec := range specs {
+		fields, err := csv.NewReader(strings.NewReader(spec)).Read()
+		if err != nil {
+			return nil, fmt.Errorf("invalid --secret %q: %w", spec, err)
+		}
+		var id, src, env, typ string
+		for _, field := range fields {
+			k, v, ok := strings.Cut(field, "=")
+			if !ok {
+				return nil, fmt.Errorf("invalid --secret %q: field %q must be a key=value pair", spec, field)
+			}
+			switch strings.ToLower(k) {
+			case "type":
+				if v != "file" && v != "env" {
+					return nil, fmt.Errorf("invalid --secret %q: unsupported secret type %q (want file or env)", spec, v)
+				}
+				typ = v
+			case "id":
+				id = v
+			case "source", "src":
+				src = v
+			case "env":
+				env = v
+			default:
+				return nil, fmt.Errorf("invalid --secret %q: unexpected key %q", spec, k)
+			}
+		}
+		if typ == "env" && env == "" {
+			env, src = src, ""
+			if env == "" {
+				env = id
+			}
+		}
+		if id == "" {
+			return nil, fmt.Errorf("invalid --secret %q: the id is missing", spec)
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("--secret id=%s is given twice", id)
+		}
+		seen[id] = true
+		if env == "" && src == "" {
+			if _, ok := os.LookupEnv(id); ok {
+				env = id
+			} else {
+				src = id
+			}
+		}
+		var data []byte
+		if env != "" {
+			v, ok := os.LookupEnv(env)
+			if !ok {
+				return nil, fmt.Errorf("--secret id=%s: environment variable %s is not set", id, env)
+			}
+			data = []byte(v)
+		} else {
+			fi, err := os.Stat(src)
+			if err != nil {
+				return nil, fmt.Errorf("--secret id=%s: %w", id, err)
+			}
+			if fi.Size() > maxSecretSize {
+				return nil, fmt.Errorf("--secret id=%s: %s is too big (%d bytes, the limit is %d)", id, src, fi.Size(), maxSecretSize)
+			}
+			if data, err = os.ReadFile(src); err != nil {
+				return nil, fmt.Errorf("--secret id=%s: %w", id, err)
+			}
+		}
+		if len(data) > maxSecretSize {
+			return nil, fmt.Errorf("--secret id=%s is too big (%d bytes, the limit is %d)", id, len(data), maxSecretSize)
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: id, Mode: 0o400, Size: int64(len(data)), Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(data); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return &buf, nil
 }
 
 // buildMessage is one message of the /build stream.

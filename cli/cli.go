@@ -96,6 +96,17 @@ func (c *Cli) Client() (*client.Client, error) {
 	if c.api != nil {
 		return c.api, nil
 	}
+	api, err := c.newClient()
+	if err != nil {
+		return nil, err
+	}
+	c.api = api
+	return api, nil
+}
+
+// newClient makes an API client for the chosen daemon with extra
+// options (a command's request hook).
+func (c *Cli) newClient(extra ...client.Opt) (*client.Client, error) {
 	host := c.host
 	if host == "" {
 		host = os.Getenv("BERTH_HOST")
@@ -106,12 +117,12 @@ func (c *Cli) Client() (*client.Client, error) {
 	if host == "" {
 		host = DefaultHost
 	}
-	api, err := client.New(client.WithHost(host), client.WithAPIVersionNegotiation(),
-		client.WithUserAgent("Berth-Client/"+Version))
+	opts := append([]client.Opt{client.WithHost(host), client.WithAPIVersionNegotiation(),
+		client.WithUserAgent("Berth-Client/" + Version)}, extra...)
+	api, err := client.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("daemon host %q: %w", host, err)
 	}
-	c.api = api
 	return api, nil
 }
 

@@ -33,6 +33,9 @@ type BuildOptions struct {
 	Quiet       bool
 	CacheFrom   []string
 	NetworkMode string
+	// Secrets: the body starts with a tar of secrets before the context
+	// (berth build --secret; query berthsecrets=1).
+	Secrets bool
 }
 
 // build is POST /build: the query as dockerd's, the answer a JSON message
@@ -63,6 +66,7 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) error {
 		Pull:        boolValue(r, "pull"),
 		Quiet:       boolValue(r, "q"),
 		NetworkMode: r.FormValue("networkmode"),
+		Secrets:     boolValue(r, "berthsecrets"),
 	}
 	for _, j := range []struct {
 		name string
