@@ -106,6 +106,10 @@ type Options struct {
 	// (one file per secret, named by its id) before the context tar:
 	// how `berth build --secret` sends them (see secretStore).
 	Secrets bool
+	// Platform is the target platform ("os/arch[/variant]", docker build
+	// --platform): of the stages without FROM --platform, and
+	// TARGETPLATFORM. "" is the host's.
+	Platform string
 }
 
 // Result is a finished build.

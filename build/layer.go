@@ -71,7 +71,7 @@ func (j *job) layerStep(ctx context.Context, st *stageState, key string, hist oc
 	}
 	cfg := st.cfg
 	img, err := j.b.cfg.Images.BuildCommit(ctx, service.BuildCommitOptions{
-		Parent: st.img, Key: snap, Config: &cfg, History: append(st.hist, hist),
+		Parent: st.img, Key: snap, Config: &cfg, History: append(st.hist, hist), Platform: &st.plat,
 	})
 	if err != nil {
 		return err

@@ -71,6 +71,10 @@ func (j *job) runStep(ctx context.Context, st *stageState, c *instructions.RunCo
 	defer rm.done()
 	key := stepKey(st.key, "RUN", args, env, netMode, st.cfg.User, st.cfg.WorkingDir, rm.key)
 	return j.layerStep(ctx, st, key, ocispec.History{CreatedBy: createdBy}, func(w *workdir) error {
+		// Checked only when the step runs: a cached one needs no CPU.
+		if err := j.canRun(st.plat); err != nil {
+			return err
+		}
 		bundle := w.dir
 		if len(rm.secretEnv) > 0 {
 			// The spec then holds secrets: it goes to the secrets' tmpfs.

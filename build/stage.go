@@ -22,6 +22,7 @@ import (
 
 	"github.com/berth-dev/berth/container/spec"
 	"github.com/berth-dev/berth/errdefs"
+	"github.com/berth-dev/berth/image/pull"
 	"github.com/berth-dev/berth/image/service"
 	"github.com/berth-dev/berth/image/store"
 )
@@ -53,6 +54,8 @@ type job struct {
 	// cacheFrom are the --cache-from images.
 	cacheFrom *cacheSources
 	stageIdx  map[string]int // lower-case stage name -> index
+	// target is the target platform, host the one builds run on.
+	target, host ocispec.Platform
 }
 
 // stageResult is a built stage's image, ready when done is closed.
@@ -143,17 +146,25 @@ var errDependency = errors.New("a stage this one depends on failed")
 // globalArgs evaluates the ARGs before the first FROM.
 func (j *job) globalArgs() error {
 	j.meta = map[string]string{}
-	p := store.DefaultPlatform()
-	plat := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		plat += "/" + p.Variant
+	j.host = pull.DefaultPlatform()
+	j.target = j.host
+	if j.o.Platform != "" {
+		p, err := pull.ParsePlatform(j.o.Platform)
+		if err != nil {
+			return fmt.Errorf("--platform: %w", err)
+		}
+		if p.OS != "linux" {
+			return fmt.Errorf("--platform=%s: only linux images can be built: %w", j.o.Platform, errdefs.ErrInvalidArgument)
+		}
+		j.target = p
 	}
-	// BuildKit's automatic platform args.
-	for k, v := range map[string]string{
-		"TARGETPLATFORM": plat, "TARGETOS": p.OS, "TARGETARCH": p.Architecture, "TARGETVARIANT": p.Variant,
-		"BUILDPLATFORM": plat, "BUILDOS": p.OS, "BUILDARCH": p.Architecture, "BUILDVARIANT": p.Variant,
-	} {
-		j.meta[k] = v
+	// BuildKit's automatic platform args, its platforms normalised as
+	// containerd's (arm64's default variant v8 is no variant).
+	for prefix, p := range map[string]ocispec.Platform{"TARGET": argPlatform(j.target), "BUILD": argPlatform(j.host)} {
+		j.meta[prefix+"PLATFORM"] = pull.FormatPlatform(p)
+		j.meta[prefix+"OS"] = p.OS
+		j.meta[prefix+"ARCH"] = p.Architecture
+		j.meta[prefix+"VARIANT"] = p.Variant
 	}
 	lex := shell.NewLex(j.p.escape)
 	for _, a := range j.p.metaArgs {
@@ -173,6 +184,14 @@ func (j *job) globalArgs() error {
 		}
 	}
 	return nil
+}
+
+// argPlatform is p as BuildKit's platform args show it.
+func argPlatform(p ocispec.Platform) ocispec.Platform {
+	if p.Architecture == "arm64" && p.Variant == "v8" {
+		p.Variant = ""
+	}
+	return p
 }
 
 // buildArg is the --build-arg value of name (used, for the warning).
@@ -281,7 +300,8 @@ func (j *job) deps(i int) ([]int, error) {
 // stageState is a stage's state between steps.
 type stageState struct {
 	idx  int
-	img  string // last image made or reused ("" = scratch, nothing yet)
+	plat ocispec.Platform // the stage's platform
+	img  string           // last image made or reused ("" = scratch, nothing yet)
 	cfg  container.Config
 	hist []ocispec.History // metadata steps since img
 	// dirty says cfg or hist changed since img.
@@ -383,49 +403,62 @@ func (j *job) from(ctx context.Context, st *stageState, s instructions.Stage) er
 	if name == "" {
 		return fmt.Errorf("base name (%s) should not be blank: %w", s.BaseName, errdefs.ErrInvalidArgument)
 	}
+	st.plat = j.target
 	if s.Platform != "" {
-		plat, _, err := lex.ProcessWord(s.Platform, envMap(j.meta))
+		word, _, err := lex.ProcessWord(s.Platform, envMap(j.meta))
 		if err != nil {
 			return fmt.Errorf("FROM --platform=%s: %w: %w", s.Platform, err, errdefs.ErrInvalidArgument)
 		}
-		// RUN executes on this host's kernel and CPU: only its own
-		// platform can be built (no emulation).
-		if host := j.meta["TARGETPLATFORM"]; plat != host && plat+"/"+j.meta["TARGETVARIANT"] != host {
-			return fmt.Errorf("FROM --platform=%s: only the host's platform %s can be built: %w", plat, host, errdefs.ErrNotImplemented)
+		if st.plat, err = pull.ParsePlatform(word); err != nil {
+			return fmt.Errorf("FROM --platform=%s: %w", s.Platform, err)
+		}
+		if st.plat.OS != "linux" {
+			return fmt.Errorf("FROM --platform=%s: only linux images can be built: %w", word, errdefs.ErrInvalidArgument)
 		}
 	}
+	// A scratch stage's platform is in its key: the same steps on
+	// another platform make another image.
+	scratchKey := stepKey("", "scratch", pull.FormatPlatform(st.plat))
 	if k, ok := j.stageIdx[strings.ToLower(name)]; ok && k < st.idx {
 		id := j.results[k].id
 		if id == "" {
-			st.key = stepKey("", "scratch")
+			st.key = scratchKey
 			return nil
 		}
 		return j.setBase(ctx, st, id)
 	}
 	if strings.EqualFold(name, "scratch") {
-		st.key = stepKey("", "scratch")
+		st.key = scratchKey
 		fmt.Fprintf(j.out, " ---> scratch\n")
 		return nil
 	}
-	img, err := j.image(ctx, name, j.o.Pull)
+	img, err := j.platformImage(ctx, name, st.plat, j.o.Pull)
 	if err != nil {
 		return err
 	}
 	return j.setBase(ctx, st, img.ID.String())
 }
 
-// image finds an image by name, pulling it when missing or when pull.
+// image finds an image by name for the host's platform, pulling it when
+// missing or when pull.
 func (j *job) image(ctx context.Context, name string, pull bool) (store.Image, error) {
-	if !pull {
-		img, err := j.b.cfg.Images.Get(ctx, name)
+	return j.platformImage(ctx, name, j.host, pull)
+}
+
+// platformImage finds an image by name for platform p: the local image
+// or p's manifest of its index, else (or when pull) pulled for p.
+func (j *job) platformImage(ctx context.Context, name string, p ocispec.Platform, pullAlways bool) (store.Image, error) {
+	if !pullAlways {
+		img, err := j.b.cfg.Images.BuildBaseImage(ctx, name, p)
 		if err == nil || !errdefs.IsNotFound(err) {
 			return img, err
 		}
 	}
-	fmt.Fprintf(j.out, "Pulling %s\n", name)
-	img, err := j.b.cfg.Images.Pull(ctx, name, service.PullOptions{})
+	plat := pull.FormatPlatform(p)
+	fmt.Fprintf(j.out, "Pulling %s (%s)\n", name, plat)
+	img, err := j.b.cfg.Images.Pull(ctx, name, service.PullOptions{Platform: plat})
 	if err != nil {
-		return store.Image{}, fmt.Errorf("pull %s: %w", name, err)
+		return store.Image{}, fmt.Errorf("pull %s for %s: %w", name, plat, err)
 	}
 	return img, nil
 }
@@ -695,7 +728,7 @@ func (j *job) commitMeta(ctx context.Context, st *stageState) error {
 		return j.b.cache.put(st.key, st.img)
 	}
 	cfg := st.cfg
-	img, err := j.b.cfg.Images.BuildCommit(ctx, service.BuildCommitOptions{Parent: st.img, Config: &cfg, History: st.hist})
+	img, err := j.b.cfg.Images.BuildCommit(ctx, service.BuildCommitOptions{Parent: st.img, Config: &cfg, History: st.hist, Platform: &st.plat})
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 )
 
@@ -32,6 +33,7 @@ type buildFlags struct {
 	tags, buildArgs, labels, cacheFrom []string
 	secrets, ssh                       []string
 	file, target, iidfile, progress    string
+	platform                           string
 	network                            string
 	noCache, pull, quiet               bool
 }
@@ -60,6 +62,7 @@ func (c *Cli) newBuildCmd() *cobra.Command {
 	fs.BoolVar(&f.pull, "pull", false, "Always attempt to pull a newer version of the image")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "Suppress the build output and print image ID on success")
 	fs.StringArrayVar(&f.secrets, "secret", nil, `Secret to expose to the build (format: "id=mysecret[,src=/local/secret]" or "id=mysecret,env=VAR")`)
+	fs.StringVar(&f.platform, "platform", os.Getenv("DOCKER_DEFAULT_PLATFORM"), `Set the target platform for the build ("os/arch[/variant]")`)
 	fs.StringArrayVar(&f.ssh, "ssh", nil, "SSH agent socket or keys to expose to the build (not supported)")
 	return cmd
 }
@@ -93,6 +96,18 @@ func (c *Cli) runBuild(f buildFlags, src string) error {
 	for _, l := range f.labels {
 		k, v, _ := strings.Cut(l, "=")
 		opts.Labels[k] = v
+	}
+	if f.platform != "" {
+		if strings.Contains(f.platform, ",") {
+			return StatusError{Status: fmt.Sprintf("--platform %s: building for several platforms at once is not supported", f.platform), Code: 125}
+		}
+		// Sent as given: berthd parses and normalises it.
+		goos, rest, _ := strings.Cut(f.platform, "/")
+		arch, variant, _ := strings.Cut(rest, "/")
+		if rest == "" {
+			goos, arch = "linux", f.platform
+		}
+		opts.Platforms = []ocispec.Platform{{OS: goos, Architecture: arch, Variant: variant}}
 	}
 	if len(f.ssh) > 0 {
 		return StatusError{Status: "--ssh is not supported: berthd cannot forward an SSH agent to a build; pass what the build needs with --secret", Code: 125}

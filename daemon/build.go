@@ -38,7 +38,7 @@ func (bb buildBackend) Build(ctx context.Context, o server.BuildOptions, body io
 	res, err := bb.b.Build(ctx, build.Options{
 		Dockerfile: o.Dockerfile, Tags: o.Tags, BuildArgs: o.BuildArgs, Labels: o.Labels,
 		Target: o.Target, NoCache: o.NoCache, Pull: o.Pull, CacheFrom: o.CacheFrom, NetworkMode: o.NetworkMode,
-		Secrets: o.Secrets,
+		Secrets: o.Secrets, Platform: o.Platform,
 	}, body, out)
 	return res.ID, err
 }

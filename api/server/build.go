@@ -36,6 +36,8 @@ type BuildOptions struct {
 	// Secrets: the body starts with a tar of secrets before the context
 	// (berth build --secret; query berthsecrets=1).
 	Secrets bool
+	// Platform is the target platform (docker build --platform).
+	Platform string
 }
 
 // build is POST /build: the query as dockerd's, the answer a JSON message
@@ -52,7 +54,7 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Options the builder does not honour fail rather than being
 	// ignored (the docker CLI sends the zero values of all of them).
-	for _, p := range []string{"platform", "extrahosts", "squash", "isolation", "outputs", "cpusetcpus", "cpusetmems", "cgroupparent",
+	for _, p := range []string{"extrahosts", "squash", "isolation", "outputs", "cpusetcpus", "cpusetmems", "cgroupparent",
 		"memory", "memswap", "cpushares", "cpuquota", "cpuperiod", "shmsize", "ulimits"} {
 		if v := r.FormValue(p); v != "" && v != "0" && v != "false" && v != "[]" && v != "null" {
 			return fmt.Errorf("build parameter %s=%s is not supported: %w", p, v, errdefs.ErrNotImplemented)
@@ -67,6 +69,7 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) error {
 		Quiet:       boolValue(r, "q"),
 		NetworkMode: r.FormValue("networkmode"),
 		Secrets:     boolValue(r, "berthsecrets"),
+		Platform:    r.FormValue("platform"),
 	}
 	for _, j := range []struct {
 		name string

@@ -91,6 +91,9 @@ type BuildCommitOptions struct {
 	History []ocispec.History
 	// Now is the creation time (default time.Now).
 	Now time.Time
+	// Platform is the image's platform when Parent is "" (a scratch
+	// stage; default the host's).
+	Platform *ocispec.Platform
 }
 
 // BuildCommit records the image of a build step: the diff of o.Key (if
@@ -105,6 +108,9 @@ func (s *Service) BuildCommit(ctx context.Context, o BuildCommitOptions) (store.
 	base, err := s.commitBase(ctx, lease, o.Parent)
 	if err != nil {
 		return store.Image{}, err
+	}
+	if o.Parent == "" && o.Platform != nil {
+		base.config.OS, base.config.Architecture, base.config.Variant = o.Platform.OS, o.Platform.Architecture, o.Platform.Variant
 	}
 	now := o.Now
 	if now.IsZero() {
@@ -298,4 +304,61 @@ func (s *Service) BuildReuse(ctx context.Context, o BuildReuseOptions) (store.Im
 	cfg.Config, cfg.Created = o.Config, now
 	cfg.History = append(cfg.History, hist...)
 	return s.putImage(ctx, lease, base, cfg, sizes, nil, "build commit")
+}
+
+// BuildBaseImage is the image ref for platform, as a FROM --platform
+// reads it: the image itself when it is for that platform, else that
+// platform's manifest of the index it came from (a multi-platform pull
+// or load), recorded as an untagged image when its layers are all
+// unpacked here. It fails with errdefs.ErrNotFound when neither is
+// available locally: the builder then pulls.
+func (s *Service) BuildBaseImage(ctx context.Context, ref string, platform ocispec.Platform) (store.Image, error) {
+	img, err := s.images.Get(ctx, ref)
+	if err != nil {
+		return store.Image{}, err
+	}
+	if store.PlatformMatches(platform, img.Platform) {
+		return img, nil
+	}
+	notHere := fmt.Errorf("image %s is for %s, and no %s variant of it is here: %w", ref, platformString(img.Platform), platformString(platform), errdefs.ErrNotFound)
+	if !store.IsIndex(img.Target.MediaType) {
+		return store.Image{}, notHere
+	}
+	lease := s.gc.NewLease()
+	defer lease.Release()
+	lease.AddBlob(img.Target.Digest)
+	r, err := store.Resolve(ctx, s.content, img.Target, platform)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return store.Image{}, notHere
+		}
+		return store.Image{}, err
+	}
+	// Only layers unpacked already: unpacking is the pull's job.
+	var sizes []int64
+	for _, chain := range store.ChainIDs(r.Config.RootFS.DiffIDs) {
+		info, err := s.snaps.Stat(ctx, chain.String())
+		if err != nil || info.Kind != snapshot.KindCommitted {
+			return store.Image{}, notHere
+		}
+		lease.AddSnapshot(chain.String())
+		n, err := strconv.ParseInt(info.Labels[snapshot.LabelLayerSize], 10, 64)
+		if err != nil {
+			sizes = nil
+			break
+		}
+		sizes = append(sizes, n)
+	}
+	if len(sizes) != len(r.Config.RootFS.DiffIDs) {
+		sizes = nil
+	}
+	return s.images.Put(ctx, img.Target, store.PutOptions{LayerSizes: sizes, Platform: &platform})
+}
+
+func platformString(p ocispec.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
 }
