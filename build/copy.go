@@ -23,6 +23,8 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	"github.com/moby/patternmatcher"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
@@ -40,6 +42,13 @@ type copyArgs struct {
 	Parents, Link      bool
 	Exclude            []string
 	Add, Unpack        bool
+	// UnpackRemote: ADD --unpack=true, the only way a download or a
+	// git checkout is unpacked (as BuildKit).
+	UnpackRemote bool
+	// Checksum is ADD --checksum (a digest of a download, a commit of a
+	// git source); KeepGitDir ADD --keep-git-dir.
+	Checksum   string
+	KeepGitDir bool
 }
 
 // source is one matched COPY source.
@@ -47,17 +56,35 @@ type source struct {
 	path string // resolved host path
 	name string // base name for the destination
 	dir  bool
+	// keep is the path kept under the destination (--parents), "" for
+	// none.
+	keep string
+	// remote: a download or a git checkout.
+	remote bool
+	// excl are the --exclude patterns (nil: none), matched against the
+	// paths inside a directory source.
+	excl *patternmatcher.PatternMatcher
 }
 
 // copyStep is COPY and ADD: files from the context (or another stage or
 // image with --from) go into the stage's filesystem as a new layer. The
 // cache key holds the content of every file read, not their times.
 func (j *job) copyStep(ctx context.Context, st *stageState, a copyArgs, name string) error {
-	if a.Parents {
-		return fmt.Errorf("%s --parents is not supported: %w", name, errdefs.ErrNotImplemented)
+	if a.Checksum != "" {
+		// BuildKit's rules and words.
+		if len(a.SourcePaths)+len(a.SourceContents) != 1 {
+			return fmt.Errorf("checksum can't be specified for multiple sources: %w", errdefs.ErrInvalidArgument)
+		}
+		if len(a.SourcePaths) != 1 || !isRemote(a.SourcePaths[0]) {
+			return fmt.Errorf("checksum requires HTTP(S) or Git sources: %w", errdefs.ErrInvalidArgument)
+		}
 	}
+	var excl *patternmatcher.PatternMatcher
 	if len(a.Exclude) > 0 {
-		return fmt.Errorf("%s --exclude is not supported: %w", name, errdefs.ErrNotImplemented)
+		var err error
+		if excl, err = patternmatcher.New(a.Exclude); err != nil {
+			return fmt.Errorf("%s --exclude: %w: %w", name, err, errdefs.ErrInvalidArgument)
+		}
 	}
 	var mode *os.FileMode
 	if a.Chmod != "" {
@@ -87,7 +114,7 @@ func (j *job) copyStep(ctx context.Context, st *stageState, a copyArgs, name str
 				return err
 			}
 			defer release()
-			srcs, err := resolveSources(root, a.SourcePaths)
+			srcs, err := resolveSourcesOpts(root, a.SourcePaths, a.Parents, excl)
 			if err != nil {
 				return fmt.Errorf("%s failed: %w", name, err)
 			}
@@ -96,10 +123,12 @@ func (j *job) copyStep(ctx context.Context, st *stageState, a copyArgs, name str
 	}
 	root := j.ctxDir
 	paths := a.SourcePaths
-	if len(a.SourceContents) > 0 || hasURL(paths) {
-		if !a.Add && hasURL(paths) {
-			return fmt.Errorf("source can't be a URL for COPY: %w", errdefs.ErrInvalidArgument)
+	remote := false
+	if len(a.SourceContents) > 0 || hasRemote(paths) {
+		if !a.Add && hasRemote(paths) {
+			return fmt.Errorf("source can't be a URL or a git repository for COPY: %w", errdefs.ErrInvalidArgument)
 		}
+		remote = hasRemote(paths)
 		// Inline (heredoc) files and downloads are staged in a directory
 		// of their own and copied from there.
 		tmp, err := os.MkdirTemp(filepath.Join(j.b.cfg.Dir, "tmp"), "src-")
@@ -112,9 +141,12 @@ func (j *job) copyStep(ctx context.Context, st *stageState, a copyArgs, name str
 		}
 		root = tmp
 	}
-	srcs, err := resolveSources(root, paths)
+	srcs, err := resolveSourcesOpts(root, paths, a.Parents, excl)
 	if err != nil {
 		return fmt.Errorf("%s failed: %w", name, err)
+	}
+	for i := range srcs {
+		srcs[i].remote = remote
 	}
 	h := sha256.New()
 	for _, s := range srcs {
@@ -125,7 +157,7 @@ func (j *job) copyStep(ctx context.Context, st *stageState, a copyArgs, name str
 	sum := hex.EncodeToString(h.Sum(nil))
 	key := stepKey(st.key, name, a, sum, st.cfg.WorkingDir)
 	kind := "file"
-	if len(srcs) > 1 || srcs[0].dir {
+	if len(srcs) > 1 || len(srcs) == 1 && srcs[0].dir {
 		kind = "dir"
 	}
 	hist := ocispec.History{CreatedBy: fmt.Sprintf("/bin/sh -c #(nop) %s %s:%s in %s ", name, kind, sum, a.DestPath)}
@@ -199,9 +231,9 @@ func (j *job) mountImage(ctx context.Context, id string) (string, func(), error)
 	return root, release, nil
 }
 
-func hasURL(paths []string) bool {
+func hasRemote(paths []string) bool {
 	for _, p := range paths {
-		if isURL(p) {
+		if isRemote(p) {
 			return true
 		}
 	}
@@ -211,6 +243,9 @@ func hasURL(paths []string) bool {
 func isURL(p string) bool {
 	return strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://")
 }
+
+// isRemote: a download or a git repository.
+func isRemote(p string) bool { return isURL(p) || gitSource(p) != nil }
 
 // stageExtra writes heredoc sources and downloads into tmp, links the
 // context's other sources there, and returns the source paths in tmp.
@@ -226,13 +261,21 @@ func stageExtra(ctx context.Context, tmp string, a copyArgs) ([]string, error) {
 		}
 		out = append(out, name)
 	}
-	for _, p := range a.SourcePaths {
+	for i, p := range a.SourcePaths {
+		if g := gitSource(p); g != nil {
+			name, err := gitCheckout(ctx, tmp, fmt.Sprintf("git-%d", i), g, a.Checksum, a.KeepGitDir)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, name)
+			continue
+		}
 		if !isURL(p) {
 			// Context files (globs included) and staged ones would need
 			// one root: not supported together.
-			return nil, fmt.Errorf("ADD/COPY cannot mix URLs or heredocs with context files in one instruction: %w", errdefs.ErrNotImplemented)
+			return nil, fmt.Errorf("ADD/COPY cannot mix URLs, git repositories or heredocs with context files in one instruction: %w", errdefs.ErrNotImplemented)
 		}
-		name, err := download(ctx, tmp, p)
+		name, err := download(ctx, tmp, p, a.Checksum)
 		if err != nil {
 			return nil, err
 		}
@@ -242,8 +285,15 @@ func stageExtra(ctx context.Context, tmp string, a copyArgs) ([]string, error) {
 }
 
 // download fetches u into dir under its last path element (mode 0600, as
-// Docker).
-func download(ctx context.Context, dir, u string) (string, error) {
+// Docker), checking its digest against checksum when given.
+func download(ctx context.Context, dir, u, checksum string) (string, error) {
+	var want digest.Digest
+	if checksum != "" {
+		var err error
+		if want, err = digest.Parse(checksum); err != nil {
+			return "", fmt.Errorf("ADD --checksum=%s: %w: %w", checksum, err, errdefs.ErrInvalidArgument)
+		}
+	}
 	pu, err := url.Parse(u)
 	if err != nil {
 		return "", fmt.Errorf("ADD %s: %w: %w", u, err, errdefs.ErrInvalidArgument)
@@ -270,9 +320,19 @@ func download(ctx context.Context, dir, u string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
+	var w io.Writer = f
+	var dg digest.Digester
+	if want != "" {
+		dg = want.Algorithm().Digester()
+		w = io.MultiWriter(f, dg.Hash())
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
 		f.Close()
 		return "", fmt.Errorf("ADD failed: fetch %s: %w", u, err)
+	}
+	if dg != nil && dg.Digest() != want {
+		f.Close()
+		return "", fmt.Errorf("ADD failed: %s: digest mismatch: --checksum=%s, got %s: %w", u, want, dg.Digest(), errdefs.ErrInvalidArgument)
 	}
 	return name, f.Close()
 }
@@ -280,11 +340,31 @@ func download(ctx context.Context, dir, u string) (string, error) {
 // resolveSources matches the source patterns in root. Every match is
 // resolved inside root: symlinks cannot lead out of it.
 func resolveSources(root string, patterns []string) ([]source, error) {
+	return resolveSourcesOpts(root, patterns, false, nil)
+}
+
+// resolveSourcesOpts is resolveSources with COPY --parents (each match
+// keeps its path from root, or from a "/./" pivot in its pattern) and
+// --exclude patterns (a matched file or directory they name is left
+// out; inside directories they apply to the paths below it).
+func resolveSourcesOpts(root string, patterns []string, parents bool, excl *patternmatcher.PatternMatcher) ([]source, error) {
 	var out []source
 	for _, p := range patterns {
+		keepFrom := "/"
+		if parents {
+			if base, rest, ok := strings.Cut(p, "/./"); ok {
+				keepFrom, p = path.Clean("/"+base), path.Join(base, rest)
+			}
+		}
 		rel := path.Clean("/" + p)
 		var matches []string
-		if strings.ContainsAny(rel, "*?[") {
+		if strings.Contains(rel, "**") {
+			ms, err := globStar(root, rel)
+			if err != nil {
+				return nil, fmt.Errorf("bad source pattern %q: %w: %w", p, err, errdefs.ErrInvalidArgument)
+			}
+			matches = ms
+		} else if strings.ContainsAny(rel, "*?[") {
 			ms, err := filepath.Glob(filepath.Join(root, rel))
 			if err != nil {
 				return nil, fmt.Errorf("bad source pattern %q: %w: %w", p, err, errdefs.ErrInvalidArgument)
@@ -311,21 +391,91 @@ func resolveSources(root string, patterns []string) ([]source, error) {
 			if err != nil {
 				return nil, fmt.Errorf("file not found in build context or excluded by .dockerignore: stat %s: file does not exist: %w", strings.TrimPrefix(m, "/"), errdefs.ErrInvalidArgument)
 			}
-			out = append(out, source{path: full, name: path.Base(m), dir: fi.IsDir()})
+			if excl != nil && m != "/" {
+				byPath, err := excl.MatchesOrParentMatches(strings.TrimPrefix(m, "/"))
+				if err != nil {
+					return nil, err
+				}
+				byName, _ := excl.MatchesOrParentMatches(path.Base(m))
+				if byPath || byName {
+					continue
+				}
+			}
+			s := source{path: full, name: path.Base(m), dir: fi.IsDir(), excl: excl}
+			if parents {
+				k, err := filepath.Rel(keepFrom, m)
+				if err != nil || k == ".." || strings.HasPrefix(k, "../") {
+					return nil, fmt.Errorf("COPY --parents: %s is not below %s: %w", m, keepFrom, errdefs.ErrInvalidArgument)
+				}
+				if k != "." {
+					s.keep = k
+				}
+			}
+			out = append(out, s)
 		}
 	}
 	return out, nil
 }
 
+// globStar matches a pattern with "**" (any number of directories) in
+// root, as BuildKit's COPY --parents patterns: every path below root is
+// matched, none through a symlink out of it.
+func globStar(root, pattern string) ([]string, error) {
+	pm, err := patternmatcher.New([]string{strings.TrimPrefix(pattern, "/")})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." {
+			return nil
+		}
+		ok, err := pm.MatchesOrParentMatches(filepath.ToSlash(rel))
+		if err != nil {
+			return err
+		}
+		if ok {
+			out = append(out, "/"+filepath.ToSlash(rel))
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// excluded reports whether rel (a path inside a directory source) is
+// left out by the source's --exclude patterns.
+func (s source) excluded(rel string) bool {
+	if s.excl == nil || rel == "." {
+		return false
+	}
+	ok, _ := s.excl.MatchesOrParentMatches(filepath.ToSlash(rel))
+	return ok
+}
+
 // hashTree adds a source's content to h: names, types, permissions, link
 // targets and file contents; never times or owners (COPY resets those).
 func hashTree(h hash.Hash, s source) error {
-	fmt.Fprintf(h, "source %s %v\n", s.name, s.dir)
+	fmt.Fprintf(h, "source %s %v %q\n", s.name, s.dir, s.keep)
 	return filepath.WalkDir(s.path, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(s.path, p)
+		if s.excluded(rel) {
+			// An excluded file's content is not read: changing it keeps
+			// the cache.
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
 		fi, err := d.Info()
 		if err != nil {
 			return err
@@ -387,6 +537,10 @@ func copyInto(ctx context.Context, rootfs, workdir string, srcs []source, a copy
 			}
 		}
 	}
+	if a.Parents {
+		// Every source keeps its path under dest.
+		destIsDir = true
+	}
 	if len(srcs) > 1 && !destIsDir {
 		return fmt.Errorf("When using COPY with more than one source file, the destination must be a directory and end with a /: %w", errdefs.ErrInvalidArgument)
 	}
@@ -394,15 +548,23 @@ func copyInto(ctx context.Context, rootfs, workdir string, srcs []source, a copy
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		unpackIt := a.Unpack
+		if s.remote {
+			unpackIt = a.UnpackRemote
+		}
 		switch {
 		case s.dir:
-			if err := mkdirAllIn(rootfs, dest, own); err != nil {
+			to := dest
+			if s.keep != "" {
+				to = path.Join(dest, filepath.ToSlash(s.keep))
+			}
+			if err := mkdirAllIn(rootfs, to, own); err != nil {
 				return err
 			}
-			if err := copyTree(rootfs, s.path, dest, own, mode); err != nil {
+			if err := copyTreeExcluding(rootfs, s, to, own, mode); err != nil {
 				return err
 			}
-		case a.Add && a.Unpack && isArchive(s.path):
+		case a.Add && unpackIt && isArchive(s.path):
 			if err := mkdirAllIn(rootfs, dest, own); err != nil {
 				return err
 			}
@@ -411,7 +573,9 @@ func copyInto(ctx context.Context, rootfs, workdir string, srcs []source, a copy
 			}
 		default:
 			target := dest
-			if destIsDir {
+			if s.keep != "" {
+				target = path.Join(dest, filepath.ToSlash(s.keep))
+			} else if destIsDir {
 				target = path.Join(dest, s.name)
 			}
 			if err := mkdirAllIn(rootfs, path.Dir(target), own); err != nil {
@@ -478,12 +642,25 @@ func mkdirAllIn(rootfs, dir string, own owner) error {
 
 // copyTree copies the contents of directory src to dest in rootfs.
 func copyTree(rootfs, src, dest string, own owner, mode *os.FileMode) error {
+	return copyTreeExcluding(rootfs, source{path: src}, dest, own, mode)
+}
+
+// copyTreeExcluding copies the contents of the directory source s to
+// dest in rootfs, without what its --exclude patterns name.
+func copyTreeExcluding(rootfs string, s source, dest string, own owner, mode *os.FileMode) error {
+	src := s.path
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(src, p)
 		if rel == "." {
+			return nil
+		}
+		if s.excluded(rel) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
 			return nil
 		}
 		full, err := resolveIn(rootfs, path.Join(dest, filepath.ToSlash(rel)))

@@ -34,6 +34,9 @@ func (j *job) runStep(ctx context.Context, st *stageState, c *instructions.RunCo
 	if sec := instructions.GetSecurity(c); sec != "" && sec != "sandbox" {
 		return fmt.Errorf("RUN --security=%s is not supported: %w", sec, errdefs.ErrNotImplemented)
 	}
+	if devs := instructions.GetDevices(c); len(devs) > 0 {
+		return fmt.Errorf("RUN --device=%s is not supported (berthd exposes no CDI devices to builds): %w", devs[0].Name, errdefs.ErrNotImplemented)
+	}
 	netMode := instructions.GetNetwork(c)
 	if netMode == instructions.NetworkDefault || netMode == "" {
 		netMode = j.o.NetworkMode

@@ -690,11 +690,11 @@ func (j *job) dispatch(ctx context.Context, st *stageState, c instructions.Comma
 	case *instructions.CopyCommand:
 		return j.copyStep(ctx, st, copyArgs{SourcesAndDest: c.SourcesAndDest, From: c.From, Chown: c.Chown, Chmod: c.Chmod, Parents: c.Parents, Exclude: c.ExcludePatterns, Link: c.Link}, "COPY")
 	case *instructions.AddCommand:
-		if c.Checksum != "" || c.KeepGitDir != nil {
-			return fmt.Errorf("ADD --checksum and --keep-git-dir are not supported: %w", errdefs.ErrNotImplemented)
-		}
+		// Local archives are unpacked unless --unpack=false; downloads
+		// and git checkouts only with --unpack=true (as BuildKit).
 		unpack := c.Unpack == nil || *c.Unpack
-		return j.copyStep(ctx, st, copyArgs{SourcesAndDest: c.SourcesAndDest, Chown: c.Chown, Chmod: c.Chmod, Exclude: c.ExcludePatterns, Link: c.Link, Add: true, Unpack: unpack}, "ADD")
+		return j.copyStep(ctx, st, copyArgs{SourcesAndDest: c.SourcesAndDest, Chown: c.Chown, Chmod: c.Chmod, Exclude: c.ExcludePatterns, Link: c.Link,
+			Add: true, Unpack: unpack, UnpackRemote: c.Unpack != nil && *c.Unpack, Checksum: c.Checksum, KeepGitDir: c.KeepGitDir != nil && *c.KeepGitDir}, "ADD")
 	default:
 		return fmt.Errorf("instruction %s is not supported: %w", strings.ToUpper(c.Name()), errdefs.ErrNotImplemented)
 	}
