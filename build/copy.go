@@ -193,7 +193,8 @@ func (j *job) fromSource(ctx context.Context, st *stageState, from string) (stri
 		}
 		return j.results[k].id, nil
 	}
-	img, err := j.image(ctx, from, false)
+	// An image is read for the stage's platform, as BuildKit.
+	img, err := j.platformImage(ctx, from, st.plat, false)
 	if err != nil {
 		return "", err
 	}

@@ -439,12 +439,6 @@ func (j *job) from(ctx context.Context, st *stageState, s instructions.Stage) er
 	return j.setBase(ctx, st, img.ID.String())
 }
 
-// image finds an image by name for the host's platform, pulling it when
-// missing or when pull.
-func (j *job) image(ctx context.Context, name string, pull bool) (store.Image, error) {
-	return j.platformImage(ctx, name, j.host, pull)
-}
-
 // platformImage finds an image by name for platform p: the local image
 // or p's manifest of its index, else (or when pull) pulled for p.
 func (j *job) platformImage(ctx context.Context, name string, p ocispec.Platform, pullAlways bool) (store.Image, error) {
