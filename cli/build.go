@@ -141,6 +141,17 @@ func (c *Cli) runBuild(f buildFlags, src string) error {
 	if err != nil {
 		return err
 	}
+	if secrets != nil {
+		// Another engine would take the secrets for build context (and
+		// could COPY them into an image): only berthd gets them.
+		v, err := api.ServerVersion(context.Background(), client.ServerVersionOptions{})
+		if err != nil {
+			return err
+		}
+		if v.Platform.Name != berthPlatformName {
+			return StatusError{Status: fmt.Sprintf("--secret needs berthd: the daemon is %q, which cannot take build secrets over the classic /build API", v.Platform.Name), Code: 125}
+		}
+	}
 	res, err := api.ImageBuild(context.Background(), body, opts)
 	if err != nil {
 		return err
@@ -161,6 +172,9 @@ func (c *Cli) runBuild(f buildFlags, src string) error {
 	}
 	return nil
 }
+
+// berthPlatformName is berthd's /version Platform.Name.
+const berthPlatformName = "Berth Engine"
 
 // maxSecretSize bounds one secret, as BuildKit's.
 const maxSecretSize = 500 * 1024

@@ -9,10 +9,16 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/berth-dev/berth/internal/testutil/berthd"
 )
 
 // TestBuildSecrets: berth build --secret reaches RUN --mount=type=secret
@@ -221,4 +227,54 @@ func fileContaining(t *testing.T, root string, needles ...string) string {
 		return nil
 	})
 	return found
+}
+
+// TestBuildSecretsOnlyToBerthd: berth build --secret refuses to send
+// secrets to another engine, which would take them for build context.
+func TestBuildSecretsOnlyToBerthd(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "other.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	built := false
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/_ping"):
+			w.Header().Set("Api-Version", "1.43")
+			w.Write([]byte("OK"))
+		case strings.HasSuffix(r.URL.Path, "/version"):
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"Platform":{"Name":"Docker Engine - Community"},"Version":"24.0.7","ApiVersion":"1.43","MinAPIVersion":"1.12","Os":"linux","Arch":"amd64"}`))
+		case strings.HasSuffix(r.URL.Path, "/build"):
+			mu.Lock()
+			built = true
+			mu.Unlock()
+			http.Error(w, "no", http.StatusInternalServerError)
+		default:
+			http.NotFound(w, r)
+		}
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	bin, err := berthd.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "s")
+	if err := os.WriteFile(secret, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\n"})
+	out, err := exec.Command(filepath.Join(filepath.Dir(bin), "berth"), "-H", "unix://"+sock, "build", "--secret", "id=s,src="+secret, dir).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 125 || !strings.Contains(string(out), `--secret needs berthd: the daemon is "Docker Engine - Community"`) {
+		t.Errorf("secret to another engine: %v\n%s", err, out)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if built {
+		t.Error("the CLI called /build on another engine with secrets")
+	}
 }
