@@ -63,6 +63,8 @@ type stageResult struct {
 	done chan struct{}
 	id   string
 	err  error
+	// plat is the stage's platform (a stage based on it inherits it).
+	plat ocispec.Platform
 }
 
 func (j *job) run(ctx context.Context) (string, error) {
@@ -346,6 +348,8 @@ func (j *job) buildStage(ctx context.Context, i int, final bool) (string, error)
 	if err := j.from(ctx, st, s); err != nil {
 		return "", withLine(j.p.name, s.Location, err)
 	}
+	// Read only by the stages waiting for this one's done.
+	j.results[i].plat = st.plat
 	for _, c := range s.Commands {
 		if err := ctx.Err(); err != nil {
 			return "", err
@@ -420,6 +424,9 @@ func (j *job) from(ctx context.Context, st *stageState, s instructions.Stage) er
 	// another platform make another image.
 	scratchKey := stepKey("", "scratch", pull.FormatPlatform(st.plat))
 	if k, ok := j.stageIdx[strings.ToLower(name)]; ok && k < st.idx {
+		// A stage on another one has its platform, as BuildKit.
+		st.plat = j.results[k].plat
+		scratchKey = stepKey("", "scratch", pull.FormatPlatform(st.plat))
 		id := j.results[k].id
 		if id == "" {
 			st.key = scratchKey

@@ -102,7 +102,8 @@ ENV STAGE=final
 
 	// FROM --platform on a stage, and scratch stages per platform.
 	multi := writeContext(t, map[string]string{
-		"Dockerfile": "FROM --platform=linux/" + arch + " scratch\nCOPY hello.txt /\n",
+		// The second stage inherits the first's platform.
+		"Dockerfile": "FROM --platform=linux/" + arch + " scratch AS files\nCOPY hello.txt /\nFROM files\nLABEL on=files\n",
 		"hello.txt":  "hello\n",
 	})
 	if out, code := docker(t, d, "build", "-t", "plat-scratch", multi); code != 0 {
@@ -123,14 +124,15 @@ ENV STAGE=final
 		t.Errorf("host scratch stage: %+v, foreign %+v", sh[0], sc[0])
 	}
 
-	// RUN on the foreign platform.
-	run := writeContext(t, map[string]string{"Dockerfile": "FROM --platform=linux/" + arch + " busybox\nRUN echo ran > /ran\n"})
+	// RUN on the foreign platform (a stage on a foreign stage is foreign
+	// too).
+	run := writeContext(t, map[string]string{"Dockerfile": "FROM --platform=linux/" + arch + " busybox AS base\nFROM base\nRUN echo ran > /ran\n"})
 	out, code := docker(t, d, "build", "-t", "plat-run", run)
 	if emulated(qemu) {
 		if code != 0 {
 			t.Errorf("foreign RUN with a binfmt_misc handler for %s: exit %d\n%s", qemu, code, out)
 		}
-	} else if code == 0 || !strings.Contains(out, "Dockerfile:2") || !strings.Contains(out, "RUN on platform linux/"+arch) || !strings.Contains(out, "no binfmt_misc handler for "+qemu) {
+	} else if code == 0 || !strings.Contains(out, "Dockerfile:3") || !strings.Contains(out, "RUN on platform linux/"+arch) || !strings.Contains(out, "no binfmt_misc handler for "+qemu) {
 		t.Errorf("foreign RUN: exit %d\n%s", code, out)
 	}
 
