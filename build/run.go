@@ -17,6 +17,7 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/moby/api/types/container"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -50,7 +51,7 @@ func (j *job) runStep(ctx context.Context, st *stageState, c *instructions.RunCo
 	default:
 		return fmt.Errorf("RUN --network=%s: unknown network mode (want none, host or default): %w", netMode, errdefs.ErrInvalidArgument)
 	}
-	args, err := st.runArgv(c)
+	args, script, err := st.runArgv(c)
 	if err != nil {
 		return err
 	}
@@ -73,6 +74,23 @@ func (j *job) runStep(ctx context.Context, st *stageState, c *instructions.RunCo
 	}
 	defer rm.done()
 	key := stepKey(st.key, "RUN", args, env, netMode, st.cfg.User, st.cfg.WorkingDir, rm.key)
+	if script != nil {
+		// The #! heredoc: an executable file of its own, read-only.
+		dir, err := os.MkdirTemp(filepath.Join(j.b.cfg.Dir, "tmp"), "heredoc-")
+		if err != nil {
+			return err
+		}
+		rm.release = append(rm.release, func() { os.RemoveAll(dir) })
+		if err := os.WriteFile(filepath.Join(dir, "script"), []byte(script.Data), 0o755); err != nil {
+			return err
+		}
+		if err := os.Chmod(filepath.Join(dir, "script"), 0o755); err != nil {
+			return err
+		}
+		rm.mounts = append(rm.mounts, bindMount(filepath.Join(dir, "script"), path.Join(heredocDir, script.Name), true))
+		key = stepKey(key, "heredoc", script.Name, script.Data)
+		createdBy += "\n" + script.Data + script.Name
+	}
 	return j.layerStep(ctx, st, key, ocispec.History{CreatedBy: createdBy}, func(w *workdir) error {
 		// Checked only when the step runs: a cached one needs no CPU.
 		if err := j.canRun(st.plat); err != nil {
@@ -97,19 +115,42 @@ func (j *job) runStep(ctx context.Context, st *stageState, c *instructions.RunCo
 	})
 }
 
-// runArgv is RUN's argv; a heredoc alone is the shell's script.
-func (st *stageState) runArgv(c *instructions.RunCommand) ([]string, error) {
+// heredocDir is where a RUN's #! heredoc is mounted, as BuildKit's.
+const heredocDir = "/dev/pipes"
+
+// runArgv is RUN's argv with heredocs as BuildKit runs them: a lone
+// heredoc is the shell's script, or with a #! line a file the shell
+// executes (returned as script, to mount at heredocDir); a command with
+// heredocs is put back together for the shell, which reads them.
+func (st *stageState) runArgv(c *instructions.RunCommand) ([]string, *instructions.ShellInlineFile, error) {
 	if len(c.Files) == 0 {
-		return st.commandLine(c.ShellDependantCmdLine), nil
+		return st.commandLine(c.ShellDependantCmdLine), nil, nil
 	}
-	if c.PrependShell && len(c.Files) == 1 && len(c.CmdLine) == 1 && strings.HasPrefix(c.CmdLine[0], "<<") {
-		sh := st.cfg.Shell
-		if len(sh) == 0 {
-			sh = []string{"/bin/sh", "-c"}
+	if !c.PrependShell || len(c.CmdLine) != 1 {
+		return nil, nil, fmt.Errorf("RUN: a heredoc needs the shell form: %w", errdefs.ErrInvalidArgument)
+	}
+	line := c.ShellDependantCmdLine
+	if parser.MustParseHeredoc(c.CmdLine[0]) != nil {
+		f := c.Files[0]
+		if f.Chomp {
+			f.Data = parser.ChompHeredocContent(f.Data)
 		}
-		return append(append([]string{}, sh...), c.Files[0].Data), nil
+		if strings.HasPrefix(f.Data, "#!") {
+			line.CmdLine = []string{path.Join(heredocDir, f.Name)}
+			return st.commandLine(line), &f, nil
+		}
+		line.CmdLine = []string{f.Data}
+		return st.commandLine(line), nil, nil
 	}
-	return nil, fmt.Errorf("RUN with a heredoc as a file argument is not supported (only `RUN <<EOF` scripts): %w", errdefs.ErrNotImplemented)
+	var b strings.Builder
+	b.WriteString(c.CmdLine[0])
+	for _, f := range c.Files {
+		b.WriteByte('\n')
+		b.WriteString(f.Data)
+		b.WriteString(f.Name)
+	}
+	line.CmdLine = []string{b.String()}
+	return st.commandLine(line), nil, nil
 }
 
 // runContainer runs args in a container on w.rootfs with berth-runtime
