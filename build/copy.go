@@ -194,7 +194,7 @@ func (j *job) fromSource(ctx context.Context, st *stageState, from string) (stri
 		return j.results[k].id, nil
 	}
 	// An image is read for the stage's platform, as BuildKit.
-	img, err := j.platformImage(ctx, from, st.plat, false)
+	img, err := j.stageImage(ctx, from, st, false)
 	if err != nil {
 		return "", err
 	}

@@ -63,8 +63,10 @@ type stageResult struct {
 	done chan struct{}
 	id   string
 	err  error
-	// plat is the stage's platform (a stage based on it inherits it).
-	plat ocispec.Platform
+	// plat is the stage's platform (a stage based on it inherits it),
+	// explicit whether one was asked for.
+	plat     ocispec.Platform
+	explicit bool
 }
 
 func (j *job) run(ctx context.Context) (string, error) {
@@ -303,6 +305,9 @@ func (j *job) deps(i int) ([]int, error) {
 type stageState struct {
 	idx  int
 	plat ocispec.Platform // the stage's platform
+	// explicit: the platform was asked for (FROM --platform, --platform):
+	// images are then read for it, else as they are here.
+	explicit bool
 	img  string           // last image made or reused ("" = scratch, nothing yet)
 	cfg  container.Config
 	hist []ocispec.History // metadata steps since img
@@ -349,7 +354,7 @@ func (j *job) buildStage(ctx context.Context, i int, final bool) (string, error)
 		return "", withLine(j.p.name, s.Location, err)
 	}
 	// Read only by the stages waiting for this one's done.
-	j.results[i].plat = st.plat
+	j.results[i].plat, j.results[i].explicit = st.plat, st.explicit
 	for _, c := range s.Commands {
 		if err := ctx.Err(); err != nil {
 			return "", err
@@ -408,6 +413,7 @@ func (j *job) from(ctx context.Context, st *stageState, s instructions.Stage) er
 		return fmt.Errorf("base name (%s) should not be blank: %w", s.BaseName, errdefs.ErrInvalidArgument)
 	}
 	st.plat = j.target
+	st.explicit = s.Platform != "" || j.o.Platform != ""
 	if s.Platform != "" {
 		word, _, err := lex.ProcessWord(s.Platform, envMap(j.meta))
 		if err != nil {
@@ -425,7 +431,7 @@ func (j *job) from(ctx context.Context, st *stageState, s instructions.Stage) er
 	scratchKey := stepKey("", "scratch", pull.FormatPlatform(st.plat))
 	if k, ok := j.stageIdx[strings.ToLower(name)]; ok && k < st.idx {
 		// A stage on another one has its platform, as BuildKit.
-		st.plat = j.results[k].plat
+		st.plat, st.explicit = j.results[k].plat, j.results[k].explicit
 		scratchKey = stepKey("", "scratch", pull.FormatPlatform(st.plat))
 		id := j.results[k].id
 		if id == "" {
@@ -439,11 +445,38 @@ func (j *job) from(ctx context.Context, st *stageState, s instructions.Stage) er
 		fmt.Fprintf(j.out, " ---> scratch\n")
 		return nil
 	}
-	img, err := j.platformImage(ctx, name, st.plat, j.o.Pull)
+	img, err := j.stageImage(ctx, name, st, j.o.Pull)
 	if err != nil {
 		return err
 	}
+	if !st.explicit && img.Platform.Architecture != "" {
+		// The stage runs what its image is for.
+		goos := img.Platform.OS
+		if goos == "" {
+			goos = "linux"
+		}
+		if p, err := pull.ParsePlatform(pull.FormatPlatform(ocispec.Platform{OS: goos, Architecture: img.Platform.Architecture, Variant: img.Platform.Variant})); err == nil {
+			st.plat = p
+		}
+	}
 	return j.setBase(ctx, st, img.ID.String())
+}
+
+// stageImage finds an image a stage reads (FROM, --from): for the
+// stage's platform when one was asked for; else the local image
+// whatever its platform (as dockerd), pulled for the host when missing
+// or when pullAlways.
+func (j *job) stageImage(ctx context.Context, name string, st *stageState, pullAlways bool) (store.Image, error) {
+	if st.explicit {
+		return j.platformImage(ctx, name, st.plat, pullAlways)
+	}
+	if !pullAlways {
+		img, err := j.b.cfg.Images.Get(ctx, name)
+		if err == nil || !errdefs.IsNotFound(err) {
+			return img, err
+		}
+	}
+	return j.platformImage(ctx, name, j.host, true)
 }
 
 // platformImage finds an image by name for platform p: the local image

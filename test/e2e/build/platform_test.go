@@ -93,6 +93,19 @@ ENV STAGE=final
 			t.Errorf("%s: the image's layers lack %q or hello.txt", c.name, want)
 		}
 	}
+	// Without a platform asked for, a local foreign image is used as it
+	// is (as dockerd: no pull), and its RUN steps are foreign.
+	onLocal := writeContext(t, map[string]string{"Dockerfile": "FROM plat-docker\nLABEL on=local\n"})
+	if out, code := docker(t, d, "build", "-t", "plat-local", onLocal); code != 0 {
+		t.Errorf("FROM a local foreign image: exit %d\n%s", code, out)
+	} else if got := d.Must(t, "image", "inspect", "-f", "{{.Architecture}}", "plat-local"); got != arch+"\n" {
+		t.Errorf("FROM a local foreign image: %q", got)
+	}
+	writeContextFile(t, onLocal, "Dockerfile", "FROM plat-docker\nRUN true\n")
+	if out, code := docker(t, d, "build", onLocal); !emulated(qemu) && (code == 0 || !strings.Contains(out, "RUN on platform linux/"+arch)) {
+		t.Errorf("RUN on a local foreign image: exit %d\n%s", code, out)
+	}
+
 	// The host's busybox is still the host's.
 	var host []struct{ Architecture string }
 	decode(t, d.Must(t, "image", "inspect", "busybox"), &host)
