@@ -308,9 +308,9 @@ type stageState struct {
 	// explicit: the platform was asked for (FROM --platform, --platform):
 	// images are then read for it, else as they are here.
 	explicit bool
-	img  string           // last image made or reused ("" = scratch, nothing yet)
-	cfg  container.Config
-	hist []ocispec.History // metadata steps since img
+	img      string // last image made or reused ("" = scratch, nothing yet)
+	cfg      container.Config
+	hist     []ocispec.History // metadata steps since img
 	// dirty says cfg or hist changed since img.
 	dirty  bool
 	key    string
