@@ -55,8 +55,11 @@ func gitCheckout(ctx context.Context, dir, name string, g *dfgitutil.GitRef, che
 	dst := filepath.Join(dir, name)
 	git := func(args ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, gitBin, args...)
-		// Never ask for credentials: berthd has no terminal.
-		cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_SSH_COMMAND=ssh -o BatchMode=yes", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+		// Never ask for credentials (berthd has no terminal), and only
+		// network transports: a submodule must not read the host's files
+		// (file://, a path) into the image.
+		cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_SSH_COMMAND=ssh -o BatchMode=yes", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir,
+			"GIT_ALLOW_PROTOCOL=https:http:ssh:git")
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()

@@ -107,6 +107,17 @@ func TestBuildAddChecksumAndGit(t *testing.T) {
 	commit := gitIn(src, "rev-parse", "HEAD")
 	gitIn(work, "clone", "-q", "--bare", src, filepath.Join(work, "serve", "repo.git"))
 	gitIn(filepath.Join(work, "serve", "repo.git"), "update-server-info")
+	// A repository whose submodule is a path on the host: ADD must not
+	// read the host's files through it.
+	evil := filepath.Join(work, "evil")
+	if err := os.MkdirAll(evil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	gitIn(evil, "init", "-q")
+	gitIn(evil, "-c", "protocol.file.allow=always", "submodule", "--quiet", "add", src, "host")
+	gitIn(evil, "commit", "-q", "-m", "submodule")
+	gitIn(work, "clone", "-q", "--bare", evil, filepath.Join(work, "serve", "evil.git"))
+	gitIn(filepath.Join(work, "serve", "evil.git"), "update-server-info")
 	const payload = "checked payload\n"
 	sum := sha256.Sum256([]byte(payload))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -150,6 +161,7 @@ func TestBuildAddChecksumAndGit(t *testing.T) {
 		{"ADD --checksum=0123456789abcdef " + base + "/repo.git /r", "checksum mismatch"},
 		{"ADD https://127.0.0.1:1/nothing.git /r", "git clone https://127.0.0.1:1/nothing.git"},
 		{"ADD " + base + "/repo.git#no-such-branch /r", "git checkout no-such-branch"},
+		{"ADD " + base + "/evil.git /r", "git submodules of " + base + "/evil.git"},
 		{"COPY " + base + "/repo.git /r", "source can't be a URL or a git repository for COPY"},
 		{"RUN --device=vendor.com/gpu=all true", "RUN --device=vendor.com/gpu=all is not supported"},
 	} {
