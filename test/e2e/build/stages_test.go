@@ -111,7 +111,7 @@ func TestBuildBadInput(t *testing.T) {
 		{"copy outside", "FROM busybox\nCOPY ../../etc/passwd /x\n", nil, 1, "file not found in build context"},
 		{"copy symlink outside", "FROM busybox\nCOPY link /x\n", nil, 1, "file not found in build context"},
 		{"run fails", "FROM busybox\nRUN echo first; echo last; exit 3\n", nil, 3, "The command '/bin/sh -c echo first; echo last; exit 3' returned a non-zero code: 3"},
-		{"no image", "FROM nosuchimage.invalid/x\n", nil, 1, "nosuchimage.invalid"},
+		{"no image", "FROM 127.0.0.1:9/nosuchimage\n", nil, 1, "127.0.0.1:9/nosuchimage"},
 		{"stop signal", "FROM busybox\nSTOPSIGNAL SIGNOPE\n", nil, 1, "SIGNOPE"},
 		{"many to file", "FROM busybox\nCOPY a b /file\n", map[string]string{"a": "", "b": ""}, 1, "the destination must be a directory and end with a /"},
 	} {
