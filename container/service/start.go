@@ -143,7 +143,7 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	if err != nil {
 		return nil, fmt.Errorf("container %s: rootfs: %w", rec.ID, err)
 	}
-	if err := snapshot.MountAll(mounts, rootfs); err != nil {
+	if err := s.mountRootfs(rec, mounts, rootfs); err != nil {
 		return nil, fmt.Errorf("container %s: mount rootfs: %w", rec.ID, err)
 	}
 	imgCfg, err := s.imageConfig(ctx, rec.Image)
@@ -162,7 +162,9 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	if err != nil {
 		return nil, err
 	}
+	uidMaps, gidMaps := s.specMappings(rec)
 	sp, err := spec.Generate(spec.Input{
+		UIDMappings: uidMaps, GIDMappings: gidMaps,
 		NetNSPath: netSetup.NetNS, Addresses: netSetup.Addresses, EmbeddedDNS: netSetup.EmbeddedDNS,
 		ID: rec.ID, Config: rec.Config, HostConfig: rec.HostConfig, Image: imgCfg,
 		Rootfs: rootfs, Dir: s.store.Dir(rec.ID), InitBinary: s.opts.Init, CgroupParent: s.opts.CgroupParent,

@@ -84,6 +84,9 @@ type Input struct {
 	// EmbeddedDNS makes resolv.conf name berthd's embedded DNS server
 	// (containers on user-defined networks).
 	EmbeddedDNS bool
+	// UIDMappings and GIDMappings, when set, give the container a user
+	// namespace of its own with these mappings (berthd --userns-remap).
+	UIDMappings, GIDMappings []specs.LinuxIDMapping
 }
 
 func (in *Input) hostResolvConf() string {
@@ -379,6 +382,10 @@ func Generate(in Input) (*specs.Spec, error) {
 	}
 	if err := joinNamespaces(s, &in, &hc); err != nil {
 		return nil, err
+	}
+	if len(in.UIDMappings) > 0 {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		s.Linux.UIDMappings, s.Linux.GIDMappings = in.UIDMappings, in.GIDMappings
 	}
 	if hc.UTSMode.IsHost() {
 		s.Hostname = ""

@@ -1,0 +1,92 @@
+package service
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/moby/moby/api/types/container"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-dev/berth/container/store"
+	"github.com/berth-dev/berth/errdefs"
+	"github.com/berth-dev/berth/internal/idmap"
+	"github.com/berth-dev/berth/snapshot"
+)
+
+// mapping is the id mapping of rec's user namespace: the daemon's under
+// --userns-remap, none with --userns=host or without remapping.
+func (s *Service) mapping(hc *container.HostConfig) (idmap.Mapping, bool) {
+	if s.opts.Userns == nil || hc.UsernsMode.IsHost() {
+		return idmap.Mapping{}, false
+	}
+	return s.opts.Userns.Mapping, true
+}
+
+// validateUserns refuses what dockerd refuses with remapping on:
+// a privileged container must opt out with --userns=host.
+func (s *Service) validateUserns(hc *container.HostConfig) error {
+	if _, ok := s.mapping(hc); ok && hc.Privileged {
+		return fmt.Errorf("privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode: %w", errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// mountRootfs mounts the container's snapshot on rootfs: as is, or for a
+// remapped container with its layers shown through the mapping (see
+// idmap.Layers). The directories the runtime crosses from inside the
+// user namespace (bundle, record dir with hosts and resolv.conf) are
+// opened to the mapping's root group.
+func (s *Service) mountRootfs(rec *store.Container, mounts []snapshot.Mount, rootfs string) error {
+	m, ok := s.mapping(rec.HostConfig)
+	if !ok {
+		return snapshot.MountAll(mounts, rootfs)
+	}
+	_, gid := m.Root()
+	for _, dir := range []string{s.bundleDir(rec.ID), s.store.Dir(rec.ID)} {
+		if err := os.Chown(dir, 0, gid); err != nil {
+			return fmt.Errorf("open %s to the remapped root: %w", dir, err)
+		}
+		if err := os.Chmod(dir, 0o710); err != nil {
+			return fmt.Errorf("open %s to the remapped root: %w", dir, err)
+		}
+	}
+	return s.opts.Userns.MountRootfs(mounts, rootfs, filepath.Join(s.bundleDir(rec.ID), "idmap"))
+}
+
+// specMappings are the OCI spec's uid and gid mappings for rec (none
+// without a user namespace of its own).
+func (s *Service) specMappings(rec *store.Container) (uids, gids []specs.LinuxIDMapping) {
+	m, ok := s.mapping(rec.HostConfig)
+	if !ok {
+		return nil, nil
+	}
+	return []specs.LinuxIDMapping{{ContainerID: m.UID.ContainerID, HostID: m.UID.HostID, Size: m.UID.Size}},
+		[]specs.LinuxIDMapping{{ContainerID: m.GID.ContainerID, HostID: m.GID.HostID, Size: m.GID.Size}}
+}
+
+// openToRemappedRoot lets a remapped container's runtime cross the
+// directories holding every container's bundle and record (each container's
+// own is opened to its group only, at start), as dockerd opens its root.
+func openToRemappedRoot(opts Options) error {
+	if opts.Userns == nil {
+		return nil
+	}
+	for _, dir := range []string{opts.Root, filepath.Join(opts.ExecRoot, "containers")} {
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// imageOwner translates the owners of a remapped container's files back
+// to the image's (nil for a container with the host's ids), so that what
+// its root made is uid 0 in a layer, not the range's root.
+func (s *Service) imageOwner(rec *store.Container) func(uid, gid int) (int, int) {
+	m, ok := s.mapping(rec.HostConfig)
+	if !ok {
+		return nil
+	}
+	return m.ContainerIDs
+}
