@@ -174,6 +174,9 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	if err != nil {
 		return nil, err
 	}
+	if err := s.remapNetSysctls(rec, sp, netSetup.NetNS); err != nil {
+		return nil, fmt.Errorf("container %s: %w", rec.ID, err)
+	}
 	b, err := json.Marshal(sp)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/moby/moby/api/types/container"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -11,6 +12,7 @@ import (
 	"github.com/berth-dev/berth/container/store"
 	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/internal/idmap"
+	"github.com/berth-dev/berth/network/netns"
 	"github.com/berth-dev/berth/snapshot"
 )
 
@@ -89,4 +91,34 @@ func (s *Service) imageOwner(rec *store.Container) func(uid, gid int) (int, int)
 		return nil
 	}
 	return m.ContainerIDs
+}
+
+// remapNetSysctls writes the net.* sysctls of a remapped container whose
+// network namespace berthd made (so the init user namespace owns it and
+// the container's root may not write them) from berthd, into that
+// namespace, and takes them out of the spec. dockerd avoids the problem
+// by letting runc make the namespace; ours exists before the container.
+func (s *Service) remapNetSysctls(rec *store.Container, sp *specs.Spec, netnsPath string) error {
+	if _, ok := s.mapping(rec.HostConfig); !ok || netnsPath == "" || sp.Linux == nil {
+		return nil
+	}
+	net := map[string]string{}
+	for k, v := range sp.Linux.Sysctl {
+		if strings.HasPrefix(k, "net.") {
+			net[k] = v
+			delete(sp.Linux.Sysctl, k)
+		}
+	}
+	if len(net) == 0 {
+		return nil
+	}
+	return netns.Do(netnsPath, func() error {
+		for k, v := range net {
+			p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+			if err := os.WriteFile(p, []byte(v), 0); err != nil {
+				return fmt.Errorf("sysctl %s=%s: %w", k, v, err)
+			}
+		}
+		return nil
+	})
 }
