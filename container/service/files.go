@@ -178,7 +178,7 @@ func (s *Service) Commit(ctx context.Context, name string, o CommitOptions) (str
 	}
 	img, err := s.opts.Images.Commit(ctx, imageservice.CommitOptions{
 		ContainerKey: rec.ID, Parent: rec.Image, Config: &cfg, ContainerConfig: rec.Config,
-		Owner: s.imageOwner(rec),
+		Owner:   s.imageOwner(rec),
 		Comment: o.Comment, Author: o.Author, Ref: o.Ref,
 	})
 	if err != nil {

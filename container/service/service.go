@@ -29,8 +29,8 @@ import (
 
 	"github.com/berth-dev/berth/container/shim/client"
 	"github.com/berth-dev/berth/container/store"
-	"github.com/berth-dev/berth/internal/idmap"
 	imageservice "github.com/berth-dev/berth/image/service"
+	"github.com/berth-dev/berth/internal/idmap"
 	"github.com/berth-dev/berth/volume"
 )
 

@@ -18,12 +18,12 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-dev/berth/errdefs"
-	"github.com/berth-dev/berth/internal/idmap"
 	"github.com/berth-dev/berth/image/compression"
 	"github.com/berth-dev/berth/image/content"
 	"github.com/berth-dev/berth/image/gc"
 	"github.com/berth-dev/berth/image/reference"
 	"github.com/berth-dev/berth/image/store"
+	"github.com/berth-dev/berth/internal/idmap"
 	"github.com/berth-dev/berth/snapshot"
 	"github.com/berth-dev/berth/snapshot/apply"
 	"github.com/berth-dev/berth/snapshot/diff"
