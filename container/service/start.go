@@ -143,7 +143,10 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	if err != nil {
 		return nil, fmt.Errorf("container %s: rootfs: %w", rec.ID, err)
 	}
-	if err := s.mountRootfs(rec, mounts, rootfs); err != nil {
+	if err := s.openDirsToRemapped(rec); err != nil {
+		return nil, fmt.Errorf("container %s: %w", rec.ID, err)
+	}
+	if err := s.mountRootfs(rec, mounts, rootfs, filepath.Join(bundle, "idmap")); err != nil {
 		return nil, fmt.Errorf("container %s: mount rootfs: %w", rec.ID, err)
 	}
 	imgCfg, err := s.imageConfig(ctx, rec.Image)

@@ -2,6 +2,7 @@ package service
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,13 +37,21 @@ func (s *Service) validateUserns(hc *container.HostConfig) error {
 
 // mountRootfs mounts the container's snapshot on rootfs: as is, or for a
 // remapped container with its layers shown through the mapping (see
-// idmap.Layers). The directories the runtime crosses from inside the
-// user namespace (bundle, record dir with hosts and resolv.conf) are
-// opened to the mapping's root group.
-func (s *Service) mountRootfs(rec *store.Container, mounts []snapshot.Mount, rootfs string) error {
+// idmap.Layers; scratch is a directory it may use meanwhile).
+func (s *Service) mountRootfs(rec *store.Container, mounts []snapshot.Mount, rootfs, scratch string) error {
+	if _, ok := s.mapping(rec.HostConfig); !ok {
+		return snapshot.MountAll(mounts, rootfs)
+	}
+	return s.opts.Userns.MountRootfs(mounts, rootfs, scratch)
+}
+
+// openDirsToRemapped opens the directories the runtime crosses from
+// inside a remapped container's user namespace (its bundle, its record
+// dir with hosts and resolv.conf) to the mapping's root group.
+func (s *Service) openDirsToRemapped(rec *store.Container) error {
 	m, ok := s.mapping(rec.HostConfig)
 	if !ok {
-		return snapshot.MountAll(mounts, rootfs)
+		return nil
 	}
 	_, gid := m.Root()
 	for _, dir := range []string{s.bundleDir(rec.ID), s.store.Dir(rec.ID)} {
@@ -53,7 +62,7 @@ func (s *Service) mountRootfs(rec *store.Container, mounts []snapshot.Mount, roo
 			return fmt.Errorf("open %s to the remapped root: %w", dir, err)
 		}
 	}
-	return s.opts.Userns.MountRootfs(mounts, rootfs, filepath.Join(s.bundleDir(rec.ID), "idmap"))
+	return nil
 }
 
 // specMappings are the OCI spec's uid and gid mappings for rec (none
@@ -121,4 +130,30 @@ func (s *Service) remapNetSysctls(rec *store.Container, sp *specs.Spec, netnsPat
 		}
 		return nil
 	})
+}
+
+// toImageOwners passes a tar of a remapped container's files through
+// imageOwner (docker cp out of the container).
+func (s *Service) toImageOwners(rec *store.Container, rc io.ReadCloser) io.ReadCloser {
+	owner := s.imageOwner(rec)
+	if owner == nil {
+		return rc
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, _, err := idmap.ShiftTar(pw, rc, owner)
+		pw.CloseWithError(err)
+	}()
+	return &shiftedTar{PipeReader: pr, src: rc}
+}
+
+// shiftedTar closes the source tar with the shifted stream.
+type shiftedTar struct {
+	*io.PipeReader
+	src io.Closer
+}
+
+func (t *shiftedTar) Close() error {
+	t.PipeReader.Close()
+	return t.src.Close()
 }

@@ -1,7 +1,9 @@
 package userns_test
 
 import (
+	"archive/tar"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,6 +184,35 @@ func remapTest(t *testing.T, noIDMap bool) {
 		t.Errorf("uid_map after restart: %q", out)
 	}
 
+	// cp and export show the image's owners; cp in writes as the
+	// container's root.
+	for name, tarball := range map[string]string{
+		"export": d.Must(t, "export", "long"),
+		"cp":     d.Must(t, "cp", "long:/home", "-"),
+	} {
+		owners := tarOwners(t, tarball)
+		want := map[string]string{"home/u/": "1000:1000", "home/": "0:0"}
+		if name == "export" {
+			want["made"], want["bin/busybox"] = "0:0", "0:0"
+		}
+		for p, w := range want {
+			if owners[p] != w {
+				t.Errorf("docker %s: %s owned by %q, want %s", name, p, owners[p], w)
+			}
+		}
+	}
+	incoming := filepath.Join(d.Dir, "incoming")
+	if err := os.WriteFile(incoming, []byte("in\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.Must(t, "cp", incoming, "long:/incoming")
+	if out := d.Must(t, "exec", "long", "stat", "-c", "%u:%g", "/incoming"); strings.TrimSpace(out) != "0:0" {
+		t.Errorf("file copied in, inside: %q", out)
+	}
+	if got := owner(t, filepath.Join("/proc", pid, "root", "incoming")); got != root {
+		t.Errorf("file copied in, on the host: %s, want %s", got, root)
+	}
+
 	// Commit: what the container's root made is uid 0 in the layer.
 	d.Must(t, "commit", "long", "remapped:commit")
 	d.Must(t, "rm", "-f", "long")
@@ -191,6 +222,16 @@ func remapTest(t *testing.T, noIDMap bool) {
 	if out := d.Must(t, "run", "--rm", "remapped:commit", "stat", "-c", "%u:%g", "/made"); strings.TrimSpace(out) != "0:0" {
 		t.Errorf("committed file in a remapped container: %q", out)
 	}
+
+	// A stopped container's files, through a temporary mount.
+	d.Must(t, "create", "--name", "stopped", "remapped:commit")
+	if owners := tarOwners(t, d.Must(t, "export", "stopped")); owners["made"] != "0:0" || owners["home/u/"] != "1000:1000" {
+		t.Errorf("export of a stopped container: made %q home/u %q", owners["made"], owners["home/u/"])
+	}
+	if owners := tarOwners(t, d.Must(t, "cp", "stopped:/made", "-")); owners["made"] != "0:0" {
+		t.Errorf("cp from a stopped container: %v", owners)
+	}
+	d.Must(t, "rm", "stopped")
 
 	// A root-only host file bound in: host root reads it, the remapped
 	// root may not.
@@ -267,3 +308,20 @@ func TestRemapIDMapped(t *testing.T) { remapTest(t, false) }
 // TestRemapCopiedLayers forces the fallback: chown'd copies of the layers,
 // cached once per range.
 func TestRemapCopiedLayers(t *testing.T) { remapTest(t, true) }
+
+// tarOwners maps the entries of a tar to their "uid:gid".
+func tarOwners(t *testing.T, s string) map[string]string {
+	t.Helper()
+	owners := map[string]string{}
+	tr := tar.NewReader(strings.NewReader(s))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return owners
+		}
+		if err != nil {
+			t.Fatalf("read tar: %v", err)
+		}
+		owners[strings.TrimPrefix(hdr.Name, "/")] = fmt.Sprintf("%d:%d", hdr.Uid, hdr.Gid)
+	}
+}
