@@ -9,7 +9,9 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/container/spec"
 	"github.com/berth-dev/berth/container/store"
 	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/internal/idmap"
@@ -156,4 +158,119 @@ type shiftedTar struct {
 func (t *shiftedTar) Close() error {
 	t.PipeReader.Close()
 	return t.src.Close()
+}
+
+// joinedUserns is the user namespace a remapped container joins: that of
+// the remapped container whose PID or IPC namespace it joins (those
+// namespaces belong to it), as dockerd does; "" for a user namespace of
+// its own.
+func (s *Service) joinedUserns(rec *store.Container, paths map[specs.LinuxNamespaceType]string) string {
+	if _, ok := s.mapping(rec.HostConfig); !ok {
+		return ""
+	}
+	hc := rec.HostConfig
+	for _, ref := range []string{hc.PidMode.Container(), hc.IpcMode.Container()} {
+		if ref == "" {
+			continue
+		}
+		donor, err := s.store.Get(ref)
+		if err != nil || !donor.State.Running || donor.State.Pid == 0 {
+			continue // joinedNamespaces said why already
+		}
+		if _, ok := s.mapping(donor.HostConfig); ok {
+			return fmt.Sprintf("/proc/%d/ns/user", donor.State.Pid)
+		}
+	}
+	return ""
+}
+
+// Mounts berthd makes under a remapped container's bundle for it.
+const (
+	remapSysfs  = "sysfs"
+	remapMqueue = "mqueue"
+	remapInit   = "init"
+)
+
+// remapHostMounts makes, from berthd, what a remapped container's runtime
+// cannot mount from inside its user namespace, under its bundle, and
+// points the spec at them: a sysfs of the network namespace berthd made
+// for it (or the host's, with --network host: a user namespace may mount
+// sysfs only for a network namespace it owns; dockerd lets runc make the
+// namespace instead), an mqueue of the host's IPC namespace with --ipc
+// host, and the --init binary, whose directory may be closed to the
+// range's root. teardown unmounts them (unmountRemapped).
+func (s *Service) remapHostMounts(rec *store.Container, sp *specs.Spec, netnsPath string) error {
+	if _, ok := s.mapping(rec.HostConfig); !ok {
+		return nil
+	}
+	bundle := s.bundleDir(rec.ID)
+	for i, m := range sp.Mounts {
+		var src string
+		switch {
+		case m.Destination == "/sys" && m.Type == "sysfs" && (netnsPath != "" || rec.HostConfig.NetworkMode.IsHost()):
+			src = filepath.Join(bundle, remapSysfs)
+			mnt := func() error { return mountFS("sysfs", src, m.Options) }
+			var err error
+			if netnsPath != "" {
+				err = netns.Do(netnsPath, mnt)
+			} else {
+				err = mnt()
+			}
+			if err != nil {
+				return err
+			}
+		case m.Destination == "/dev/mqueue" && m.Type == "mqueue" && rec.HostConfig.IpcMode.IsHost():
+			src = filepath.Join(bundle, remapMqueue)
+			if err := mountFS("mqueue", src, m.Options); err != nil {
+				return err
+			}
+		case m.Destination == spec.InitPath && m.Source == s.opts.Init:
+			src = filepath.Join(bundle, remapInit)
+			if err := os.WriteFile(src, nil, 0o755); err != nil {
+				return err
+			}
+			if err := unix.Mount(m.Source, src, "", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("bind %s at %s: %w", m.Source, src, err)
+			}
+		default:
+			continue
+		}
+		opts := []string{"rbind"}
+		for _, o := range m.Options {
+			if o != "bind" && o != "rbind" {
+				opts = append(opts, o)
+			}
+		}
+		sp.Mounts[i] = specs.Mount{Destination: m.Destination, Type: "bind", Source: src, Options: opts}
+	}
+	return nil
+}
+
+// mountFS mounts a fresh fstype at dir (created), read-only if the spec's
+// options say so, never with devices, set-id or executables.
+func mountFS(fstype, dir string, options []string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	for _, o := range options {
+		if o == "ro" {
+			flags |= unix.MS_RDONLY
+		}
+	}
+	if err := unix.Mount(fstype, dir, fstype, flags, ""); err != nil {
+		return fmt.Errorf("mount %s at %s: %w", fstype, dir, err)
+	}
+	return nil
+}
+
+// unmountRemapped undoes remapHostMounts.
+func (s *Service) unmountRemapped(id string) error {
+	for _, name := range []string{remapSysfs, remapMqueue, remapInit} {
+		p := filepath.Join(s.bundleDir(id), name)
+		if err := snapshot.UnmountAll(p); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -87,6 +87,9 @@ type Input struct {
 	// UIDMappings and GIDMappings, when set, give the container a user
 	// namespace of its own with these mappings (berthd --userns-remap).
 	UIDMappings, GIDMappings []specs.LinuxIDMapping
+	// UserNSPath, when set, is the user namespace joined instead (that of
+	// the remapped container whose PID or IPC namespace this one joins).
+	UserNSPath string
 }
 
 func (in *Input) hostResolvConf() string {
@@ -383,8 +386,10 @@ func Generate(in Input) (*specs.Spec, error) {
 	if err := joinNamespaces(s, &in, &hc); err != nil {
 		return nil, err
 	}
-	if len(in.UIDMappings) > 0 {
-		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+	if in.UserNSPath != "" || len(in.UIDMappings) > 0 {
+		// Joined or new, the mappings say what the namespace maps (runc
+		// fills them in for a joined one too).
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: in.UserNSPath})
 		s.Linux.UIDMappings, s.Linux.GIDMappings = in.UIDMappings, in.GIDMappings
 	}
 	if hc.UTSMode.IsHost() {

@@ -1,0 +1,58 @@
+package userns_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/berth-dev/berth/internal/testutil"
+)
+
+// TestRemapNamespaces: the namespace options work in a remapped
+// container, joining another remapped container's user namespace with
+// its PID or IPC namespace, as dockerd.
+func TestRemapNamespaces(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.LeakCheck(t)
+	user, uid, _ := remapUser(t)
+	d := remapDaemon(t, user)
+	mapped := fmt.Sprintf("0 %d 65536", uid)
+	uidMap := func(out string) string { return strings.Join(strings.Fields(out), " ") }
+
+	d.Must(t, "run", "-d", "--name", "donor", "--ipc", "shareable", "busybox", "sleep", "1000")
+	for _, c := range []struct {
+		args []string
+		cmd  string
+		want string
+	}{
+		{[]string{"--pid", "container:donor"}, "cat /proc/self/uid_map; ps -o comm | grep -c sleep", mapped + " 1"},
+		{[]string{"--ipc", "container:donor"}, "cat /proc/self/uid_map", mapped},
+		{[]string{"--network", "container:donor"}, "cat /proc/self/uid_map", mapped},
+		{[]string{"--network", "none"}, "cat /proc/self/uid_map; ls /sys/class/net", mapped + " lo"},
+		{nil, "cat /proc/self/uid_map; ls /sys/class/net", mapped + " eth0 lo"},
+		{[]string{"--network", "host"}, "cat /proc/self/uid_map; test -e /sys/class/net/lo && echo sys", mapped + " sys"},
+		{[]string{"--ipc", "host"}, "cat /proc/self/uid_map; test -d /dev/mqueue && echo mq", mapped + " mq"},
+		{[]string{"--read-only", "--init"}, "cat /proc/self/uid_map; touch /x 2>/dev/null || echo ro", mapped + " ro"},
+		{[]string{"--user", "1000:1000"}, "id -u; touch /tmp/t && stat -c %u /tmp/t", "1000 1000"},
+	} {
+		out, code := docker(t, d, append(append([]string{"run", "--rm"}, c.args...), "busybox", "sh", "-c", c.cmd)...)
+		if code != 0 || uidMap(out) != c.want {
+			t.Errorf("run %v: %d %q, want %q\n%s", c.args, code, out, c.want, tail(d.Log(), 1500))
+		}
+	}
+	// A user network: embedded DNS and sysctls in the namespace berthd made.
+	d.Must(t, "network", "create", "remapnet")
+	d.Must(t, "run", "-d", "--name", "peer", "--network", "remapnet", "busybox", "sleep", "1000")
+	if out, code := docker(t, d, "run", "--rm", "--network", "remapnet", "busybox", "sh", "-c", "nslookup peer >/dev/null && echo ok; cat /proc/sys/net/ipv4/ip_unprivileged_port_start"); code != 0 || uidMap(out) != "ok 0" {
+		t.Errorf("user network: %d %q", code, out)
+	}
+	d.Must(t, "rm", "-f", "peer", "donor")
+	d.Must(t, "network", "rm", "remapnet")
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
