@@ -105,11 +105,18 @@ func (l *Layers) lower(dir, scratch string, n int, attached *[]string) (string, 
 // first time. Layers never change once committed, so a copy stays valid
 // for as long as the layer's snapshot id names it.
 func (l *Layers) copyOf(dir string) (string, error) {
-	// Snapshot layers are <root>/snapshots/<id>/fs: the id names the copy.
-	key := filepath.Base(filepath.Dir(dir))
-	if filepath.Base(dir) != "fs" || key == "." || key == "/" {
-		key = strings.ReplaceAll(strings.Trim(dir, "/"), "/", "_")
+	// Snapshot layers are <root>/snapshots/<id>/fs: the id names the copy,
+	// with the layer directory's inode and change time, since a removed
+	// snapshot's id can be given again to another layer.
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return "", err
 	}
+	id := filepath.Base(filepath.Dir(dir))
+	if filepath.Base(dir) != "fs" || id == "." || id == "/" {
+		id = strings.ReplaceAll(strings.Trim(dir, "/"), "/", "_")
+	}
+	key := fmt.Sprintf("%s.%d.%d", id, st.Ino, st.Ctim.Nano())
 	dst := filepath.Join(l.CacheDir, key)
 	l.mu.Lock()
 	if l.copies == nil {

@@ -91,25 +91,10 @@ func remapDaemon(t *testing.T, user string) *berthd.Daemon {
 	if err := os.Chmod(dir, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	cgroup := "/" + testutil.UniqueName(t)
-	d, err := berthd.Launch(bin, dir, "--cgroup-parent", cgroup, "--userns-remap", user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		defer testutil.RemoveCgroupTree(cgroup)
-		if ids, err := d.Docker("ps", "-aq"); err == nil && strings.TrimSpace(ids) != "" {
-			if out, err := d.Docker(append([]string{"rm", "-f"}, strings.Fields(ids)...)...); err != nil {
-				t.Errorf("remove the test's containers: %v: %s", err, out)
-			}
-		}
-		if err := d.Stop(); err != nil {
-			t.Errorf("berthd: %v\n%s", err, d.Log())
-		}
-	})
-	d.Must(t, "load", "-i", images.Busybox(t).Archive)
-	return d
+	return launch(t, dir, "--userns-remap", user)
 }
+
+func busyboxArchive(t *testing.T) string { return images.Busybox(t).Archive }
 
 func owner(t *testing.T, p string) string {
 	t.Helper()
