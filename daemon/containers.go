@@ -54,7 +54,7 @@ func NewContainers(e Engine) (Containers, error) {
 		CgroupParent: e.Config.CgroupParent,
 		Volumes:      vols,
 		Networks:     networksOf(e),
-		Userns:       remapLayers(e.Config),
+		Userns:       remapLayers(e.Config, e.Log),
 		Logf:         func(format string, args ...any) { e.Log.Warn(fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -51,13 +52,19 @@ func setupRemap(cfg *Config) error {
 
 // remapLayers is how the container side shows layers under the remap
 // (nil without one).
-func remapLayers(cfg Config) *idmap.Layers {
+func remapLayers(cfg Config, log *slog.Logger) *idmap.Layers {
 	if cfg.Remap == nil {
 		return nil
 	}
-	return &idmap.Layers{
+	l := &idmap.Layers{
 		Mapping:  cfg.Remap.Mapping,
 		CacheDir: filepath.Join(cfg.DataRoot, "userns", cfg.Remap.Mapping.Key()),
 		NoIDMap:  os.Getenv(noIDMapEnv) != "",
 	}
+	// The copies of layers removed since the last start go; layers are
+	// the overlay snapshotter's <images>/snapshots/snapshots/<id>/fs.
+	if err := l.Prune(filepath.Join(cfg.DataRoot, "images", "snapshots", "snapshots")); err != nil {
+		log.Warn("prune the chown'd layer copies", "dir", l.CacheDir, "err", err)
+	}
+	return l
 }

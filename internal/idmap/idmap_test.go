@@ -95,7 +95,7 @@ func TestResolve(t *testing.T) {
 func rootfsTest(t *testing.T, l *Layers) {
 	testutil.RequireRoot(t)
 	testutil.LeakCheck(t)
-	dir := t.TempDir()
+	dir := filepath.Join(filepath.Dir(l.CacheDir), "layers")
 	var lowers []string
 	for _, n := range []string{"l1", "l2"} {
 		p := filepath.Join(dir, "snapshots", n, "fs")
@@ -161,10 +161,29 @@ func TestMountRootfsCopy(t *testing.T) {
 	dir := t.TempDir()
 	l := &Layers{Mapping: testMapping, CacheDir: filepath.Join(dir, "cache"), NoIDMap: true}
 	rootfsTest(t, l)
+	defer func() {
+		// The layer l1 goes: its copy with it, l2's stays.
+		snapshots := filepath.Join(dir, "layers", "snapshots")
+		if err := os.RemoveAll(filepath.Join(snapshots, "l1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Prune(snapshots); err != nil {
+			t.Fatal(err)
+		}
+		ents, _ := os.ReadDir(l.CacheDir)
+		if len(ents) != 1 || !strings.HasPrefix(ents[0].Name(), "l2.") {
+			t.Errorf("cache after pruning l1: %v", ents)
+		}
+	}()
 	// One copy per layer, named by its snapshot id, owned as shifted.
 	ents, err := os.ReadDir(l.CacheDir)
 	if err != nil || len(ents) != 2 {
 		t.Fatalf("cache: %v %v", ents, err)
+	}
+	// Prune keeps the copies of layers that are still there.
+	snapshots := filepath.Join(filepath.Dir(l.CacheDir), "layers", "snapshots")
+	if err := l.Prune(snapshots); err != nil {
+		t.Fatal(err)
 	}
 	for _, e := range ents {
 		n, _, _ := strings.Cut(e.Name(), ".")

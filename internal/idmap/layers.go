@@ -141,3 +141,29 @@ func (l *Layers) copyOf(dir string) (string, error) {
 	}
 	return dst, nil
 }
+
+// Prune removes the cached copies of layers that are gone: those whose
+// <id> directory under snapshots no longer holds the same fs directory
+// (by inode and change time). berthd calls it at start.
+func (l *Layers) Prune(snapshots string) error {
+	ents, err := os.ReadDir(l.CacheDir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	for _, e := range ents {
+		name := strings.TrimSuffix(e.Name(), ".tmp")
+		id, _, _ := strings.Cut(name, ".")
+		var st unix.Stat_t
+		if name == e.Name() && unix.Stat(filepath.Join(snapshots, id, "fs"), &st) == nil &&
+			name == fmt.Sprintf("%s.%d.%d", id, st.Ino, st.Ctim.Nano()) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(l.CacheDir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
