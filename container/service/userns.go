@@ -28,11 +28,19 @@ func (s *Service) mapping(hc *container.HostConfig) (idmap.Mapping, bool) {
 	return s.opts.Userns.Mapping, true
 }
 
-// validateUserns refuses what dockerd refuses with remapping on:
-// a privileged container must opt out with --userns=host.
+// validateUserns refuses what cannot work with remapping on: a
+// privileged container must opt out with --userns=host (dockerd's rule
+// and message), and so must one sharing the host's PID namespace, whose
+// /proc a user namespace may not mount.
 func (s *Service) validateUserns(hc *container.HostConfig) error {
-	if _, ok := s.mapping(hc); ok && hc.Privileged {
+	if _, ok := s.mapping(hc); !ok {
+		return nil
+	}
+	if hc.Privileged {
 		return fmt.Errorf("privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode: %w", errdefs.ErrInvalidArgument)
+	}
+	if hc.PidMode.IsHost() {
+		return fmt.Errorf("cannot share the host PID namespace when user namespaces are enabled (add --userns=host): %w", errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

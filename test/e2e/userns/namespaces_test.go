@@ -2,6 +2,7 @@ package userns_test
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,7 +15,7 @@ import (
 func TestRemapNamespaces(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.LeakCheck(t)
-	user, uid, _ := remapUser(t)
+	user, uid, gid := remapUser(t)
 	d := remapDaemon(t, user)
 	mapped := fmt.Sprintf("0 %d 65536", uid)
 	uidMap := func(out string) string { return strings.Join(strings.Fields(out), " ") }
@@ -40,6 +41,23 @@ func TestRemapNamespaces(t *testing.T) {
 			t.Errorf("run %v: %d %q, want %q\n%s", c.args, code, out, c.want, tail(d.Log(), 1500))
 		}
 	}
+	// The host's PID namespace needs the host's user namespace.
+	if out, code := docker(t, d, "run", "--rm", "--pid", "host", "busybox", "true"); code != 125 || !strings.Contains(out, "cannot share the host PID namespace when user namespaces are enabled") {
+		t.Errorf("--pid host: %d %q", code, out)
+	}
+	if out := d.Must(t, "run", "--rm", "--pid", "host", "--userns", "host", "busybox", "sh", "-c", "cat /proc/self/uid_map; test -d /proc/1 && echo host"); uidMap(out) != "0 0 4294967295 host" {
+		t.Errorf("--pid host --userns host: %q", out)
+	}
+	// A volume filled from the image at first use: the image's owners
+	// inside, the range's on the host.
+	if out := d.Must(t, "run", "--rm", "-v", "etcvol:/etc", "busybox", "stat", "-c", "%u:%g", "/etc/passwd"); strings.TrimSpace(out) != "0:0" {
+		t.Errorf("populated volume inside: %q", out)
+	}
+	mp := strings.TrimSpace(d.Must(t, "volume", "inspect", "-f", "{{.Mountpoint}}", "etcvol"))
+	if got := owner(t, filepath.Join(mp, "passwd")); got != fmt.Sprintf("%d:%d", uid, gid) {
+		t.Errorf("populated volume on the host: %s", got)
+	}
+
 	// A user network: embedded DNS and sysctls in the namespace berthd made.
 	d.Must(t, "network", "create", "remapnet")
 	d.Must(t, "run", "-d", "--name", "peer", "--network", "remapnet", "busybox", "sleep", "1000")
