@@ -206,15 +206,26 @@ const (
 // sysfs only for a network namespace it owns; dockerd lets runc make the
 // namespace instead), an mqueue of the host's IPC namespace with --ipc
 // host, and the --init binary, whose directory may be closed to the
-// range's root. teardown unmounts them (unmountRemapped).
+// range's root. teardown unmounts them (unmountRemapped). The container's
+// hosts, hostname and resolv.conf are given to its root.
 func (s *Service) remapHostMounts(rec *store.Container, sp *specs.Spec, netnsPath string) error {
 	if _, ok := s.mapping(rec.HostConfig); !ok {
 		return nil
 	}
 	bundle := s.bundleDir(rec.ID)
+	m, _ := s.mapping(rec.HostConfig)
+	ruid, rgid := m.Root()
 	for i, m := range sp.Mounts {
 		var src string
 		switch {
+		case filepath.Dir(m.Source) == s.store.Dir(rec.ID):
+			// hosts, hostname, resolv.conf: the container's root may edit
+			// them, as with dockerd, which keeps them under the remapped
+			// root.
+			if err := os.Lchown(m.Source, ruid, rgid); err != nil {
+				return err
+			}
+			continue
 		case m.Destination == "/sys" && m.Type == "sysfs" && (netnsPath != "" || rec.HostConfig.NetworkMode.IsHost()):
 			src = filepath.Join(bundle, remapSysfs)
 			mnt := func() error { return mountFS("sysfs", src, m.Options) }

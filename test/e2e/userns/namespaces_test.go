@@ -35,6 +35,7 @@ func TestRemapNamespaces(t *testing.T) {
 		{[]string{"--ipc", "host"}, "cat /proc/self/uid_map; test -d /dev/mqueue && echo mq", mapped + " mq"},
 		{[]string{"--read-only", "--init"}, "cat /proc/self/uid_map; touch /x 2>/dev/null || echo ro", mapped + " ro"},
 		{[]string{"--user", "1000:1000"}, "id -u; touch /tmp/t && stat -c %u /tmp/t", "1000 1000"},
+		{nil, "echo 10.9.9.9 extra >> /etc/hosts && grep -c extra /etc/hosts; stat -c %u:%g /etc/hostname /etc/resolv.conf", "1 0:0 0:0"},
 	} {
 		out, code := docker(t, d, append(append([]string{"run", "--rm"}, c.args...), "busybox", "sh", "-c", c.cmd)...)
 		if code != 0 || uidMap(out) != c.want {
