@@ -283,6 +283,9 @@ func remapTest(t *testing.T, noIDMap bool) {
 		}
 	}
 	// The berth CLI drives the same.
+	if stdout, stderr, code := d.Berth(t, "", "info"); code != 0 || !strings.Contains(stdout, " Security Options:\n  seccomp\n   Profile: builtin\n  userns\n") {
+		t.Errorf("berth info: %d %q %q", code, stdout, stderr)
+	}
 	if stdout, stderr, code := d.Berth(t, "", "run", "--rm", "busybox", "cat", "/proc/self/uid_map"); code != 0 || !strings.Contains(stdout, strconv.Itoa(uid)) {
 		t.Errorf("berth run: %d %q %q", code, stdout, stderr)
 	}
