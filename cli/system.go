@@ -126,6 +126,7 @@ func (c *Cli) newInfoCmd() *cobra.Command {
 			fmt.Fprintf(o, " Runtimes: %s\n Default Runtime: %s\n Init Binary: %s\n", strings.Join(sortedRuntimes(i.Runtimes), " "), i.DefaultRuntime, i.InitBinary)
 			fmt.Fprintf(o, " Kernel Version: %s\n Operating System: %s\n OSType: %s\n Architecture: %s\n CPUs: %d\n Total Memory: %s\n Name: %s\n ID: %s\n Docker Root Dir: %s\n Debug Mode: %v\n",
 				i.KernelVersion, i.OperatingSystem, i.OSType, i.Architecture, i.NCPU, units.BytesSize(float64(i.MemTotal)), i.Name, i.ID, i.DockerRootDir, i.Debug)
+			printSecurityOptions(o, i.SecurityOptions)
 			if len(i.Labels) > 0 {
 				fmt.Fprintln(o, " Labels:")
 				for _, l := range i.Labels {
@@ -425,4 +426,25 @@ func (e legacyEvent) MarshalJSON() ([]byte, error) {
 		return msg, nil
 	}
 	return append(append(legacy[:len(legacy)-1], ','), msg[1:]...), nil
+}
+
+// printSecurityOptions lists the "name=seccomp,profile=builtin" entries
+// of info as the docker CLI does: the name, then its other keys.
+func printSecurityOptions(w io.Writer, opts []string) {
+	if len(opts) == 0 {
+		return
+	}
+	fmt.Fprintln(w, " Security Options:")
+	for _, o := range opts {
+		for _, kv := range strings.Split(o, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			if k == "name" {
+				fmt.Fprintf(w, "  %s\n", v)
+				continue
+			}
+			if k != "" {
+				fmt.Fprintf(w, "   %s: %s\n", strings.ToUpper(k[:1])+k[1:], v)
+			}
+		}
+	}
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/berth-dev/berth/internal/idmap"
 )
 
 // Defaults, as dockerd's with "docker" replaced by "berth".
@@ -56,9 +58,11 @@ type Config struct {
 	// BridgeIP is the default bridge's gateway address and subnet
 	// (dockerd's --bip); empty picks a free subnet.
 	BridgeIP string `json:"bip,omitempty"`
-	// UsernsRemap is dockerd's --userns-remap, which berthd refuses:
-	// accepting it would run containers' root as the host's root.
+	// UsernsRemap is dockerd's --userns-remap: "default", "user[:group]"
+	// or "uid[:gid]", whose subordinate ranges containers' ids map to.
 	UsernsRemap string `json:"userns-remap,omitempty"`
+	// Remap is UsernsRemap resolved at start (nil: no remapping).
+	Remap *idmap.Remap `json:"-"`
 
 	// ConfigFile is where the file options came from (not a file key).
 	ConfigFile string `json:"-"`
@@ -107,7 +111,7 @@ func InstallFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", "", "Set parent cgroup for all containers")
 	fs.StringVarP(&cfg.Bridge, "bridge", "b", "", "Attach containers to a network bridge (default berth0, or a name derived from --data-root; \"none\" disables the default bridge network)")
 	fs.StringVar(&cfg.BridgeIP, "bip", "", "Specify network bridge IP")
-	fs.StringVar(&cfg.UsernsRemap, "userns-remap", "", "User/Group setting for user namespaces (not supported yet: refused)")
+	fs.StringVar(&cfg.UsernsRemap, "userns-remap", "", "User/Group setting for user namespaces")
 	fs.StringVar(&cfg.ConfigFile, "config-file", DefaultConfigFile, "Daemon configuration file")
 }
 
@@ -176,9 +180,6 @@ func flagString(f *pflag.Flag) string {
 // normalize fills defaults that depend on other options and checks what
 // can be checked without touching the system.
 func (c *Config) normalize() error {
-	if c.UsernsRemap != "" {
-		return fmt.Errorf("--userns-remap %q: user namespace remapping is not supported by berthd yet (containers' root would be the host's root)", c.UsernsRemap)
-	}
 	if len(c.Hosts) == 0 {
 		c.Hosts = []string{DefaultHost}
 	}

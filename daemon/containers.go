@@ -42,6 +42,9 @@ func NewContainers(e Engine) (Containers, error) {
 	if err != nil {
 		return nil, err
 	}
+	if e.Config.Remap != nil {
+		vols.SetOwner(e.Config.Remap.Root())
+	}
 	svc, err := cservice.Open(context.Background(), cservice.Options{
 		Root:     filepath.Join(e.Config.DataRoot, "containers"),
 		ExecRoot: e.Config.ExecRoot,
@@ -51,6 +54,7 @@ func NewContainers(e Engine) (Containers, error) {
 		CgroupParent: e.Config.CgroupParent,
 		Volumes:      vols,
 		Networks:     networksOf(e),
+		Userns:       remapLayers(e.Config, e.Log),
 		Logf:         func(format string, args ...any) { e.Log.Warn(fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {

@@ -126,6 +126,10 @@ func start(cfg Config, opts Options, log *slog.Logger) (d *Daemon, err error) {
 	if d.id, err = engineID(cfg.DataRoot); err != nil {
 		return d, err
 	}
+	if err := setupRemap(&cfg); err != nil {
+		return d, err
+	}
+	d.cfg = cfg
 
 	// Parse every host and take the unix sockets' locks before anything
 	// is created, so a refused start leaves nothing behind.

@@ -98,6 +98,9 @@ func (s *systemBackend) Info(ctx context.Context) (system.Info, error) {
 		CDISpecDirs:        []string{},
 		Warnings:           []string{},
 	}
+	if s.d.cfg.Remap != nil {
+		info.SecurityOptions = append(info.SecurityOptions, "name=userns")
+	}
 	info.OperatingSystem, info.OSVersion = osRelease()
 	info.Name, _ = os.Hostname()
 	for _, c := range ctrs {

@@ -68,6 +68,17 @@ type Store struct {
 	vols    map[string]*Volume
 	refs    map[string]map[string]bool // volume -> container ids
 	mounted map[string]map[string]bool // volume -> containers that mounted its device
+	// owner is the uid and gid new volumes' data dirs get: the remapped
+	// root under --userns-remap, as dockerd keeps volumes under it.
+	owner [2]int
+}
+
+// SetOwner makes the data dirs of volumes created from now on belong to
+// uid:gid (a remapped daemon's container root).
+func (s *Store) SetOwner(uid, gid int) {
+	s.mu.Lock()
+	s.owner = [2]int{uid, gid}
+	s.mu.Unlock()
 }
 
 // Open loads the volumes under root (created if missing).
@@ -156,6 +167,12 @@ func (s *Store) Create(o CreateOptions, ref string) (*Volume, error) {
 	dir := filepath.Join(s.root, v.Name)
 	if err := os.MkdirAll(filepath.Join(dir, DataDir), 0o755); err != nil {
 		return nil, fmt.Errorf("create volume %s: %w", v.Name, err)
+	}
+	if s.owner != [2]int{} {
+		if err := os.Chown(filepath.Join(dir, DataDir), s.owner[0], s.owner[1]); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("create volume %s: %w", v.Name, err)
+		}
 	}
 	if err := writeRecord(dir, v); err != nil {
 		os.RemoveAll(dir)

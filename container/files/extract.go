@@ -30,6 +30,9 @@ type ExtractOptions struct {
 	// User is the container's configured user ("name", "uid",
 	// "name:group", "uid:gid").
 	User string
+	// Owner, when set, translates every entry's final owner from the
+	// container's ids to the host's (a remapped container).
+	Owner func(uid, gid int) (int, int)
 }
 
 // ErrNotDirectory is dockerd's answer when the extraction point is not a
@@ -86,6 +89,19 @@ func Extract(rootfs, dstPath string, r io.Reader, o ExtractOptions) error {
 			return err
 		}
 		idmap = func(int, int) (int, int, error) { return uid, gid, nil }
+	}
+	if o.Owner != nil {
+		inner := idmap
+		idmap = func(uid, gid int) (int, int, error) {
+			if inner != nil {
+				var err error
+				if uid, gid, err = inner(uid, gid); err != nil {
+					return 0, 0, err
+				}
+			}
+			uid, gid = o.Owner(uid, gid)
+			return uid, gid, nil
+		}
 	}
 
 	pr, pw := io.Pipe()

@@ -94,6 +94,9 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (string, []string
 	if err := spec.Validate(cfg, hc); err != nil {
 		return "", nil, err
 	}
+	if err := s.validateUserns(hc); err != nil {
+		return "", nil, err
+	}
 	args := append(append([]string(nil), cfg.Entrypoint...), cfg.Cmd...)
 	rec := &store.Container{
 		ID: id, Name: name, Created: now(),

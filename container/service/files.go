@@ -19,6 +19,7 @@ import (
 	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/image/change"
 	imageservice "github.com/berth-dev/berth/image/service"
+	"github.com/berth-dev/berth/internal/idmap"
 	"github.com/berth-dev/berth/snapshot"
 )
 
@@ -46,7 +47,7 @@ func (s *Service) withRootfs(ctx context.Context, name string, fn func(rootfs st
 		unlock()
 		return nil, err
 	}
-	if err := snapshot.MountAll(mounts, dir); err != nil {
+	if err := s.mountRootfs(rec, mounts, dir, dir+".idmap"); err != nil {
 		os.Remove(dir)
 		unlock()
 		return nil, err
@@ -76,11 +77,18 @@ func (s *Service) StatPath(ctx context.Context, name, path string) (st container
 // ArchivePath returns a tar of path in the container; closing it
 // releases the container's filesystem.
 func (s *Service) ArchivePath(ctx context.Context, name, path string) (io.ReadCloser, container.PathStat, error) {
+	rec, err := s.store.Get(name)
+	if err != nil {
+		return nil, container.PathStat{}, err
+	}
 	var rc io.ReadCloser
 	var st container.PathStat
 	release, err := s.withContainerFS(ctx, name, func(root string) (bool, error) {
 		var err error
 		rc, st, err = files.Archive(root, path)
+		if err == nil {
+			rc = s.toImageOwners(rec, rc)
+		}
 		return err == nil, err
 	})
 	if err != nil {
@@ -109,6 +117,9 @@ func (s *Service) Extract(ctx context.Context, name, path string, content io.Rea
 	if o.User == "" && rec.Config != nil {
 		o.User = rec.Config.User
 	}
+	if m, ok := s.mapping(rec.HostConfig); ok {
+		o.Owner = m.HostIDs
+	}
 	_, err = s.withContainerFS(ctx, name, func(root string) (bool, error) {
 		return false, files.Extract(root, path, content, o)
 	})
@@ -126,8 +137,20 @@ func (s *Service) notFoundIn(err error, name, path string) error {
 
 // Export writes the container's whole filesystem as a tar.
 func (s *Service) Export(ctx context.Context, name string, w io.Writer) error {
-	_, err := s.withRootfs(ctx, name, func(root string) (bool, error) {
-		return false, files.Export(root, w)
+	rec, err := s.store.Get(name)
+	if err != nil {
+		return err
+	}
+	_, err = s.withRootfs(ctx, name, func(root string) (bool, error) {
+		owner := s.imageOwner(rec)
+		if owner == nil {
+			return false, files.Export(root, w)
+		}
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(files.Export(root, pw)) }()
+		_, _, err := idmap.ShiftTar(w, pr, owner)
+		pr.CloseWithError(err)
+		return false, err
 	})
 	return err
 }
@@ -178,6 +201,7 @@ func (s *Service) Commit(ctx context.Context, name string, o CommitOptions) (str
 	}
 	img, err := s.opts.Images.Commit(ctx, imageservice.CommitOptions{
 		ContainerKey: rec.ID, Parent: rec.Image, Config: &cfg, ContainerConfig: rec.Config,
+		Owner:   s.imageOwner(rec),
 		Comment: o.Comment, Author: o.Author, Ref: o.Ref,
 	})
 	if err != nil {

@@ -30,6 +30,7 @@ import (
 	"github.com/berth-dev/berth/container/shim/client"
 	"github.com/berth-dev/berth/container/store"
 	imageservice "github.com/berth-dev/berth/image/service"
+	"github.com/berth-dev/berth/internal/idmap"
 	"github.com/berth-dev/berth/volume"
 )
 
@@ -55,6 +56,10 @@ type Options struct {
 	// Networks builds containers' network namespaces (nil: each
 	// container gets a new, empty one from the runtime).
 	Networks Networks
+	// Userns, set under --userns-remap, gives every container not run with
+	// --userns=host a user namespace with its mapping and shows it the
+	// image layers through it.
+	Userns *idmap.Layers
 	// Logf reports what goes wrong in the background (restarts, restore).
 	Logf func(format string, args ...any)
 }
@@ -109,6 +114,9 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 		if err := os.MkdirAll(d, 0o710); err != nil {
 			return nil, fmt.Errorf("container service: %w", err)
 		}
+	}
+	if err := openToRemappedRoot(opts); err != nil {
+		return nil, fmt.Errorf("container service: %w", err)
 	}
 	st, problems, err := store.Open(opts.Root)
 	if err != nil {

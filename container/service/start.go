@@ -143,7 +143,10 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	if err != nil {
 		return nil, fmt.Errorf("container %s: rootfs: %w", rec.ID, err)
 	}
-	if err := snapshot.MountAll(mounts, rootfs); err != nil {
+	if err := s.openDirsToRemapped(rec); err != nil {
+		return nil, fmt.Errorf("container %s: %w", rec.ID, err)
+	}
+	if err := s.mountRootfs(rec, mounts, rootfs, filepath.Join(bundle, "idmap")); err != nil {
 		return nil, fmt.Errorf("container %s: mount rootfs: %w", rec.ID, err)
 	}
 	imgCfg, err := s.imageConfig(ctx, rec.Image)
@@ -162,7 +165,9 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	if err != nil {
 		return nil, err
 	}
+	uidMaps, gidMaps := s.specMappings(rec)
 	sp, err := spec.Generate(spec.Input{
+		UIDMappings: uidMaps, GIDMappings: gidMaps, UserNSPath: s.joinedUserns(rec, nsPaths),
 		NetNSPath: netSetup.NetNS, Addresses: netSetup.Addresses, EmbeddedDNS: netSetup.EmbeddedDNS,
 		ID: rec.ID, Config: rec.Config, HostConfig: rec.HostConfig, Image: imgCfg,
 		Rootfs: rootfs, Dir: s.store.Dir(rec.ID), InitBinary: s.opts.Init, CgroupParent: s.opts.CgroupParent,
@@ -171,6 +176,12 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	})
 	if err != nil {
 		return nil, err
+	}
+	if err := s.remapNetSysctls(rec, sp, netSetup.NetNS); err != nil {
+		return nil, fmt.Errorf("container %s: %w", rec.ID, err)
+	}
+	if err := s.remapHostMounts(rec, sp, netSetup.NetNS); err != nil {
+		return nil, fmt.Errorf("container %s: %w", rec.ID, err)
 	}
 	b, err := json.Marshal(sp)
 	if err != nil {
@@ -228,6 +239,10 @@ func (s *Service) teardown(id string) {
 		return
 	}
 	unmountShm(s.shmDir(id))
+	if err := s.unmountRemapped(id); err != nil {
+		s.opts.Logf("container %s: %v", id, err)
+		return
+	}
 	if err := os.RemoveAll(bundle); err != nil {
 		s.opts.Logf("container %s: remove bundle: %v", id, err)
 	}

@@ -84,6 +84,12 @@ type Input struct {
 	// EmbeddedDNS makes resolv.conf name berthd's embedded DNS server
 	// (containers on user-defined networks).
 	EmbeddedDNS bool
+	// UIDMappings and GIDMappings, when set, give the container a user
+	// namespace of its own with these mappings (berthd --userns-remap).
+	UIDMappings, GIDMappings []specs.LinuxIDMapping
+	// UserNSPath, when set, is the user namespace joined instead (that of
+	// the remapped container whose PID or IPC namespace this one joins).
+	UserNSPath string
 }
 
 func (in *Input) hostResolvConf() string {
@@ -379,6 +385,12 @@ func Generate(in Input) (*specs.Spec, error) {
 	}
 	if err := joinNamespaces(s, &in, &hc); err != nil {
 		return nil, err
+	}
+	if in.UserNSPath != "" || len(in.UIDMappings) > 0 {
+		// Joined or new, the mappings say what the namespace maps (runc
+		// fills them in for a joined one too).
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: in.UserNSPath})
+		s.Linux.UIDMappings, s.Linux.GIDMappings = in.UIDMappings, in.GIDMappings
 	}
 	if hc.UTSMode.IsHost() {
 		s.Hostname = ""

@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -25,8 +26,8 @@ type ImportOptions struct {
 	// Name, when not zero, tags the image.
 	Name reference.Named
 	// Changes are Dockerfile instructions applied to the config, as with
-	// `docker import --change`: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER,
-	// VOLUME, WORKDIR, STOPSIGNAL.
+	// `docker import --change`: CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK,
+	// LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL.
 	Changes []string
 	// Message is the history comment (default "Imported from -").
 	Message string
@@ -34,14 +35,27 @@ type ImportOptions struct {
 	Now time.Time
 }
 
+// importConfig is the OCI image config with Docker's Healthcheck, which
+// `import --change HEALTHCHECK` sets (as dockerd writes it).
+type importConfig struct {
+	ocispec.Image
+	Config importImageConfig `json:"config"`
+}
+
+type importImageConfig struct {
+	ocispec.ImageConfig
+	Healthcheck *container.HealthConfig `json:"Healthcheck,omitempty"`
+}
+
 // Import is `docker import`: the root filesystem tarball r (plain, gzip or
 // zstd) becomes a one-layer image. The layer is stored gzip-compressed; the
 // config gets the diff id, the host platform, and a history entry
 // "Imported from -". The layer is unpacked and the image recorded.
 func (a *Archiver) Import(ctx context.Context, r io.Reader, opts ImportOptions) (store.Image, error) {
-	cfg := ocispec.Image{Platform: a.platform(), RootFS: ocispec.RootFS{Type: "layers"}}
+	cfg := importConfig{Image: ocispec.Image{Platform: a.platform(), RootFS: ocispec.RootFS{Type: "layers"}}}
 	cfg.Platform.Variant = ""
-	if err := change.ApplyImageConfig(&cfg.Config, opts.Changes); err != nil {
+	var err error
+	if cfg.Config.Healthcheck, err = change.ApplyImageConfig(&cfg.Config.ImageConfig, opts.Changes); err != nil {
 		return store.Image{}, fmt.Errorf("import: %w", err)
 	}
 	lease := a.GC.NewLease()

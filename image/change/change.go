@@ -1,13 +1,17 @@
 // Package change owns the `--change` option of docker commit and docker
-// import: Dockerfile instructions (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL,
-// USER, VOLUME, WORKDIR, STOPSIGNAL) applied to an image's config.
+// import: Dockerfile instructions (CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK,
+// LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL) applied to an image's config.
 package change
 
 import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -114,14 +118,47 @@ func applyOne(c *container.Config, ch string) error {
 		c.WorkingDir = rest
 	case "STOPSIGNAL":
 		c.StopSignal = rest
+	case "HEALTHCHECK":
+		h, err := healthcheck(ch)
+		if err != nil {
+			return bad(err.Error())
+		}
+		c.Healthcheck = h
 	default:
-		return bad("unsupported instruction (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL are)")
+		return bad("unsupported instruction (CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL are)")
 	}
 	return nil
 }
 
-// ApplyImageConfig is Apply for an OCI image config (docker import).
-func ApplyImageConfig(c *ocispec.ImageConfig, changes []string) error {
+// healthcheck parses a HEALTHCHECK instruction with the Dockerfile parser,
+// flags (--interval, --timeout, --start-period, --start-interval,
+// --retries) and all, as a build would.
+func healthcheck(line string) (*container.HealthConfig, error) {
+	res, err := parser.Parse(strings.NewReader(line))
+	if err != nil {
+		return nil, err
+	}
+	if len(res.AST.Children) != 1 {
+		return nil, fmt.Errorf("one instruction expected")
+	}
+	inst, err := instructions.ParseInstruction(res.AST.Children[0])
+	if err != nil {
+		return nil, err
+	}
+	hc, ok := inst.(*instructions.HealthCheckCommand)
+	if !ok || hc.Health == nil {
+		return nil, fmt.Errorf("not a HEALTHCHECK")
+	}
+	h := hc.Health
+	return &container.HealthConfig{
+		Test: slices.Clone(h.Test), Interval: h.Interval, Timeout: h.Timeout,
+		StartPeriod: h.StartPeriod, StartInterval: h.StartInterval, Retries: h.Retries,
+	}, nil
+}
+
+// ApplyImageConfig is Apply for an OCI image config (docker import); a
+// HEALTHCHECK, which the OCI config has no field for, is returned.
+func ApplyImageConfig(c *ocispec.ImageConfig, changes []string) (*container.HealthConfig, error) {
 	cc := container.Config{
 		User: c.User, Env: c.Env, Entrypoint: c.Entrypoint, Cmd: c.Cmd,
 		Volumes: c.Volumes, WorkingDir: c.WorkingDir, Labels: c.Labels, StopSignal: c.StopSignal,
@@ -129,7 +166,7 @@ func ApplyImageConfig(c *ocispec.ImageConfig, changes []string) error {
 	for p := range c.ExposedPorts {
 		port, err := network.ParsePort(p)
 		if err != nil {
-			return fmt.Errorf("exposed port %q of the config: %w", p, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("exposed port %q of the config: %w", p, errdefs.ErrInvalidArgument)
 		}
 		if cc.ExposedPorts == nil {
 			cc.ExposedPorts = network.PortSet{}
@@ -137,7 +174,7 @@ func ApplyImageConfig(c *ocispec.ImageConfig, changes []string) error {
 		cc.ExposedPorts[port] = struct{}{}
 	}
 	if err := Apply(&cc, changes); err != nil {
-		return err
+		return nil, err
 	}
 	c.User, c.Env, c.Entrypoint, c.Cmd = cc.User, cc.Env, cc.Entrypoint, cc.Cmd
 	c.Volumes, c.WorkingDir, c.Labels, c.StopSignal = cc.Volumes, cc.WorkingDir, cc.Labels, cc.StopSignal
@@ -148,7 +185,7 @@ func ApplyImageConfig(c *ocispec.ImageConfig, changes []string) error {
 		}
 		c.ExposedPorts[p.String()] = struct{}{}
 	}
-	return nil
+	return cc.Healthcheck, nil
 }
 
 // keyValues parses "K=V K2=V2" or the legacy "K V" form; values may be

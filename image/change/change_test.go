@@ -1,8 +1,11 @@
 package change_test
 
 import (
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -39,11 +42,48 @@ func TestApply(t *testing.T) {
 
 func TestApplyImageConfig(t *testing.T) {
 	c := ocispec.ImageConfig{Env: []string{"PATH=/bin"}, ExposedPorts: map[string]struct{}{"8080/tcp": {}}, User: "root"}
-	if err := change.ApplyImageConfig(&c, []string{"EXPOSE 80", "CMD /hello"}); err != nil {
-		t.Fatal(err)
+	h, err := change.ApplyImageConfig(&c, []string{"EXPOSE 80", "CMD /hello"})
+	if err != nil || h != nil {
+		t.Fatal(h, err)
 	}
 	if _, ok := c.ExposedPorts["80/tcp"]; !ok || len(c.ExposedPorts) != 2 || c.User != "root" ||
 		!slices.Equal(c.Cmd, []string{"/bin/sh", "-c", "/hello"}) || !slices.Equal(c.Env, []string{"PATH=/bin"}) {
 		t.Errorf("config: %+v", c)
+	}
+}
+
+func TestHealthcheck(t *testing.T) {
+	for _, tc := range []struct {
+		change string
+		want   *container.HealthConfig
+		err    string
+	}{
+		{change: "HEALTHCHECK --interval=5s --timeout=2s --start-period=1s --retries=4 CMD wget -q localhost",
+			want: &container.HealthConfig{Test: []string{"CMD-SHELL", "wget -q localhost"}, Interval: 5 * time.Second, Timeout: 2 * time.Second, StartPeriod: time.Second, Retries: 4}},
+		{change: `HEALTHCHECK CMD ["true"]`, want: &container.HealthConfig{Test: []string{"CMD", "true"}}},
+		{change: "healthcheck NONE", want: &container.HealthConfig{Test: []string{"NONE"}}},
+		{change: "HEALTHCHECK --interval=x CMD true", err: "interval"},
+		{change: "HEALTHCHECK --bogus=1 CMD true", err: "bogus"},
+	} {
+		var c container.Config
+		err := change.Apply(&c, []string{tc.change})
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !errdefs.IsInvalidArgument(err) {
+				t.Errorf("%q: %v, want an invalid-argument error about %s", tc.change, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.change, err)
+			continue
+		}
+		if !reflect.DeepEqual(c.Healthcheck, tc.want) {
+			t.Errorf("%q: %+v, want %+v", tc.change, c.Healthcheck, tc.want)
+		}
+	}
+	var oc ocispec.ImageConfig
+	h, err := change.ApplyImageConfig(&oc, []string{"HEALTHCHECK --retries=2 CMD true"})
+	if err != nil || h == nil || h.Retries != 2 {
+		t.Errorf("ApplyImageConfig: %+v %v", h, err)
 	}
 }

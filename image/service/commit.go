@@ -23,6 +23,7 @@ import (
 	"github.com/berth-dev/berth/image/gc"
 	"github.com/berth-dev/berth/image/reference"
 	"github.com/berth-dev/berth/image/store"
+	"github.com/berth-dev/berth/internal/idmap"
 	"github.com/berth-dev/berth/snapshot"
 	"github.com/berth-dev/berth/snapshot/apply"
 	"github.com/berth-dev/berth/snapshot/diff"
@@ -33,6 +34,9 @@ type CommitOptions struct {
 	// ContainerKey is the container's snapshot (the key RootfsMounts
 	// prepared: the container id). It is only read.
 	ContainerKey string
+	// Owner, when set, translates the owners of the container's files
+	// back to the image's (a remapped container's host ids to its own).
+	Owner func(uid, gid int) (int, int)
 	// Parent is the ID of the image the container was created from; ""
 	// for none (an empty base).
 	Parent string
@@ -124,7 +128,7 @@ func (s *Service) Commit(ctx context.Context, o CommitOptions) (store.Image, err
 	if base.parentChain != info.Parent {
 		return store.Image{}, fmt.Errorf("commit: snapshot %q does not sit on image %s's layers: %w", o.ContainerKey, o.Parent, errdefs.ErrFailedPrecondition)
 	}
-	layer, diffID, size, err := s.commitLayer(ctx, lease, o.ContainerKey, base.parentChain, base.dockerTypes)
+	layer, diffID, size, err := s.commitLayer(ctx, lease, o.ContainerKey, base.parentChain, base.dockerTypes, o.Owner)
 	if err != nil {
 		return store.Image{}, fmt.Errorf("commit of container snapshot %q: %w", o.ContainerKey, err)
 	}
@@ -255,7 +259,7 @@ func (s *Service) commitBase(ctx context.Context, lease *gc.Lease, parentID stri
 // the same time, applies it to a new snapshot on parentChain, committed
 // under the new chain id. It returns the layer's descriptor (nil when the
 // container changed nothing), its diff id and uncompressed size.
-func (s *Service) commitLayer(ctx context.Context, lease *gc.Lease, key, parentChain string, dockerTypes bool) (*ocispec.Descriptor, digest.Digest, int64, error) {
+func (s *Service) commitLayer(ctx context.Context, lease *gc.Lease, key, parentChain string, dockerTypes bool, owner func(uid, gid int) (int, int)) (*ocispec.Descriptor, digest.Digest, int64, error) {
 	mounts, err := s.snaps.Mounts(ctx, key)
 	if err != nil {
 		return nil, "", 0, err
@@ -295,7 +299,7 @@ func (s *Service) commitLayer(ctx context.Context, lease *gc.Lease, key, parentC
 	}()
 	// A failing applier closes the pipe with its error, which the diff
 	// then returns.
-	res, err := diff.Write(ctx, io.MultiWriter(zw, pw), mounts)
+	res, err := writeDiff(ctx, io.MultiWriter(zw, pw), mounts, owner)
 	pw.CloseWithError(err)
 	if applyErr := <-applied; err == nil {
 		err = applyErr
@@ -371,4 +375,23 @@ func layerKey(parentChain string, diffID digest.Digest) string {
 	}
 	chain := store.ChainIDs([]digest.Digest{digest.Digest(parentChain), diffID})
 	return chain[len(chain)-1].String()
+}
+
+// writeDiff writes the diff of mounts to w, its owners translated by
+// owner when set.
+func writeDiff(ctx context.Context, w io.Writer, mounts []snapshot.Mount, owner func(uid, gid int) (int, int)) (diff.Result, error) {
+	if owner == nil {
+		return diff.Write(ctx, w, mounts)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := diff.Write(ctx, pw, mounts)
+		pw.CloseWithError(err)
+	}()
+	d, n, err := idmap.ShiftTar(w, pr, owner)
+	pr.CloseWithError(err)
+	if err != nil {
+		return diff.Result{}, err
+	}
+	return diff.Result{DiffID: d, Size: n}, nil
 }

@@ -146,7 +146,13 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 		}
 		// In a new user namespace the container's root has no power over
 		// host root's files: give it the fifo it must open for writing.
-		if uid, gid, ok := mappedRoot(req.uidMaps, req.gidMaps); ok {
+		uids, gids := req.uidMaps, req.gidMaps
+		if len(uids) == 0 && hasNSType(spec, specs.UserNamespace) {
+			// A joined user namespace: the spec's mappings say whose root
+			// opens the fifo.
+			uids, gids = spec.Linux.UIDMappings, spec.Linux.GIDMappings
+		}
+		if uid, gid, ok := mappedRoot(uids, gids); ok {
 			if err := os.Chown(fifo, uid, gid); err != nil {
 				return nil, fmt.Errorf("chown exec fifo to the container's root %d:%d: %w", uid, gid, err)
 			}

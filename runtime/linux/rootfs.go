@@ -142,10 +142,22 @@ func (r *rootfs) mountOne(m specs.Mount) error {
 	}
 	defer target.Close()
 	if err := unix.Mount(m.Source, procFd(target), m.Type, o.flags, o.dataString()); err != nil {
+		if host, ok := hostFallback[m.Type]; ok && errors.Is(err, unix.EPERM) {
+			// As runc: from a user namespace that does not own the network
+			// (or IPC) namespace, sysfs (mqueue) cannot be mounted; the
+			// host's is bound instead, with the same flags.
+			m.Source, m.Type = host, "bind"
+			o.flags |= unix.MS_BIND | unix.MS_REC
+			return r.bindMount(m, o)
+		}
 		return fmt.Errorf("mount %s: %w", m.Type, err)
 	}
 	return r.finishMount(m.Destination, o)
 }
+
+// hostFallback names, per filesystem type, the host directory bound in its
+// place when a user namespace may not mount it.
+var hostFallback = map[string]string{"sysfs": "/sys", "mqueue": "/dev/mqueue"}
 
 func (r *rootfs) bindMount(m specs.Mount, o mountOptions) error {
 	src, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)

@@ -185,17 +185,24 @@ void berth_nsenter(void)
 		if (joins[i].fd < 0)
 			bail("open namespace %s", joins[i].path);
 	}
-	// The user namespace goes first so that the rest are joined with its
-	// capabilities; the mount namespace goes last.
-	for (int pass = 0; pass < 3; pass++) {
+	// The namespaces other than user and mount are tried first, with our
+	// own capabilities (as runc does: a network namespace the host's user
+	// namespace owns cannot be joined from the container's); then the
+	// user namespace, so that the rest are joined with its capabilities;
+	// the mount namespace goes last.
+	for (int pass = 0; pass < 4; pass++) {
 		for (int i = 0; i < njoins; i++) {
 			int isuser = joins[i].type == CLONE_NEWUSER;
 			int ismnt = joins[i].type == CLONE_NEWNS;
-			if ((pass == 0 && !isuser) || (pass == 1 && (isuser || ismnt)) || (pass == 2 && !ismnt))
+			if (joins[i].fd < 0 || ((pass == 0 || pass == 2) && (isuser || ismnt)) || (pass == 1 && !isuser) || (pass == 3 && !ismnt))
 				continue;
-			if (setns(joins[i].fd, joins[i].type) < 0)
+			if (setns(joins[i].fd, joins[i].type) < 0) {
+				if (pass == 0 && errno == EPERM)
+					continue;
 				bail("join namespace %s", joins[i].path);
+			}
 			close(joins[i].fd);
+			joins[i].fd = -1;
 			if (joins[i].type == CLONE_NEWPID)
 				fork_needed = 1;
 			if (isuser && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
