@@ -16,10 +16,14 @@ func (m *Manager) firewallLocked() error {
 		if n.Driver != DriverBridge {
 			continue
 		}
-		bridges = append(bridges, firewall.Bridge{
+		b := firewall.Bridge{
 			Device: n.Bridge, Subnet: n.Pool.Subnet, Internal: n.Internal,
 			Masquerade: n.Options[OptMasquerade] != "false",
-		})
+		}
+		if n.Pool6 != nil {
+			b.Subnet6 = n.Pool6.Subnet
+		}
+		bridges = append(bridges, b)
 	}
 	return firewall.Apply(m.opts.Table, bridges, m.mappingsLocked())
 }

@@ -89,6 +89,12 @@ type Network struct {
 	// IPAMConfigured says the user gave the subnet (inspect shows it
 	// the same either way, as dockerd).
 	IPAMConfigured bool
+	// EnableIPv6 networks (--ipv6) have a second pool, Pool6: an IPv6
+	// subnet the user gave (IPAM6Configured) or one of the daemon's
+	// ULA /64s.
+	EnableIPv6      bool       `json:",omitempty"`
+	Pool6           *ipam.Pool `json:",omitempty"`
+	IPAM6Configured bool       `json:",omitempty"`
 }
 
 // Endpoint is a container's interface on one network.
@@ -96,7 +102,9 @@ type Endpoint struct {
 	ID        string
 	NetworkID string
 	IP        netip.Addr
-	MAC       string
+	// IP6 is the IPv6 address on a --ipv6 network.
+	IP6 netip.Addr `json:",omitzero"`
+	MAC string
 	// IfName is the name inside the container, HostVeth the host end.
 	IfName   string
 	HostVeth string
@@ -109,6 +117,7 @@ type Endpoint struct {
 // IPAMRequest is an address the user asked for.
 type IPAMRequest struct {
 	IPv4 netip.Addr
+	IPv6 netip.Addr `json:",omitzero"`
 }
 
 // Sandbox is a running container's network namespace and endpoints.
@@ -146,6 +155,7 @@ type Request struct {
 type EndpointRequest struct {
 	Aliases []string
 	IPv4    netip.Addr
+	IPv6    netip.Addr `json:",omitzero"`
 	MAC     string
 }
 
@@ -212,6 +222,11 @@ func Open(opts Options) (*Manager, error) {
 		if n.Driver == DriverBridge {
 			if err := link.EnsureBridge(n.Bridge, n.Pool.Gateway, n.Pool.Subnet); err != nil {
 				return nil, fmt.Errorf("network %s: %w", n.Name, err)
+			}
+			if n.Pool6 != nil {
+				if err := link.EnsureBridgeIPv6(n.Bridge, n.Pool6.Gateway, n.Pool6.Subnet); err != nil {
+					return nil, fmt.Errorf("network %s: %w", n.Name, err)
+				}
 			}
 		}
 	}

@@ -42,6 +42,9 @@ func (m *Manager) refreshDNSLocked() {
 				}
 				k := strings.ToLower(name)
 				byName[k] = append(byName[k], ep.IP)
+				if ep.IP6.IsValid() {
+					byName[k] = append(byName[k], ep.IP6)
+				}
 			}
 		}
 	}
