@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"slices"
 
@@ -88,6 +89,14 @@ func (c containerNetworks) Teardown(id string) error {
 }
 
 func (c containerNetworks) Forget(id string) error      { return c.m.Forget(id) }
+
+func (c containerNetworks) BridgeAddresses(id string) (netip.Addr, netip.Addr) {
+	es := c.m.Settings(id).Networks[mnetwork.NetworkBridge]
+	if es == nil {
+		return netip.Addr{}, netip.Addr{}
+	}
+	return es.IPAddress, es.GlobalIPv6Address
+}
 func (c containerNetworks) SandboxKey(id string) string { return c.m.SandboxKey(id) }
 
 // networksOf is the container service's view of e's networks (nil

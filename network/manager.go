@@ -157,6 +157,9 @@ type EndpointRequest struct {
 	IPv4    netip.Addr
 	IPv6    netip.Addr `json:",omitzero"`
 	MAC     string
+	// Links are --link values on a user network ("name:alias"): the
+	// alias resolves, for this container only, to the named container.
+	Links []string `json:",omitempty"`
 }
 
 type state struct {

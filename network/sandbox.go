@@ -36,9 +36,6 @@ func (m *Manager) modeNetworkLocked(mode string) (*Network, error) {
 // that the networks exist and that the settings fit them, with dockerd's
 // messages.
 func (m *Manager) Register(id, name string, hc *container.HostConfig, exposed network.PortSet, cfg *network.NetworkingConfig) error {
-	if err := unsupported(hc, cfg); err != nil {
-		return err
-	}
 	ports, err := portRequests(hc, exposed)
 	if err != nil {
 		return err
@@ -110,6 +107,21 @@ func endpointRequest(n *Network, es *network.EndpointSettings) (*EndpointRequest
 		return er, nil
 	}
 	er.Aliases = slices.Clone(es.Aliases)
+	if len(es.Links) > 0 && n.Name != network.NetworkBridge {
+		// On the default bridge the container side handles --link
+		// (legacy links); elsewhere it is a private alias.
+		for _, l := range es.Links {
+			name, alias, _ := strings.Cut(l, ":")
+			name = strings.TrimPrefix(name, "/")
+			if alias == "" {
+				alias = name
+			}
+			if name == "" {
+				return nil, fmt.Errorf("invalid link %q: %w", l, errdefs.ErrInvalidArgument)
+			}
+			er.Links = append(er.Links, name+":"+alias[strings.LastIndex(alias, "/")+1:])
+		}
+	}
 	if len(es.MacAddress) > 0 {
 		er.MAC = net.HardwareAddr(es.MacAddress).String()
 	}
@@ -438,7 +450,7 @@ func (m *Manager) Settings(id string) *container.NetworkSettings {
 		if !ok {
 			continue
 		}
-		es := &network.EndpointSettings{NetworkID: n.ID, Aliases: slices.Clone(er.Aliases), DNSNames: nil}
+		es := &network.EndpointSettings{NetworkID: n.ID, Aliases: slices.Clone(er.Aliases), DNSNames: nil, Links: slices.Clone(er.Links)}
 		if er.IPv4.IsValid() || er.IPv6.IsValid() {
 			es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: er.IPv4, IPv6Address: er.IPv6}
 		}
@@ -513,25 +525,4 @@ func joinErrs(errs []error) error {
 func parseMAC(s string) (network.HardwareAddr, error) {
 	hw, err := net.ParseMAC(s)
 	return network.HardwareAddr(hw), err
-}
-
-// unsupported refuses, by name, what berth's networks cannot do yet:
-// refusing is better than a container silently without it.
-func unsupported(hc *container.HostConfig, cfg *network.NetworkingConfig) error {
-	var what []string
-	if len(hc.Links) > 0 {
-		what = append(what, "--link")
-	}
-	if cfg != nil {
-		for _, es := range cfg.EndpointsConfig {
-			if es != nil && len(es.Links) > 0 {
-				what = append(what, "--link")
-				break
-			}
-		}
-	}
-	if len(what) > 0 {
-		return fmt.Errorf("%s: not supported by berth's networks yet: %w", strings.Join(what, ", "), errdefs.ErrNotImplemented)
-	}
-	return nil
 }

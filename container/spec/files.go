@@ -194,6 +194,7 @@ func writeFiles(dir string, in *Input, hostname, domainname string) error {
 		if hosts, err = HostsContent(hostname, domainname, in.Addresses, hc.ExtraHosts); err != nil {
 			return err
 		}
+		hosts = append(hosts, linksHosts(in.Links)...)
 		host, err := readHostResolvConf(in.hostResolvConf())
 		if err != nil {
 			return err

@@ -84,6 +84,9 @@ type Input struct {
 	// EmbeddedDNS makes resolv.conf name berthd's embedded DNS server
 	// (containers on user-defined networks).
 	EmbeddedDNS bool
+	// Links are the container's legacy links (default bridge): their
+	// /etc/hosts lines and environment variables.
+	Links []Link
 }
 
 func (in *Input) hostResolvConf() string {
@@ -359,7 +362,7 @@ func Generate(in Input) (*specs.Spec, error) {
 			Terminal: cfg.Tty,
 			User:     specs.User{UID: user.UID, GID: user.GID, AdditionalGids: user.AdditionalGids},
 			Args:     args,
-			Env:      processEnv(&cfg, hostname),
+			Env:      processEnvLinks(&cfg, hostname, in.Links),
 			Cwd:      cwd,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: caps, Effective: slices.Clone(caps), Permitted: slices.Clone(caps),
