@@ -88,7 +88,7 @@ func (c containerNetworks) Teardown(id string) error {
 	return err
 }
 
-func (c containerNetworks) Forget(id string) error      { return c.m.Forget(id) }
+func (c containerNetworks) Forget(id string) error { return c.m.Forget(id) }
 
 func (c containerNetworks) BridgeAddresses(id string) (netip.Addr, netip.Addr) {
 	es := c.m.Settings(id).Networks[mnetwork.NetworkBridge]

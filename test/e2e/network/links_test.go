@@ -14,7 +14,10 @@ import (
 // link is an alias only the linking container resolves.
 func TestLegacyLinks(t *testing.T) {
 	d, _ := startDaemon(t)
-	t.Cleanup(func() { d.Docker("rm", "-f", "db", "web", "dead", "late", "u1", "withlink"); d.Docker("network", "rm", "lnet") })
+	t.Cleanup(func() {
+		d.Docker("rm", "-f", "db", "web", "dead", "late", "u1", "withlink")
+		d.Docker("network", "rm", "lnet")
+	})
 	d.Must(t, "run", "-d", "--name", "db", "--hostname", "dbhost", "-e", "SECRET=s3", "--expose", "5432", "--expose", "5433", "--expose", "53/udp",
 		"busybox", "sh", "-c", "echo linked > /tmp/i; exec nc -ll -p 5432 -e cat /tmp/i")
 	dbIP := inspect(t, d, "db").NetworkSettings.Networks["bridge"].IPAddress
@@ -82,7 +85,9 @@ func TestLegacyLinks(t *testing.T) {
 	}
 	var wl []struct {
 		HostConfig      struct{ Links []string }
-		NetworkSettings struct{ Networks map[string]struct{ Links []string } }
+		NetworkSettings struct {
+			Networks map[string]struct{ Links []string }
+		}
 	}
 	if err := json.Unmarshal([]byte(d.Must(t, "inspect", "withlink")), &wl); err != nil || len(wl) != 1 {
 		t.Fatalf("inspect withlink: %v", err)
