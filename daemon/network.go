@@ -90,6 +90,8 @@ func (c containerNetworks) Teardown(id string) error {
 
 func (c containerNetworks) Forget(id string) error { return c.m.Forget(id) }
 
+func (c containerNetworks) Addresses(id string) []netip.Addr { return c.m.Addresses(id) }
+
 func (c containerNetworks) BridgeAddresses(id string) (netip.Addr, netip.Addr) {
 	es := c.m.Settings(id).Networks[mnetwork.NetworkBridge]
 	if es == nil {
@@ -116,6 +118,19 @@ type networkBackend struct {
 	// lookup resolves a container reference to its id and name (nil:
 	// no container side).
 	lookup func(ref string) (id, name string, err error)
+	// refreshHosts rewrites a running container's /etc/hosts after
+	// connect and disconnect (nil: no container side).
+	refreshHosts func(id string) error
+}
+
+// hostsChanged rewrites container id's /etc/hosts. Its failure fails
+// the request: the network changed, but the container's names are
+// stale, which the user must hear of.
+func (b *networkBackend) hostsChanged(id string) error {
+	if b.refreshHosts == nil {
+		return nil
+	}
+	return b.refreshHosts(id)
 }
 
 var _ server.NetworkBackend = (*networkBackend)(nil)
@@ -178,6 +193,9 @@ func (b *networkBackend) NetworkConnect(ctx context.Context, ref, ctr string, es
 	if err := b.m.Connect(id, n.ID, es); err != nil {
 		return err
 	}
+	if err := b.hostsChanged(id); err != nil {
+		return err
+	}
 	b.publish(eventtypes.ActionConnect, n, map[string]string{"container": id})
 	return nil
 }
@@ -192,6 +210,9 @@ func (b *networkBackend) NetworkDisconnect(ctx context.Context, ref, ctr string,
 		return err
 	}
 	if err := b.m.Disconnect(id, n.ID, force); err != nil {
+		return err
+	}
+	if err := b.hostsChanged(id); err != nil {
 		return err
 	}
 	b.publish(eventtypes.ActionDisconnect, n, map[string]string{"container": id})
@@ -227,6 +248,7 @@ func newNetworkBackend(m *network.Manager, bus *events.Bus, containers server.Co
 			}
 			return rec.ID, rec.Name, nil
 		}
+		b.refreshHosts = cb.svc.RefreshHosts
 	}
 	return b
 }

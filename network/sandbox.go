@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/moby/moby/api/types/container"
@@ -484,6 +485,33 @@ func (m *Manager) Settings(id string) *container.NetworkSettings {
 		out.Networks[n.Name] = es
 	}
 	return out
+}
+
+// Addresses are container id's addresses while it runs, by interface
+// (IPv4 then IPv6 of each).
+func (m *Manager) Addresses(id string) []netip.Addr {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	sb := m.st.Sandboxes[id]
+	if sb == nil {
+		return nil
+	}
+	eps := slices.Clone(sb.Endpoints)
+	sort.Slice(eps, func(i, j int) bool { return ifIndex(eps[i].IfName) < ifIndex(eps[j].IfName) })
+	var out []netip.Addr
+	for _, ep := range eps {
+		out = append(out, ep.IP)
+		if ep.IP6.IsValid() {
+			out = append(out, ep.IP6)
+		}
+	}
+	return out
+}
+
+// ifIndex is N of "ethN".
+func ifIndex(name string) int {
+	n, _ := strconv.Atoi(strings.TrimPrefix(name, "eth"))
+	return n
 }
 
 // sandboxID is a stable id for a container's sandbox.

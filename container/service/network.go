@@ -35,6 +35,9 @@ type Networks interface {
 	// on the default bridge (invalid when it has none): what a legacy
 	// link to it names.
 	BridgeAddresses(id string) (netip.Addr, netip.Addr)
+	// Addresses are a running container's addresses on all its
+	// networks, in interface order (what its /etc/hosts names).
+	Addresses(id string) []netip.Addr
 }
 
 // NetworkSetup is a container's network at start.
