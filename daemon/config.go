@@ -56,6 +56,9 @@ type Config struct {
 	// BridgeIP is the default bridge's gateway address and subnet
 	// (dockerd's --bip); empty picks a free subnet.
 	BridgeIP string `json:"bip,omitempty"`
+	// FirewallBackend is dockerd 28's --firewall-backend: "nftables",
+	// "iptables", or empty for nftables where the kernel has it.
+	FirewallBackend string `json:"firewall-backend,omitempty"`
 	// UsernsRemap is dockerd's --userns-remap, which berthd refuses:
 	// accepting it would run containers' root as the host's root.
 	UsernsRemap string `json:"userns-remap,omitempty"`
@@ -83,6 +86,7 @@ var fileKeys = map[string]string{
 	"experimental":        "experimental",
 	"bridge":              "bridge",
 	"bip":                 "bip",
+	"firewall-backend":    "firewall-backend",
 	"max-build-context":   "max-build-context",
 	"userns-remap":        "userns-remap",
 }
@@ -107,6 +111,7 @@ func InstallFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", "", "Set parent cgroup for all containers")
 	fs.StringVarP(&cfg.Bridge, "bridge", "b", "", "Attach containers to a network bridge (default berth0, or a name derived from --data-root; \"none\" disables the default bridge network)")
 	fs.StringVar(&cfg.BridgeIP, "bip", "", "Specify network bridge IP")
+	fs.StringVar(&cfg.FirewallBackend, "firewall-backend", "", `Firewall backend ("nftables"|"iptables"; default nftables where the kernel has it)`)
 	fs.StringVar(&cfg.UsernsRemap, "userns-remap", "", "User/Group setting for user namespaces (not supported yet: refused)")
 	fs.StringVar(&cfg.ConfigFile, "config-file", DefaultConfigFile, "Daemon configuration file")
 }

@@ -33,7 +33,9 @@ func openNetworks(cfg Config, log *slog.Logger) (*network.Manager, error) {
 		Bridge:   bridge,
 		BridgeIP: cfg.BridgeIP,
 		Table:    network.TableName(cfg.DataRoot, DefaultDataRoot),
-		Logf:     func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
+
+		FirewallBackend: cfg.FirewallBackend,
+		Logf:            func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open networks: %w", err)

@@ -8,8 +8,8 @@ import (
 	"github.com/berth-dev/berth/network/firewall"
 )
 
-// firewallLocked brings the daemon's nftables table in line with its
-// bridge networks.
+// firewallLocked brings the daemon's rules (nftables table or iptables
+// chains) in line with its bridge networks.
 func (m *Manager) firewallLocked() error {
 	var bridges []firewall.Bridge
 	for _, n := range m.sortedLocked() {
@@ -25,7 +25,7 @@ func (m *Manager) firewallLocked() error {
 		}
 		bridges = append(bridges, b)
 	}
-	return firewall.Apply(m.opts.Table, bridges, m.mappingsLocked())
+	return m.fw.Apply(bridges, m.mappingsLocked())
 }
 
 // TableName is the nftables table of a daemon whose data root is
@@ -38,3 +38,6 @@ func TableName(dataRoot, defaultRoot string) string {
 	h := sha256.Sum256([]byte(filepath.Clean(dataRoot)))
 	return "berth-" + hex.EncodeToString(h[:])[:8]
 }
+
+// FirewallBackend is the name of the backend programming the rules.
+func (m *Manager) FirewallBackend() string { return m.fw.Name() }

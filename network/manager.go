@@ -64,8 +64,12 @@ type Options struct {
 	// BridgeIP is the default bridge's gateway and subnet ("172.18.0.1/16",
 	// dockerd's --bip); empty picks a free subnet.
 	BridgeIP string
-	// Table is the daemon's nftables table (see TableName).
+	// Table is the daemon's nftables table (see TableName); the
+	// iptables backend names its chains after it.
 	Table string
+	// FirewallBackend is "nftables", "iptables" or "" (nftables when
+	// the kernel has it, else iptables).
+	FirewallBackend string
 	// HostResolvConf lists the embedded DNS's default upstream servers
 	// (default /etc/resolv.conf).
 	HostResolvConf string
@@ -183,6 +187,9 @@ type Manager struct {
 	dns  *dnsr.Resolver
 	nmu  sync.RWMutex
 	view dnsView
+
+	// fw programs the rules.
+	fw firewall.Backend
 }
 
 // Open loads the state under opts.Root, (re)creates the predefined
@@ -196,7 +203,14 @@ func Open(opts Options) (*Manager, error) {
 			return nil, fmt.Errorf("network manager: %w", err)
 		}
 	}
-	m := &Manager{opts: opts, path: filepath.Join(opts.Root, "state.json"), reservations: map[string][]io.Closer{}}
+	fw, err := firewall.New(opts.FirewallBackend, opts.Table)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{opts: opts, path: filepath.Join(opts.Root, "state.json"), reservations: map[string][]io.Closer{}, fw: fw}
+	if err := firewall.ClearOthers(fw, opts.Table); err != nil {
+		opts.Logf("firewall: %v", err)
+	}
 	m.dns = dnsr.New(m.lookupName, opts.Logf)
 	b, err := os.ReadFile(m.path)
 	switch {
@@ -401,7 +415,7 @@ func (m *Manager) Close() error {
 	}
 	if len(m.st.Sandboxes) == 0 {
 		// Running containers keep their rules while berthd is away.
-		errs = append(errs, firewall.Remove(m.opts.Table))
+		errs = append(errs, m.fw.Remove())
 	}
 	return errors.Join(errs...)
 }
