@@ -124,6 +124,8 @@ func reserve(proto string, ip netip.Addr, port uint16) (io.Closer, error) {
 		return net.ListenPacket("udp4", addr)
 	case "tcp":
 		return net.Listen("tcp4", addr)
+	case "sctp":
+		return reserveSCTP(ip, port, false)
 	}
 	return nil, fmt.Errorf("publishing %s ports: %w", proto, errdefs.ErrNotImplemented)
 }

@@ -50,6 +50,10 @@ func reserve6(proto string, ip netip.Addr, port uint16, target netip.AddrPort, l
 		go p.serve()
 		return p, nil
 	}
+	if proto == "sctp" {
+		// Reserved only: berthd relays no SCTP, so [::1] is not served.
+		return reserveSCTP(ip, port, true)
+	}
 	return nil, fmt.Errorf("publishing %s ports on IPv6: %w", proto, errdefs.ErrNotImplemented)
 }
 
