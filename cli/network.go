@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -281,14 +280,11 @@ func (c *Cli) newNetworkConnectCmd() *cobra.Command {
 		Short: "Connect a container to a network",
 		Args:  exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if links.Len() > 0 {
-				return errors.New("--link is not supported by berth")
-			}
 			api, err := c.Client()
 			if err != nil {
 				return err
 			}
-			es := &network.EndpointSettings{Aliases: aliases.GetSlice()}
+			es := &network.EndpointSettings{Aliases: aliases.GetSlice(), Links: links.GetSlice()}
 			if ip != "" || ip6 != "" {
 				es.IPAMConfig = &network.EndpointIPAMConfig{}
 			}

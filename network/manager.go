@@ -170,6 +170,8 @@ type state struct {
 	Networks  map[string]*Network
 	Sandboxes map[string]*Sandbox
 	Requests  map[string]*Request
+	// Firewall is the backend that programmed the rules last.
+	Firewall string `json:",omitempty"`
 }
 
 // Manager owns the networks and sandboxes. Its methods are safe for
@@ -208,9 +210,6 @@ func Open(opts Options) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{opts: opts, path: filepath.Join(opts.Root, "state.json"), reservations: map[string][]io.Closer{}, fw: fw}
-	if err := firewall.ClearOthers(fw, opts.Table); err != nil {
-		opts.Logf("firewall: %v", err)
-	}
 	m.dns = dnsr.New(m.lookupName, opts.Logf)
 	b, err := os.ReadFile(m.path)
 	switch {
@@ -230,6 +229,14 @@ func Open(opts Options) (*Manager, error) {
 	if m.st.Requests == nil {
 		m.st.Requests = map[string]*Request{}
 	}
+	if m.st.Firewall != "" && m.st.Firewall != fw.Name() {
+		// Restarted with another --firewall-backend: the previous
+		// backend's rules go.
+		if err := firewall.ClearOthers(fw, opts.Table); err != nil {
+			opts.Logf("firewall: %v", err)
+		}
+	}
+	m.st.Firewall = fw.Name()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.predefined(); err != nil {

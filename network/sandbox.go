@@ -108,9 +108,13 @@ func endpointRequest(n *Network, es *network.EndpointSettings) (*EndpointRequest
 		return er, nil
 	}
 	er.Aliases = slices.Clone(es.Aliases)
-	if len(es.Links) > 0 && n.Name != network.NetworkBridge {
-		// On the default bridge the container side handles --link
-		// (legacy links); elsewhere it is a private alias.
+	if len(es.Links) > 0 && n.Name == network.NetworkBridge {
+		// The default bridge's links are HostConfig.Links (legacy
+		// links, the container side's), set at create only.
+		return nil, fmt.Errorf("links are only supported for user-defined networks: %w", errdefs.ErrInvalidArgument)
+	}
+	if len(es.Links) > 0 {
+		// A private alias of the linking container.
 		for _, l := range es.Links {
 			name, alias, _ := strings.Cut(l, ":")
 			name = strings.TrimPrefix(name, "/")

@@ -15,7 +15,7 @@ import (
 func TestLegacyLinks(t *testing.T) {
 	d, _ := startDaemon(t)
 	t.Cleanup(func() {
-		d.Docker("rm", "-f", "db", "web", "dead", "late", "u1", "withlink")
+		d.Docker("rm", "-f", "db", "web", "dead", "late", "u1", "withlink", "joiner")
 		d.Docker("network", "rm", "lnet")
 	})
 	d.Must(t, "run", "-d", "--name", "db", "--hostname", "dbhost", "-e", "SECRET=s3", "--expose", "5432", "--expose", "5433", "--expose", "53/udp",
@@ -82,6 +82,17 @@ func TestLegacyLinks(t *testing.T) {
 	}
 	if out, _ := d.Docker("run", "--rm", "--network", "lnet", "busybox", "nslookup", "buddy", "127.0.0.11"); strings.Contains(out, u1) {
 		t.Errorf("another container resolved the private alias buddy:\n%s", out)
+	}
+	// network connect --link: the same, for a container joining later.
+	d.Must(t, "run", "-d", "--name", "joiner", "busybox", "sleep", "600")
+	if out, err := berth(t, d, "network", "connect", "--link", "u1:pal", "lnet", "joiner"); err != nil {
+		t.Fatalf("berth network connect --link: %v %s", err, out)
+	}
+	if out := d.Must(t, "exec", "joiner", "nslookup", "pal", "127.0.0.11"); !strings.Contains(out, u1) {
+		t.Errorf("pal from the container connected with --link:\n%s", out)
+	}
+	if out, err := berth(t, d, "network", "connect", "--link", "db:x", "bridge", "u1"); err == nil || !strings.Contains(out, "links are only supported for user-defined networks") {
+		t.Errorf("connect --link to the default bridge: %v %s", err, out)
 	}
 	var wl []struct {
 		HostConfig      struct{ Links []string }
