@@ -2,12 +2,15 @@ package network_test
 
 import (
 	"net"
+	"net/netip"
 	osexec "os/exec"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/berth-dev/berth/internal/testutil/berthd"
 	"github.com/berth-dev/berth/network"
+	"github.com/berth-dev/berth/network/firewall"
 )
 
 // TestIPTablesFirewall: berthd --firewall-backend=iptables keeps its
@@ -89,5 +92,40 @@ func TestIPTablesFirewall(t *testing.T) {
 	d.Must(t, "network", "rm", "one", "two", "inside")
 	if out, _ := osexec.Command("ip6tables", "-w", "-t", "nat", "-S").CombinedOutput(); strings.Contains(string(out), chain) {
 		t.Errorf("ip6tables rules without IPv6 networks:\n%s", out)
+	}
+}
+
+// TestFirewallBackendSwitch: a daemon stopped with a published port
+// and restarted with the other backend moves its rules there: the
+// nftables table goes, the iptables chains come, the port still
+// answers; and back again.
+func TestFirewallBackendSwitch(t *testing.T) {
+	d, tn := startDaemon(t)
+	table := network.TableName(d.DataRoot, "/var/lib/berth")
+	netechoImage(t, d)
+	t.Cleanup(func() { d.Docker("rm", "-f", "sw") })
+	p := strconv.Itoa(freePort(t))
+	d.Must(t, "run", "-d", "--name", "sw", "-p", p+":8080", "berth-netecho", "-tcp", ":8080", "-reply", "sw")
+	bin, err := berthd.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bip := netip.PrefixFrom(tn.Gateway(), 24).String()
+	for _, backend := range []string{"iptables", "nftables"} {
+		if err := d.Stop(); err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+		nd, err := berthd.Launch(bin, d.Dir, "--bridge", tn.Bridge, "--bip", bip, "--firewall-backend="+backend)
+		if err != nil {
+			t.Fatalf("launch with %s: %v", backend, err)
+		}
+		*d = *nd
+		nft, _ := firewall.Exists(table)
+		if ipt := firewall.ChainsExist(table); nft != (backend == "nftables") || ipt != (backend == "iptables") {
+			t.Errorf("with %s: nftables table %v, iptables chains %v", backend, nft, ipt)
+		}
+		if got := readFrom(t, "127.0.0.1:"+p); got != "sw" {
+			t.Errorf("with %s: 127.0.0.1:%s: %q", backend, p, got)
+		}
 	}
 }
