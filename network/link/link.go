@@ -15,6 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	bnetns "github.com/berth-dev/berth/network/netns"
 )
 
 // EnsureBridge makes the bridge name (or takes the one there), gives it
@@ -187,6 +189,16 @@ func AddVeth(hostName string, ep Endpoint) (err error) {
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: ep.Addr.AsSlice(), Mask: net.CIDRMask(ep.Subnet.Bits(), 32)}}
 	if err := h.AddrAdd(pl, addr); err != nil {
 		return fmt.Errorf("give %s address %s: %w", ep.Name, addr.IPNet, err)
+	}
+	if !ep.Addr6.IsValid() {
+		// As dockerd (26.1 on), an interface on a network without IPv6
+		// has IPv6 off: no link-local address, no router solicitations.
+		err := bnetns.Do(ep.NetNS, func() error {
+			return os.WriteFile("/proc/sys/net/ipv6/conf/"+ep.Name+"/disable_ipv6", []byte("1\n"), 0o644)
+		})
+		if err != nil {
+			return fmt.Errorf("disable IPv6 on %s (its network has none): %w", ep.Name, err)
+		}
 	}
 	if ep.Addr6.IsValid() {
 		// No DAD: the address comes from our IPAM, unique on the bridge.

@@ -182,6 +182,15 @@ func TestIPv6(t *testing.T) {
 		t.Errorf("AAAA of the shared alias lacks %s or %s:\n%s", srv6, srv2, out)
 	}
 
+	// As dockerd, IPv6 is off on an interface whose network has none
+	// (the default bridge here), on where it has.
+	if out := d.Must(t, "run", "--rm", "busybox", "sh", "-c", "cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6; ip -6 addr show eth0"); strings.TrimSpace(out) != "1" {
+		t.Errorf("IPv6 on the default bridge's interface: %q", out)
+	}
+	if out := d.Must(t, "run", "--rm", "--network", "v6a", "busybox", "cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"); strings.TrimSpace(out) != "0" {
+		t.Errorf("IPv6 off on an IPv6 network's interface: %q", out)
+	}
+
 	// Published ports over IPv6 from the host.
 	v6addrs := []string{"::1", add6(a6, 1).String()}
 	if h := hostAddr6(t); h != "" {
