@@ -259,3 +259,42 @@ func udpAsk6(t *testing.T, addr string) string {
 	t.Helper()
 	return udpAskNet(t, "udp", addr)
 }
+
+// TestIPv6DaemonKill: a berthd killed with SIGKILL and restarted keeps
+// an IPv6 container's address, its DNAT and the [::1] relay of its
+// published port; removing it frees the address and the port.
+func TestIPv6DaemonKill(t *testing.T) {
+	keepIPv6Forwarding(t)
+	d, _ := startDaemon(t)
+	netechoImage(t, d)
+	tn, v6 := newTestNet(t, "bk"), ula6(t)
+	t.Cleanup(func() { d.Docker("rm", "-f", "k6", "k6b"); d.Docker("network", "rm", "k6net") })
+	d.Must(t, "network", "create", "--ipv6", "--subnet", tn.Subnet.String(), "--subnet", v6.String(), "-o", "com.docker.network.bridge.name="+tn.Bridge, "k6net")
+	p := strconv.Itoa(freePort(t))
+	d.Must(t, "run", "-d", "--name", "k6", "--network", "k6net", "-p", p+":8080", "berth-netecho", "-tcp", ":8080", "-reply", "k6")
+	addr := inspectField(t, d, "k6", `{{(index .NetworkSettings.Networks "k6net").GlobalIPv6Address}}`)
+	d.Crash()
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"::1", add6(v6, 1).String(), "127.0.0.1"} {
+		if got := readFrom(t, net.JoinHostPort(a, p)); got != "k6" {
+			t.Errorf("after the restart: [%s]:%s: %q", a, p, got)
+		}
+	}
+	if got := inspectField(t, d, "k6", `{{(index .NetworkSettings.Networks "k6net").GlobalIPv6Address}}`); got != addr {
+		t.Errorf("IPv6 address across the restart: %s -> %s", addr, got)
+	}
+	d.Must(t, "rm", "-f", "k6")
+	if l, err := net.Listen("tcp6", "[::]:"+p); err != nil {
+		t.Errorf("IPv6 port %s not freed: %v", p, err)
+	} else {
+		l.Close()
+	}
+	// The next container may take the freed address only after the
+	// pool went round: it must not be handed out twice meanwhile.
+	d.Must(t, "run", "-d", "--name", "k6b", "--network", "k6net", "busybox", "sleep", "600")
+	if got := inspectField(t, d, "k6b", `{{(index .NetworkSettings.Networks "k6net").GlobalIPv6Address}}`); got == "" || got == addr {
+		t.Errorf("next container's IPv6 address %q (freed one %s)", got, addr)
+	}
+}
