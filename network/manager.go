@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moby/moby/api/types/network"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/errdefs"
@@ -99,6 +100,9 @@ type Network struct {
 	EnableIPv6      bool       `json:",omitempty"`
 	Pool6           *ipam.Pool `json:",omitempty"`
 	IPAM6Configured bool       `json:",omitempty"`
+	// IPAM6Unused is an IPv6 subnet given without --ipv6: dockerd keeps
+	// it in the network's IPAM config and hands out nothing from it.
+	IPAM6Unused *network.IPAMConfig `json:",omitempty"`
 }
 
 // Endpoint is a container's interface on one network.

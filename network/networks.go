@@ -84,13 +84,10 @@ func (m *Manager) Create(req network.CreateRequest) (network.CreateResponse, err
 			if seen6 {
 				return network.CreateResponse{}, fmt.Errorf("network %s: more than one IPv6 subnet: %w", req.Name, errdefs.ErrNotImplemented)
 			}
-			if !enable6 {
-				// dockerd's message when an IPv6 subnet comes without --ipv6.
-				return network.CreateResponse{}, fmt.Errorf("network %s: IPv6 subnet %s given but IPv6 is not enabled (use --ipv6): %w", req.Name, c.Subnet, errdefs.ErrInvalidArgument)
-			}
 			seen6, subnet6, ipRange6, gw6 = true, c.Subnet, c.IPRange, c.Gateway
 		}
 	}
+	v4Given := subnet.IsValid()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.byNameLocked(req.Name) != nil {
@@ -125,16 +122,21 @@ func (m *Manager) Create(req network.CreateRequest) (network.CreateResponse, err
 		return network.CreateResponse{}, err
 	}
 	var pool6 *ipam.Pool
+	var unused6 *network.IPAMConfig
 	if enable6 {
 		if pool6, err = m.pool6Locked(subnet6, ipRange6, gw6); err != nil {
 			return network.CreateResponse{}, err
 		}
+	} else if subnet6.IsValid() {
+		// As dockerd 28: an IPv6 subnet without --ipv6 is kept in the
+		// config, and no container gets an address from it.
+		unused6 = &network.IPAMConfig{Subnet: subnet6, IPRange: ipRange6, Gateway: gw6}
 	}
 	n := &Network{
 		ID: id, Name: req.Name, Driver: DriverBridge, Created: time.Now().UTC(),
 		Internal: req.Internal, Bridge: bridge, Options: opts, Labels: maps.Clone(req.Labels),
-		Pool: pool, IPAMConfigured: req.IPAM != nil && len(req.IPAM.Config) > 0,
-		EnableIPv6: enable6, Pool6: pool6, IPAM6Configured: subnet6.IsValid(),
+		Pool: pool, IPAMConfigured: v4Given,
+		EnableIPv6: enable6, Pool6: pool6, IPAM6Configured: enable6 && subnet6.IsValid(), IPAM6Unused: unused6,
 	}
 	if n.Labels == nil {
 		n.Labels = map[string]string{}
@@ -280,6 +282,9 @@ func (m *Manager) inspectLocked(n *Network) network.Inspect {
 			c.IPRange = p.Range
 		}
 		out.IPAM.Config = append(out.IPAM.Config, c)
+	}
+	if n.IPAM6Unused != nil {
+		out.IPAM.Config = append(out.IPAM.Config, *n.IPAM6Unused)
 	}
 	out.EnableIPv6 = n.EnableIPv6
 	for cid, sb := range m.st.Sandboxes {

@@ -92,7 +92,7 @@ func TestIPv6(t *testing.T) {
 	a6, i6 := ula6(t), ula6(t)
 	t.Cleanup(func() {
 		d.Docker("rm", "-f", "srv", "srv2", "far", "in6")
-		d.Docker("network", "rm", "v6a", "v6b", "v6i")
+		d.Docker("network", "rm", "v6a", "v6b", "v6i", "nov6")
 	})
 	d.Must(t, "network", "create", "--ipv6", "--subnet", tnA.Subnet.String(), "--subnet", a6.String(),
 		"-o", "com.docker.network.bridge.name="+tnA.Bridge, "v6a")
@@ -233,6 +233,27 @@ func TestIPv6(t *testing.T) {
 	if g := inspectField(t, d, "in6", `{{(index .NetworkSettings.Networks "v6i").IPv6Gateway}}`); g != "" && g != "invalid IP" && g != "<nil>" {
 		t.Errorf("internal network's IPv6Gateway %q", g)
 	}
+
+	// An IPv6 subnet without --ipv6: kept in the config, unused (as
+	// dockerd 28).
+	n6 := ula6(t)
+	d.Must(t, "network", "create", "--subnet", n6.String(), "nov6")
+	var nv []struct {
+		EnableIPv6 bool
+		IPAM       struct {
+			Config []struct{ Subnet, Gateway string }
+		}
+	}
+	if err := json.Unmarshal([]byte(d.Must(t, "network", "inspect", "nov6")), &nv); err != nil || len(nv) != 1 {
+		t.Fatalf("network inspect nov6: %v", err)
+	}
+	if n := nv[0]; n.EnableIPv6 || len(n.IPAM.Config) != 2 || n.IPAM.Config[1].Subnet != n6.String() || n.IPAM.Config[1].Gateway != "" {
+		t.Errorf("IPv6 subnet without --ipv6: %+v", n)
+	}
+	if out := d.Must(t, "run", "--rm", "--network", "nov6", "busybox", "ip", "-6", "addr", "show", "eth0"); strings.Contains(out, "inet6") {
+		t.Errorf("IPv6 address on a network without --ipv6: %s", out)
+	}
+	d.Must(t, "network", "rm", "nov6")
 
 	d.Must(t, "rm", "-f", "srv", "srv2", "far", "in6")
 	d.Must(t, "network", "rm", "v6a", "v6b", "v6i")
