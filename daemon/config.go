@@ -59,6 +59,10 @@ type Config struct {
 	// FirewallBackend is dockerd 28's --firewall-backend: "nftables",
 	// "iptables", or empty for nftables where the kernel has it.
 	FirewallBackend string `json:"firewall-backend,omitempty"`
+	// IPv6 gives the default bridge IPv6 (dockerd's --ipv6), on
+	// FixedCIDRv6 or a /64 of the daemon's ULA pool.
+	IPv6        bool   `json:"ipv6,omitempty"`
+	FixedCIDRv6 string `json:"fixed-cidr-v6,omitempty"`
 	// UsernsRemap is dockerd's --userns-remap, which berthd refuses:
 	// accepting it would run containers' root as the host's root.
 	UsernsRemap string `json:"userns-remap,omitempty"`
@@ -87,6 +91,8 @@ var fileKeys = map[string]string{
 	"bridge":              "bridge",
 	"bip":                 "bip",
 	"firewall-backend":    "firewall-backend",
+	"ipv6":                "ipv6",
+	"fixed-cidr-v6":       "fixed-cidr-v6",
 	"max-build-context":   "max-build-context",
 	"userns-remap":        "userns-remap",
 }
@@ -112,6 +118,8 @@ func InstallFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.StringVarP(&cfg.Bridge, "bridge", "b", "", "Attach containers to a network bridge (default berth0, or a name derived from --data-root; \"none\" disables the default bridge network)")
 	fs.StringVar(&cfg.BridgeIP, "bip", "", "Specify network bridge IP")
 	fs.StringVar(&cfg.FirewallBackend, "firewall-backend", "", `Firewall backend ("nftables"|"iptables"; default nftables where the kernel has it)`)
+	fs.BoolVar(&cfg.IPv6, "ipv6", false, "Enable IPv6 networking on the default bridge")
+	fs.StringVar(&cfg.FixedCIDRv6, "fixed-cidr-v6", "", "IPv6 subnet of the default bridge (default: a /64 of the daemon's ULA pool)")
 	fs.StringVar(&cfg.UsernsRemap, "userns-remap", "", "User/Group setting for user namespaces (not supported yet: refused)")
 	fs.StringVar(&cfg.ConfigFile, "config-file", DefaultConfigFile, "Daemon configuration file")
 }

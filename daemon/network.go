@@ -35,6 +35,8 @@ func openNetworks(cfg Config, log *slog.Logger) (*network.Manager, error) {
 		Table:    network.TableName(cfg.DataRoot, DefaultDataRoot),
 
 		FirewallBackend: cfg.FirewallBackend,
+		BridgeIPv6:      cfg.IPv6,
+		BridgeCIDRv6:    cfg.FixedCIDRv6,
 		Logf:            func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {

@@ -71,6 +71,10 @@ type Options struct {
 	// FirewallBackend is "nftables", "iptables" or "" (nftables when
 	// the kernel has it, else iptables).
 	FirewallBackend string
+	// BridgeIPv6 gives the default bridge IPv6 (dockerd's --ipv6), on
+	// BridgeCIDRv6 (--fixed-cidr-v6) or a /64 of the daemon's ULA pool.
+	BridgeIPv6   bool
+	BridgeCIDRv6 string
 	// HostResolvConf lists the embedded DNS's default upstream servers
 	// (default /etc/resolv.conf).
 	HostResolvConf string
@@ -312,8 +316,20 @@ func (m *Manager) predefined() error {
 		}
 		want, gw = p.Masked(), p.Addr()
 	}
+	var want6 netip.Prefix
+	if m.opts.BridgeCIDRv6 != "" {
+		p, err := netip.ParsePrefix(m.opts.BridgeCIDRv6)
+		if err != nil || !p.Addr().Is6() || p != p.Masked() {
+			return fmt.Errorf("invalid --fixed-cidr-v6 %q: want an IPv6 subnet such as fd00:1::/64: %w", m.opts.BridgeCIDRv6, errdefs.ErrInvalidArgument)
+		}
+		if !m.opts.BridgeIPv6 {
+			return fmt.Errorf("--fixed-cidr-v6 needs --ipv6: %w", errdefs.ErrInvalidArgument)
+		}
+		want6 = p
+	}
 	if old != nil {
-		same := old.Bridge == m.opts.Bridge && (!want.IsValid() || (old.Pool.Subnet == want && old.Pool.Gateway == gw))
+		same6 := (old.Pool6 != nil) == m.opts.BridgeIPv6 && (!want6.IsValid() || (old.Pool6 != nil && old.Pool6.Subnet == want6))
+		same := same6 && old.Bridge == m.opts.Bridge && (!want.IsValid() || (old.Pool.Subnet == want && old.Pool.Gateway == gw))
 		if same || m.inUseLocked(old.ID) {
 			if !same {
 				m.opts.Logf("default bridge network in use: keeping %s %s", old.Bridge, old.Pool.Subnet)
@@ -346,8 +362,20 @@ func (m *Manager) predefined() error {
 		},
 		Labels: map[string]string{},
 	}
+	if m.opts.BridgeIPv6 {
+		if n.Pool6, err = m.pool6Locked(want6, netip.Prefix{}, netip.Addr{}); err != nil {
+			return fmt.Errorf("default bridge: %w", err)
+		}
+		n.EnableIPv6, n.IPAM6Configured = true, want6.IsValid()
+	}
 	if err := link.EnsureBridge(n.Bridge, pool.Gateway, pool.Subnet); err != nil {
 		return err
+	}
+	if n.Pool6 != nil {
+		if err := link.EnsureBridgeIPv6(n.Bridge, n.Pool6.Gateway, n.Pool6.Subnet); err != nil {
+			link.DeleteBridge(n.Bridge)
+			return err
+		}
 	}
 	m.st.Networks[n.ID] = n
 	return nil

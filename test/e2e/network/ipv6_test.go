@@ -319,3 +319,42 @@ func TestIPv6DaemonKill(t *testing.T) {
 		t.Errorf("next container's IPv6 address %q (freed one %s)", got, addr)
 	}
 }
+
+// TestDefaultBridgeIPv6: berthd --ipv6 --fixed-cidr-v6 gives the
+// default bridge IPv6 as dockerd's flags do: containers get an address
+// from it, a route, their hosts line, a link's IPv6 line, and published
+// ports answer on [::1] and the bridge's IPv6 gateway.
+func TestDefaultBridgeIPv6(t *testing.T) {
+	keepIPv6Forwarding(t)
+	v6 := ula6(t)
+	d, _ := startDaemon(t, "--ipv6", "--fixed-cidr-v6", v6.String())
+	netechoImage(t, d)
+	t.Cleanup(func() { d.Docker("rm", "-f", "b6") })
+	var nets []struct {
+		EnableIPv6 bool
+		IPAM       struct {
+			Config []struct{ Subnet, Gateway string }
+		}
+	}
+	if err := json.Unmarshal([]byte(d.Must(t, "network", "inspect", "bridge")), &nets); err != nil || len(nets) != 1 {
+		t.Fatalf("network inspect bridge: %v", err)
+	}
+	if n := nets[0]; !n.EnableIPv6 || len(n.IPAM.Config) != 2 || n.IPAM.Config[1].Subnet != v6.String() || n.IPAM.Config[1].Gateway != add6(v6, 1).String() {
+		t.Errorf("default bridge with --ipv6: %+v", n)
+	}
+	p := strconv.Itoa(freePort(t))
+	d.Must(t, "run", "-d", "--name", "b6", "--expose", "8080", "-p", p+":8080", "berth-netecho", "-tcp", ":8080", "-reply", "b6")
+	ip6 := inspectField(t, d, "b6", `{{.NetworkSettings.Networks.bridge.GlobalIPv6Address}}`)
+	if a, err := netip.ParseAddr(ip6); err != nil || !v6.Contains(a) {
+		t.Fatalf("container's IPv6 address %q not in %s", ip6, v6)
+	}
+	out := d.Must(t, "run", "--rm", "--hostname", "me", "--link", "b6:peer", "busybox", "sh", "-c", "cat /etc/hosts; ip -6 route")
+	if !strings.Contains(out, ip6+"\tpeer ") || !strings.Contains(out, "default via "+add6(v6, 1).String()) || !strings.Contains(out, "\tme\n") {
+		t.Errorf("default bridge with IPv6, from a linked container:\n%s", out)
+	}
+	for _, a := range []string{"::1", add6(v6, 1).String(), "127.0.0.1"} {
+		if got := readFrom(t, net.JoinHostPort(a, p)); got != "b6" {
+			t.Errorf("[%s]:%s: %q", a, p, got)
+		}
+	}
+}

@@ -95,6 +95,10 @@ func startDaemon(t *testing.T, args ...string) (*berthd.Daemon, testNet) {
 			t.Errorf("nftables table %s after the daemon stopped: %v %v", table, ok, err)
 			firewall.Remove(table)
 		}
+		if ok, err := firewall.Exists6(table); err != nil || ok {
+			t.Errorf("nftables ip6 table %s after the daemon stopped: %v %v", table, ok, err)
+			firewall.Remove(table)
+		}
 		if firewall.ChainsExist(table) {
 			t.Errorf("iptables chains of %s after the daemon stopped", table)
 			if fw, err := firewall.New(firewall.IPTables, table); err == nil {
