@@ -193,10 +193,10 @@ func (m *Manager) reserveLocked(sb *Sandbox, p PortMapping) ([]io.Closer, error)
 		return []io.Closer{c}, nil
 	}
 	c, err := reserve(p.Proto, p.HostIP, p.HostPort)
-	if err != nil || !p.V6 {
-		if err != nil {
-			return nil, err
-		}
+	if err != nil {
+		return nil, err
+	}
+	if !p.V6 {
 		return []io.Closer{c}, nil
 	}
 	c6, err := reserve6(p.Proto, netip.Addr{}, p.HostPort, to, m.opts.Logf)
