@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -16,6 +17,9 @@ import (
 // often it applies, and Remove leaves neither chain nor jump.
 func TestIPTablesBackend(t *testing.T) {
 	testutil.RequireRoot(t)
+	keepXtablesTables(t)
+	before, _ := os.ReadFile(IPv6Forwarding)
+	t.Cleanup(func() { os.WriteFile(IPv6Forwarding, before, 0o644) })
 	b := make([]byte, 4)
 	rand.Read(b)
 	table := "berth-ipttest-" + hex.EncodeToString(b)
