@@ -2,9 +2,10 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -26,7 +27,8 @@ func (c *Cli) networkGroup() *cobra.Command {
 }
 
 func (c *Cli) newNetworkCreateCmd() *cobra.Command {
-	var driver, subnet, gateway, ipRange, ipamDriver, scope string
+	var driver, ipamDriver, scope string
+	var subnets, gateways, ipRanges []string
 	var internal, ipv6, attachable bool
 	options := opts.NewMapOpts(nil, nil)
 	labels := opts.NewListOpts(opts.ValidateLabel)
@@ -40,29 +42,10 @@ func (c *Cli) newNetworkCreateCmd() *cobra.Command {
 				return err
 			}
 			var ipam *network.IPAM
-			if subnet != "" || gateway != "" || ipRange != "" || ipamDriver != "default" {
+			if len(subnets) > 0 || len(gateways) > 0 || len(ipRanges) > 0 || ipamDriver != "default" {
 				ipam = &network.IPAM{Driver: ipamDriver}
-				var cfg network.IPAMConfig
-				if subnet != "" {
-					if cfg.Subnet, err = netip.ParsePrefix(subnet); err != nil {
-						return fmt.Errorf("invalid subnet %s: %w", subnet, err)
-					}
-				}
-				if gateway != "" {
-					if cfg.Gateway, err = netip.ParseAddr(gateway); err != nil {
-						return fmt.Errorf("invalid gateway %s: %w", gateway, err)
-					}
-				}
-				if ipRange != "" {
-					if cfg.IPRange, err = netip.ParsePrefix(ipRange); err != nil {
-						return fmt.Errorf("invalid ip-range %s: %w", ipRange, err)
-					}
-				}
-				if subnet == "" && (gateway != "" || ipRange != "") {
-					return errors.New("every ip-range or gateway must have a corresponding subnet")
-				}
-				if subnet != "" {
-					ipam.Config = []network.IPAMConfig{cfg}
+				if ipam.Config, err = ipamConfigs(subnets, gateways, ipRanges); err != nil {
+					return err
 				}
 			}
 			o := client.NetworkCreateOptions{
@@ -89,10 +72,57 @@ func (c *Cli) newNetworkCreateCmd() *cobra.Command {
 	fl.BoolVar(&attachable, "attachable", false, "Enable manual container attachment")
 	fl.StringVar(&scope, "scope", "", "Control the network's scope")
 	fl.StringVar(&ipamDriver, "ipam-driver", "default", "IP Address Management Driver")
-	fl.StringVar(&subnet, "subnet", "", "Subnet in CIDR format that represents a network segment")
-	fl.StringVar(&gateway, "gateway", "", "IPv4 or IPv6 Gateway for the master subnet")
-	fl.StringVar(&ipRange, "ip-range", "", "Allocate container ip from a sub-range")
+	fl.StringSliceVar(&subnets, "subnet", nil, "Subnet in CIDR format that represents a network segment")
+	fl.StringSliceVar(&gateways, "gateway", nil, "IPv4 or IPv6 Gateway for the master subnet")
+	fl.StringSliceVar(&ipRanges, "ip-range", nil, "Allocate container ip from a sub-range")
 	return cmd
+}
+
+// ipamConfigs pairs each --gateway and --ip-range with the --subnet that
+// contains it, as docker's CLI does.
+func ipamConfigs(subnets, gateways, ipRanges []string) ([]network.IPAMConfig, error) {
+	var out []network.IPAMConfig
+	for _, s := range subnets {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("invalid subnet %s: %w", s, err)
+		}
+		for _, o := range out {
+			if o.Subnet.Overlaps(p) {
+				return nil, fmt.Errorf("multiple overlapping subnet configuration is not supported")
+			}
+		}
+		out = append(out, network.IPAMConfig{Subnet: p})
+	}
+	for _, r := range ipRanges {
+		p, err := netip.ParsePrefix(r)
+		if err != nil {
+			return nil, fmt.Errorf("invalid ip-range %s: %w", r, err)
+		}
+		i := slices.IndexFunc(out, func(c network.IPAMConfig) bool { return c.Subnet.Contains(p.Addr()) })
+		if i < 0 {
+			return nil, fmt.Errorf("no matching subnet for range %s", r)
+		}
+		if out[i].IPRange.IsValid() {
+			return nil, fmt.Errorf("cannot configure multiple ranges (%s, %s) on the same subnet (%s)", out[i].IPRange, r, out[i].Subnet)
+		}
+		out[i].IPRange = p
+	}
+	for _, g := range gateways {
+		a, err := netip.ParseAddr(g)
+		if err != nil {
+			return nil, fmt.Errorf("invalid gateway %s: %w", g, err)
+		}
+		i := slices.IndexFunc(out, func(c network.IPAMConfig) bool { return c.Subnet.Contains(a) })
+		if i < 0 {
+			return nil, fmt.Errorf("no matching subnet for gateway %s", g)
+		}
+		if out[i].Gateway.IsValid() {
+			return nil, fmt.Errorf("cannot configure multiple gateways (%s, %s) for the same subnet (%s)", out[i].Gateway, g, out[i].Subnet)
+		}
+		out[i].Gateway = a
+	}
+	return out, nil
 }
 
 // networkRow is one line of `network ls`.
@@ -250,20 +280,27 @@ func (c *Cli) newNetworkConnectCmd() *cobra.Command {
 		Short: "Connect a container to a network",
 		Args:  exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if ip6 != "" || links.Len() > 0 {
-				return errors.New("--ip6 and --link are not supported by berth")
-			}
 			api, err := c.Client()
 			if err != nil {
 				return err
 			}
-			es := &network.EndpointSettings{Aliases: aliases.GetSlice()}
+			es := &network.EndpointSettings{Aliases: aliases.GetSlice(), Links: links.GetSlice()}
+			if ip != "" || ip6 != "" {
+				es.IPAMConfig = &network.EndpointIPAMConfig{}
+			}
 			if ip != "" {
 				a, err := netip.ParseAddr(ip)
 				if err != nil {
 					return fmt.Errorf("invalid IPv4 address: %s", ip)
 				}
-				es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: a}
+				es.IPAMConfig.IPv4Address = a
+			}
+			if ip6 != "" {
+				a, err := netip.ParseAddr(ip6)
+				if err != nil {
+					return fmt.Errorf("invalid IPv6 address: %s", ip6)
+				}
+				es.IPAMConfig.IPv6Address = a
 			}
 			_, err = api.NetworkConnect(context.Background(), args[0], client.NetworkConnectOptions{Container: args[1], EndpointConfig: es})
 			return err
@@ -352,7 +389,8 @@ func (c *Cli) newPortCmd() *cobra.Command {
 				if b.HostIP.IsValid() {
 					ip = b.HostIP.String()
 				}
-				return ip + ":" + b.HostPort
+				// "[::]:8080" for IPv6, as current docker CLIs print it.
+				return net.JoinHostPort(ip, b.HostPort)
 			}
 			if len(args) == 2 {
 				spec := args[1]

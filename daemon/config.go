@@ -58,6 +58,13 @@ type Config struct {
 	// BridgeIP is the default bridge's gateway address and subnet
 	// (dockerd's --bip); empty picks a free subnet.
 	BridgeIP string `json:"bip,omitempty"`
+	// FirewallBackend is dockerd 28's --firewall-backend: "nftables",
+	// "iptables", or empty for nftables where the kernel has it.
+	FirewallBackend string `json:"firewall-backend,omitempty"`
+	// IPv6 gives the default bridge IPv6 (dockerd's --ipv6), on
+	// FixedCIDRv6 or a /64 of the daemon's ULA pool.
+	IPv6        bool   `json:"ipv6,omitempty"`
+	FixedCIDRv6 string `json:"fixed-cidr-v6,omitempty"`
 	// UsernsRemap is dockerd's --userns-remap: "default", "user[:group]"
 	// or "uid[:gid]", whose subordinate ranges containers' ids map to.
 	UsernsRemap string `json:"userns-remap,omitempty"`
@@ -87,6 +94,9 @@ var fileKeys = map[string]string{
 	"experimental":        "experimental",
 	"bridge":              "bridge",
 	"bip":                 "bip",
+	"firewall-backend":    "firewall-backend",
+	"ipv6":                "ipv6",
+	"fixed-cidr-v6":       "fixed-cidr-v6",
 	"max-build-context":   "max-build-context",
 	"userns-remap":        "userns-remap",
 }
@@ -111,6 +121,9 @@ func InstallFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", "", "Set parent cgroup for all containers")
 	fs.StringVarP(&cfg.Bridge, "bridge", "b", "", "Attach containers to a network bridge (default berth0, or a name derived from --data-root; \"none\" disables the default bridge network)")
 	fs.StringVar(&cfg.BridgeIP, "bip", "", "Specify network bridge IP")
+	fs.StringVar(&cfg.FirewallBackend, "firewall-backend", "", `Firewall backend ("nftables"|"iptables"; default nftables where the kernel has it)`)
+	fs.BoolVar(&cfg.IPv6, "ipv6", false, "Enable IPv6 networking on the default bridge")
+	fs.StringVar(&cfg.FixedCIDRv6, "fixed-cidr-v6", "", "IPv6 subnet of the default bridge (default: a /64 of the daemon's ULA pool)")
 	fs.StringVar(&cfg.UsernsRemap, "userns-remap", "", "User/Group setting for user namespaces")
 	fs.StringVar(&cfg.ConfigFile, "config-file", DefaultConfigFile, "Daemon configuration file")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"slices"
 
@@ -32,7 +33,11 @@ func openNetworks(cfg Config, log *slog.Logger) (*network.Manager, error) {
 		Bridge:   bridge,
 		BridgeIP: cfg.BridgeIP,
 		Table:    network.TableName(cfg.DataRoot, DefaultDataRoot),
-		Logf:     func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
+
+		FirewallBackend: cfg.FirewallBackend,
+		BridgeIPv6:      cfg.IPv6,
+		BridgeCIDRv6:    cfg.FixedCIDRv6,
+		Logf:            func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open networks: %w", err)
@@ -87,7 +92,17 @@ func (c containerNetworks) Teardown(id string) error {
 	return err
 }
 
-func (c containerNetworks) Forget(id string) error      { return c.m.Forget(id) }
+func (c containerNetworks) Forget(id string) error { return c.m.Forget(id) }
+
+func (c containerNetworks) Addresses(id string) []netip.Addr { return c.m.Addresses(id) }
+
+func (c containerNetworks) BridgeAddresses(id string) (netip.Addr, netip.Addr) {
+	es := c.m.Settings(id).Networks[mnetwork.NetworkBridge]
+	if es == nil {
+		return netip.Addr{}, netip.Addr{}
+	}
+	return es.IPAddress, es.GlobalIPv6Address
+}
 func (c containerNetworks) SandboxKey(id string) string { return c.m.SandboxKey(id) }
 
 // networksOf is the container service's view of e's networks (nil
@@ -107,6 +122,19 @@ type networkBackend struct {
 	// lookup resolves a container reference to its id and name (nil:
 	// no container side).
 	lookup func(ref string) (id, name string, err error)
+	// refreshHosts rewrites a running container's /etc/hosts after
+	// connect and disconnect (nil: no container side).
+	refreshHosts func(id string) error
+}
+
+// hostsChanged rewrites container id's /etc/hosts. Its failure fails
+// the request: the network changed, but the container's names are
+// stale, which the user must hear of.
+func (b *networkBackend) hostsChanged(id string) error {
+	if b.refreshHosts == nil {
+		return nil
+	}
+	return b.refreshHosts(id)
 }
 
 var _ server.NetworkBackend = (*networkBackend)(nil)
@@ -169,6 +197,9 @@ func (b *networkBackend) NetworkConnect(ctx context.Context, ref, ctr string, es
 	if err := b.m.Connect(id, n.ID, es); err != nil {
 		return err
 	}
+	if err := b.hostsChanged(id); err != nil {
+		return err
+	}
 	b.publish(eventtypes.ActionConnect, n, map[string]string{"container": id})
 	return nil
 }
@@ -183,6 +214,9 @@ func (b *networkBackend) NetworkDisconnect(ctx context.Context, ref, ctr string,
 		return err
 	}
 	if err := b.m.Disconnect(id, n.ID, force); err != nil {
+		return err
+	}
+	if err := b.hostsChanged(id); err != nil {
 		return err
 	}
 	b.publish(eventtypes.ActionDisconnect, n, map[string]string{"container": id})
@@ -218,6 +252,7 @@ func newNetworkBackend(m *network.Manager, bus *events.Bus, containers server.Co
 			}
 			return rec.ID, rec.Name, nil
 		}
+		b.refreshHosts = cb.svc.RefreshHosts
 	}
 	return b
 }

@@ -8,20 +8,24 @@ import (
 	"github.com/berth-dev/berth/network/firewall"
 )
 
-// firewallLocked brings the daemon's nftables table in line with its
-// bridge networks.
+// firewallLocked brings the daemon's rules (nftables table or iptables
+// chains) in line with its bridge networks.
 func (m *Manager) firewallLocked() error {
 	var bridges []firewall.Bridge
 	for _, n := range m.sortedLocked() {
 		if n.Driver != DriverBridge {
 			continue
 		}
-		bridges = append(bridges, firewall.Bridge{
+		b := firewall.Bridge{
 			Device: n.Bridge, Subnet: n.Pool.Subnet, Internal: n.Internal,
 			Masquerade: n.Options[OptMasquerade] != "false",
-		})
+		}
+		if n.Pool6 != nil {
+			b.Subnet6 = n.Pool6.Subnet
+		}
+		bridges = append(bridges, b)
 	}
-	return firewall.Apply(m.opts.Table, bridges, m.mappingsLocked())
+	return m.fw.Apply(bridges, m.mappingsLocked())
 }
 
 // TableName is the nftables table of a daemon whose data root is
@@ -34,3 +38,6 @@ func TableName(dataRoot, defaultRoot string) string {
 	h := sha256.Sum256([]byte(filepath.Clean(dataRoot)))
 	return "berth-" + hex.EncodeToString(h[:])[:8]
 }
+
+// FirewallBackend is the name of the backend programming the rules.
+func (m *Manager) FirewallBackend() string { return m.fw.Name() }

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moby/moby/api/types/network"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/errdefs"
@@ -64,8 +65,16 @@ type Options struct {
 	// BridgeIP is the default bridge's gateway and subnet ("172.18.0.1/16",
 	// dockerd's --bip); empty picks a free subnet.
 	BridgeIP string
-	// Table is the daemon's nftables table (see TableName).
+	// Table is the daemon's nftables table (see TableName); the
+	// iptables backend names its chains after it.
 	Table string
+	// FirewallBackend is "nftables", "iptables" or "" (nftables when
+	// the kernel has it, else iptables).
+	FirewallBackend string
+	// BridgeIPv6 gives the default bridge IPv6 (dockerd's --ipv6), on
+	// BridgeCIDRv6 (--fixed-cidr-v6) or a /64 of the daemon's ULA pool.
+	BridgeIPv6   bool
+	BridgeCIDRv6 string
 	// HostResolvConf lists the embedded DNS's default upstream servers
 	// (default /etc/resolv.conf).
 	HostResolvConf string
@@ -89,6 +98,15 @@ type Network struct {
 	// IPAMConfigured says the user gave the subnet (inspect shows it
 	// the same either way, as dockerd).
 	IPAMConfigured bool
+	// EnableIPv6 networks (--ipv6) have a second pool, Pool6: an IPv6
+	// subnet the user gave (IPAM6Configured) or one of the daemon's
+	// ULA /64s.
+	EnableIPv6      bool       `json:",omitempty"`
+	Pool6           *ipam.Pool `json:",omitempty"`
+	IPAM6Configured bool       `json:",omitempty"`
+	// IPAM6Unused is an IPv6 subnet given without --ipv6: dockerd keeps
+	// it in the network's IPAM config and hands out nothing from it.
+	IPAM6Unused *network.IPAMConfig `json:",omitempty"`
 }
 
 // Endpoint is a container's interface on one network.
@@ -96,7 +114,9 @@ type Endpoint struct {
 	ID        string
 	NetworkID string
 	IP        netip.Addr
-	MAC       string
+	// IP6 is the IPv6 address on a --ipv6 network.
+	IP6 netip.Addr `json:",omitzero"`
+	MAC string
 	// IfName is the name inside the container, HostVeth the host end.
 	IfName   string
 	HostVeth string
@@ -109,6 +129,7 @@ type Endpoint struct {
 // IPAMRequest is an address the user asked for.
 type IPAMRequest struct {
 	IPv4 netip.Addr
+	IPv6 netip.Addr `json:",omitzero"`
 }
 
 // Sandbox is a running container's network namespace and endpoints.
@@ -146,13 +167,19 @@ type Request struct {
 type EndpointRequest struct {
 	Aliases []string
 	IPv4    netip.Addr
+	IPv6    netip.Addr `json:",omitzero"`
 	MAC     string
+	// Links are --link values on a user network ("name:alias"): the
+	// alias resolves, for this container only, to the named container.
+	Links []string `json:",omitempty"`
 }
 
 type state struct {
 	Networks  map[string]*Network
 	Sandboxes map[string]*Sandbox
 	Requests  map[string]*Request
+	// Firewall is the backend that programmed the rules last.
+	Firewall string `json:",omitempty"`
 }
 
 // Manager owns the networks and sandboxes. Its methods are safe for
@@ -170,6 +197,9 @@ type Manager struct {
 	dns  *dnsr.Resolver
 	nmu  sync.RWMutex
 	view dnsView
+
+	// fw programs the rules.
+	fw firewall.Backend
 }
 
 // Open loads the state under opts.Root, (re)creates the predefined
@@ -183,7 +213,11 @@ func Open(opts Options) (*Manager, error) {
 			return nil, fmt.Errorf("network manager: %w", err)
 		}
 	}
-	m := &Manager{opts: opts, path: filepath.Join(opts.Root, "state.json"), reservations: map[string][]io.Closer{}}
+	fw, err := firewall.New(opts.FirewallBackend, opts.Table)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{opts: opts, path: filepath.Join(opts.Root, "state.json"), reservations: map[string][]io.Closer{}, fw: fw}
 	m.dns = dnsr.New(m.lookupName, opts.Logf)
 	b, err := os.ReadFile(m.path)
 	switch {
@@ -203,6 +237,14 @@ func Open(opts Options) (*Manager, error) {
 	if m.st.Requests == nil {
 		m.st.Requests = map[string]*Request{}
 	}
+	if m.st.Firewall != "" && m.st.Firewall != fw.Name() {
+		// Restarted with another --firewall-backend: the previous
+		// backend's rules go.
+		if err := firewall.ClearOthers(fw, opts.Table); err != nil {
+			opts.Logf("firewall: %v", err)
+		}
+	}
+	m.st.Firewall = fw.Name()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.predefined(); err != nil {
@@ -212,6 +254,11 @@ func Open(opts Options) (*Manager, error) {
 		if n.Driver == DriverBridge {
 			if err := link.EnsureBridge(n.Bridge, n.Pool.Gateway, n.Pool.Subnet); err != nil {
 				return nil, fmt.Errorf("network %s: %w", n.Name, err)
+			}
+			if n.Pool6 != nil {
+				if err := link.EnsureBridgeIPv6(n.Bridge, n.Pool6.Gateway, n.Pool6.Subnet); err != nil {
+					return nil, fmt.Errorf("network %s: %w", n.Name, err)
+				}
 			}
 		}
 	}
@@ -269,8 +316,20 @@ func (m *Manager) predefined() error {
 		}
 		want, gw = p.Masked(), p.Addr()
 	}
+	var want6 netip.Prefix
+	if m.opts.BridgeCIDRv6 != "" {
+		p, err := netip.ParsePrefix(m.opts.BridgeCIDRv6)
+		if err != nil || !p.Addr().Is6() || p != p.Masked() {
+			return fmt.Errorf("invalid --fixed-cidr-v6 %q: want an IPv6 subnet such as fd00:1::/64: %w", m.opts.BridgeCIDRv6, errdefs.ErrInvalidArgument)
+		}
+		if !m.opts.BridgeIPv6 {
+			return fmt.Errorf("--fixed-cidr-v6 needs --ipv6: %w", errdefs.ErrInvalidArgument)
+		}
+		want6 = p
+	}
 	if old != nil {
-		same := old.Bridge == m.opts.Bridge && (!want.IsValid() || (old.Pool.Subnet == want && old.Pool.Gateway == gw))
+		same6 := (old.Pool6 != nil) == m.opts.BridgeIPv6 && (!want6.IsValid() || (old.Pool6 != nil && old.Pool6.Subnet == want6))
+		same := same6 && old.Bridge == m.opts.Bridge && (!want.IsValid() || (old.Pool.Subnet == want && old.Pool.Gateway == gw))
 		if same || m.inUseLocked(old.ID) {
 			if !same {
 				m.opts.Logf("default bridge network in use: keeping %s %s", old.Bridge, old.Pool.Subnet)
@@ -303,8 +362,20 @@ func (m *Manager) predefined() error {
 		},
 		Labels: map[string]string{},
 	}
+	if m.opts.BridgeIPv6 {
+		if n.Pool6, err = m.pool6Locked(want6, netip.Prefix{}, netip.Addr{}); err != nil {
+			return fmt.Errorf("default bridge: %w", err)
+		}
+		n.EnableIPv6, n.IPAM6Configured = true, want6.IsValid()
+	}
 	if err := link.EnsureBridge(n.Bridge, pool.Gateway, pool.Subnet); err != nil {
 		return err
+	}
+	if n.Pool6 != nil {
+		if err := link.EnsureBridgeIPv6(n.Bridge, n.Pool6.Gateway, n.Pool6.Subnet); err != nil {
+			link.DeleteBridge(n.Bridge)
+			return err
+		}
 	}
 	m.st.Networks[n.ID] = n
 	return nil
@@ -383,7 +454,7 @@ func (m *Manager) Close() error {
 	}
 	if len(m.st.Sandboxes) == 0 {
 		// Running containers keep their rules while berthd is away.
-		errs = append(errs, firewall.Remove(m.opts.Table))
+		errs = append(errs, m.fw.Remove())
 	}
 	return errors.Join(errs...)
 }

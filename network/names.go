@@ -19,11 +19,15 @@ type dnsView struct {
 	nets map[string][]string
 	// names maps network id, then lower-case name, to addresses.
 	names map[string]map[string][]netip.Addr
+	// links maps a container, then network id, then lower-case alias,
+	// to the lower-case name the alias stands for (--link on a user
+	// network: that container's private alias).
+	links map[string]map[string]map[string]string
 }
 
 // refreshDNSLocked rebuilds the snapshot.
 func (m *Manager) refreshDNSLocked() {
-	v := dnsView{nets: map[string][]string{}, names: map[string]map[string][]netip.Addr{}}
+	v := dnsView{nets: map[string][]string{}, names: map[string]map[string][]netip.Addr{}, links: map[string]map[string]map[string]string{}}
 	for cid, sb := range m.st.Sandboxes {
 		for _, ep := range sb.Endpoints {
 			n, ok := m.st.Networks[ep.NetworkID]
@@ -31,6 +35,17 @@ func (m *Manager) refreshDNSLocked() {
 				continue
 			}
 			v.nets[cid] = append(v.nets[cid], n.ID)
+			if r := m.st.Requests[cid]; r != nil && r.Networks[n.ID] != nil && len(r.Networks[n.ID].Links) > 0 {
+				if v.links[cid] == nil {
+					v.links[cid] = map[string]map[string]string{}
+				}
+				byAlias := map[string]string{}
+				for _, l := range r.Networks[n.ID].Links {
+					name, alias, _ := strings.Cut(l, ":")
+					byAlias[strings.ToLower(alias)] = strings.ToLower(name)
+				}
+				v.links[cid][n.ID] = byAlias
+			}
 			byName := v.names[n.ID]
 			if byName == nil {
 				byName = map[string][]netip.Addr{}
@@ -42,6 +57,9 @@ func (m *Manager) refreshDNSLocked() {
 				}
 				k := strings.ToLower(name)
 				byName[k] = append(byName[k], ep.IP)
+				if ep.IP6.IsValid() {
+					byName[k] = append(byName[k], ep.IP6)
+				}
 			}
 		}
 	}
@@ -57,7 +75,11 @@ func (m *Manager) lookupName(id, name string) []netip.Addr {
 	var out []netip.Addr
 	seen := map[netip.Addr]bool{}
 	for _, nid := range m.view.nets[id] {
-		for _, a := range m.view.names[nid][name] {
+		q := name
+		if target, ok := m.view.links[id][nid][name]; ok {
+			q = target
+		}
+		for _, a := range m.view.names[nid][q] {
 			if !seen[a] {
 				seen[a] = true
 				out = append(out, a)

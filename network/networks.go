@@ -37,8 +37,9 @@ func (m *Manager) Create(req network.CreateRequest) (network.CreateResponse, err
 	if driver != DriverBridge {
 		return network.CreateResponse{}, fmt.Errorf("could not find plugin %s in v1 plugin registry: plugin not found: %w", driver, errdefs.ErrNotFound)
 	}
-	if req.EnableIPv6 != nil && *req.EnableIPv6 {
-		return network.CreateResponse{}, fmt.Errorf("network %s: --ipv6: %w", req.Name, errdefs.ErrNotImplemented)
+	enable6 := req.EnableIPv6 != nil && *req.EnableIPv6
+	if req.EnableIPv4 != nil && !*req.EnableIPv4 {
+		return network.CreateResponse{}, fmt.Errorf("network %s: --ipv4=false (IPv6-only networks): %w", req.Name, errdefs.ErrNotImplemented)
 	}
 	if req.ConfigOnly || req.ConfigFrom != nil || req.Ingress || req.Scope == "swarm" {
 		return network.CreateResponse{}, fmt.Errorf("network %s: config-only, swarm and ingress networks: %w", req.Name, errdefs.ErrNotImplemented)
@@ -56,27 +57,37 @@ func (m *Manager) Create(req network.CreateRequest) (network.CreateResponse, err
 			}
 		}
 	}
-	var subnet, ipRange netip.Prefix
-	var gw netip.Addr
+	var subnet, ipRange, subnet6, ipRange6 netip.Prefix
+	var gw, gw6 netip.Addr
 	if req.IPAM != nil {
 		if req.IPAM.Driver != "" && req.IPAM.Driver != "default" {
 			return network.CreateResponse{}, fmt.Errorf("IPAM driver %s: only the default one exists: %w", req.IPAM.Driver, errdefs.ErrNotFound)
 		}
-		switch len(req.IPAM.Config) {
-		case 0:
-		case 1:
-			c := req.IPAM.Config[0]
-			subnet, ipRange, gw = c.Subnet, c.IPRange, c.Gateway
-			if !subnet.IsValid() && (ipRange.IsValid() || gw.IsValid()) {
+		var seen4, seen6 bool
+		for _, c := range req.IPAM.Config {
+			if !c.Subnet.IsValid() && (c.IPRange.IsValid() || c.Gateway.IsValid()) {
 				return network.CreateResponse{}, fmt.Errorf("ip-range and gateway need a subnet: %w", errdefs.ErrInvalidArgument)
 			}
 			if len(c.AuxAddress) > 0 {
 				return network.CreateResponse{}, fmt.Errorf("auxiliary addresses: %w", errdefs.ErrNotImplemented)
 			}
-		default:
-			return network.CreateResponse{}, fmt.Errorf("network %s: more than one IPv4 subnet: %w", req.Name, errdefs.ErrNotImplemented)
+			if !c.Subnet.IsValid() {
+				continue
+			}
+			if c.Subnet.Addr().Is4() {
+				if seen4 {
+					return network.CreateResponse{}, fmt.Errorf("network %s: more than one IPv4 subnet: %w", req.Name, errdefs.ErrNotImplemented)
+				}
+				seen4, subnet, ipRange, gw = true, c.Subnet, c.IPRange, c.Gateway
+				continue
+			}
+			if seen6 {
+				return network.CreateResponse{}, fmt.Errorf("network %s: more than one IPv6 subnet: %w", req.Name, errdefs.ErrNotImplemented)
+			}
+			seen6, subnet6, ipRange6, gw6 = true, c.Subnet, c.IPRange, c.Gateway
 		}
 	}
+	v4Given := subnet.IsValid()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.byNameLocked(req.Name) != nil {
@@ -110,16 +121,34 @@ func (m *Manager) Create(req network.CreateRequest) (network.CreateResponse, err
 	if err != nil {
 		return network.CreateResponse{}, err
 	}
+	var pool6 *ipam.Pool
+	var unused6 *network.IPAMConfig
+	if enable6 {
+		if pool6, err = m.pool6Locked(subnet6, ipRange6, gw6); err != nil {
+			return network.CreateResponse{}, err
+		}
+	} else if subnet6.IsValid() {
+		// As dockerd 28: an IPv6 subnet without --ipv6 is kept in the
+		// config, and no container gets an address from it.
+		unused6 = &network.IPAMConfig{Subnet: subnet6, IPRange: ipRange6, Gateway: gw6}
+	}
 	n := &Network{
 		ID: id, Name: req.Name, Driver: DriverBridge, Created: time.Now().UTC(),
 		Internal: req.Internal, Bridge: bridge, Options: opts, Labels: maps.Clone(req.Labels),
-		Pool: pool, IPAMConfigured: req.IPAM != nil && len(req.IPAM.Config) > 0,
+		Pool: pool, IPAMConfigured: v4Given,
+		EnableIPv6: enable6, Pool6: pool6, IPAM6Configured: enable6 && subnet6.IsValid(), IPAM6Unused: unused6,
 	}
 	if n.Labels == nil {
 		n.Labels = map[string]string{}
 	}
 	if err := link.EnsureBridge(bridge, pool.Gateway, pool.Subnet); err != nil {
 		return network.CreateResponse{}, err
+	}
+	if pool6 != nil {
+		if err := link.EnsureBridgeIPv6(bridge, pool6.Gateway, pool6.Subnet); err != nil {
+			link.DeleteBridge(bridge)
+			return network.CreateResponse{}, err
+		}
 	}
 	m.st.Networks[id] = n
 	if err := m.firewallLocked(); err != nil {
@@ -244,12 +273,20 @@ func (m *Manager) inspectLocked(n *Network) network.Inspect {
 		},
 		Containers: map[string]network.EndpointResource{},
 	}
-	if n.Pool != nil {
-		out.IPAM.Config = append(out.IPAM.Config, network.IPAMConfig{Subnet: n.Pool.Subnet, Gateway: n.Pool.Gateway})
-		if n.Pool.Range != n.Pool.Subnet {
-			out.IPAM.Config[0].IPRange = n.Pool.Range
+	for _, p := range []*ipam.Pool{n.Pool, n.Pool6} {
+		if p == nil {
+			continue
 		}
+		c := network.IPAMConfig{Subnet: p.Subnet, Gateway: p.Gateway}
+		if p.Range != p.Subnet {
+			c.IPRange = p.Range
+		}
+		out.IPAM.Config = append(out.IPAM.Config, c)
 	}
+	if n.IPAM6Unused != nil {
+		out.IPAM.Config = append(out.IPAM.Config, *n.IPAM6Unused)
+	}
+	out.EnableIPv6 = n.EnableIPv6
 	for cid, sb := range m.st.Sandboxes {
 		for _, ep := range sb.Endpoints {
 			if ep.NetworkID != n.ID {
@@ -260,10 +297,14 @@ func (m *Manager) inspectLocked(n *Network) network.Inspect {
 				name = r.Name
 			}
 			hw, _ := parseMAC(ep.MAC)
-			out.Containers[cid] = network.EndpointResource{
+			er := network.EndpointResource{
 				Name: name, EndpointID: ep.ID, MacAddress: hw,
 				IPv4Address: netip.PrefixFrom(ep.IP, n.Pool.Subnet.Bits()),
 			}
+			if ep.IP6.IsValid() && n.Pool6 != nil {
+				er.IPv6Address = netip.PrefixFrom(ep.IP6, n.Pool6.Subnet.Bits())
+			}
+			out.Containers[cid] = er
 		}
 	}
 	return out
@@ -360,6 +401,9 @@ func (m *Manager) leaveLocked(sb *Sandbox, nid string) error {
 		err = link.DeleteLink(ep.HostVeth)
 		if n, ok := m.st.Networks[nid]; ok && n.Pool != nil {
 			n.Pool.Release(ep.IP)
+			if n.Pool6 != nil && ep.IP6.IsValid() {
+				n.Pool6.Release(ep.IP6)
+			}
 		}
 		return true
 	})

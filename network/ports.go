@@ -35,6 +35,9 @@ type PortMapping struct {
 	ContainerPort uint16
 	HostIP        netip.Addr `json:",omitzero"`
 	HostPort      uint16
+	// V6 says the port is also published on [::] (an unspecified
+	// HostIP on a container with an IPv6 address, as dockerd does).
+	V6 bool `json:",omitempty"`
 }
 
 // portRequests turns PortBindings and, with -P, the exposed ports into
@@ -46,9 +49,7 @@ func portRequests(hc *container.HostConfig, exposed network.PortSet) ([]PortRequ
 		if r.Proto == "" {
 			r.Proto = "tcp"
 		}
-		if r.HostIP.IsValid() && !r.HostIP.Is4() {
-			return fmt.Errorf("publishing on IPv6 address %s: %w", r.HostIP, errdefs.ErrNotImplemented)
-		}
+		r.HostIP = r.HostIP.Unmap()
 		if hp := b.HostPort; hp != "" {
 			lo, hi, isRange := strings.Cut(hp, "-")
 			if !isRange {
@@ -123,6 +124,8 @@ func reserve(proto string, ip netip.Addr, port uint16) (io.Closer, error) {
 		return net.ListenPacket("udp4", addr)
 	case "tcp":
 		return net.Listen("tcp4", addr)
+	case "sctp":
+		return reserveSCTP(ip, port, false)
 	}
 	return nil, fmt.Errorf("publishing %s ports: %w", proto, errdefs.ErrNotImplemented)
 }
@@ -141,22 +144,23 @@ func (m *Manager) publishLocked(sb *Sandbox, req *Request) error {
 		if start == 0 {
 			start, end = lo, hi
 		}
-		var c io.Closer
-		var port uint16
+		pm := PortMapping{Proto: pr.Proto, ContainerPort: pr.ContainerPort, HostIP: pr.HostIP,
+			V6: !pr.HostIP.IsValid() && sb.Endpoints[0].IP6.IsValid()}
+		var cs []io.Closer
 		var err error
 		for p := uint32(start); p <= uint32(end); p++ {
 			if m.portTakenLocked(pr.Proto, uint16(p)) {
 				continue
 			}
-			if c, err = reserve(pr.Proto, pr.HostIP, uint16(p)); err == nil {
-				port = uint16(p)
+			pm.HostPort = uint16(p)
+			if cs, err = m.reserveLocked(sb, pm); err == nil {
 				break
 			}
 			if errdefs.IsNotImplemented(err) {
 				return err
 			}
 		}
-		if c == nil {
+		if cs == nil {
 			where := fmt.Sprintf("%d-%d", start, end)
 			if start == end {
 				where = strconv.Itoa(int(start))
@@ -164,10 +168,43 @@ func (m *Manager) publishLocked(sb *Sandbox, req *Request) error {
 			return fmt.Errorf("driver failed programming external connectivity: Bind for %s:%s failed: port is already allocated: %w",
 				hostIPString(pr.HostIP), where, errdefs.ErrConflict)
 		}
-		m.reservations[sb.ContainerID] = append(m.reservations[sb.ContainerID], c)
-		sb.Ports = append(sb.Ports, PortMapping{Proto: pr.Proto, ContainerPort: pr.ContainerPort, HostIP: pr.HostIP, HostPort: port})
+		m.reservations[sb.ContainerID] = append(m.reservations[sb.ContainerID], cs...)
+		sb.Ports = append(sb.Ports, pm)
 	}
 	return nil
+}
+
+// reserveLocked takes the host sockets of mapping p of sb: the IPv4
+// one, and the IPv6 one (which relays [::1], see reserve6) for an
+// IPv6 host address or a V6 mapping. The IPv6 socket relays to the
+// container's IPv6 address, or to its IPv4 one when it has none.
+func (m *Manager) reserveLocked(sb *Sandbox, p PortMapping) ([]io.Closer, error) {
+	ep := sb.Endpoints[0]
+	target := ep.IP6
+	if !target.IsValid() {
+		target = ep.IP
+	}
+	to := netip.AddrPortFrom(target, p.ContainerPort)
+	if p.HostIP.Is6() {
+		c, err := reserve6(p.Proto, p.HostIP, p.HostPort, to, m.opts.Logf)
+		if err != nil {
+			return nil, err
+		}
+		return []io.Closer{c}, nil
+	}
+	c, err := reserve(p.Proto, p.HostIP, p.HostPort)
+	if err != nil {
+		return nil, err
+	}
+	if !p.V6 {
+		return []io.Closer{c}, nil
+	}
+	c6, err := reserve6(p.Proto, netip.Addr{}, p.HostPort, to, m.opts.Logf)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return []io.Closer{c, c6}, nil
 }
 
 // portTakenLocked says whether another of our containers publishes port.
@@ -195,12 +232,15 @@ func (m *Manager) unpublishLocked(id string) {
 func (m *Manager) rereserveLocked(sb *Sandbox) error {
 	var errs []error
 	for _, p := range sb.Ports {
-		c, err := reserve(p.Proto, p.HostIP, p.HostPort)
+		if len(sb.Endpoints) == 0 {
+			break
+		}
+		cs, err := m.reserveLocked(sb, p)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("container %s: port %d/%s: %w", sb.ContainerID, p.HostPort, p.Proto, err))
 			continue
 		}
-		m.reservations[sb.ContainerID] = append(m.reservations[sb.ContainerID], c)
+		m.reservations[sb.ContainerID] = append(m.reservations[sb.ContainerID], cs...)
 	}
 	return errors.Join(errs...)
 }
@@ -224,8 +264,14 @@ func (m *Manager) mappingsLocked() []firewall.Mapping {
 			continue
 		}
 		for _, p := range sb.Ports {
-			out = append(out, firewall.Mapping{Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort,
-				ContainerIP: ep.IP, ContainerPort: p.ContainerPort, Bridge: n.Bridge})
+			if !p.HostIP.Is6() {
+				out = append(out, firewall.Mapping{Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort,
+					ContainerIP: ep.IP, ContainerPort: p.ContainerPort, Bridge: n.Bridge})
+			}
+			if (p.V6 || (p.HostIP.Is6() && !p.HostIP.IsLoopback())) && ep.IP6.IsValid() {
+				out = append(out, firewall.Mapping{Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort,
+					ContainerIP: ep.IP6, ContainerPort: p.ContainerPort, Bridge: n.Bridge})
+			}
 		}
 	}
 	return out
@@ -267,6 +313,9 @@ func portMap(req *Request, sb *Sandbox) network.PortMap {
 			ip = netip.IPv4Unspecified()
 		}
 		out[np] = append(out[np], network.PortBinding{HostIP: ip, HostPort: strconv.Itoa(int(p.HostPort))})
+		if p.V6 {
+			out[np] = append(out[np], network.PortBinding{HostIP: netip.IPv6Unspecified(), HostPort: strconv.Itoa(int(p.HostPort))})
+		}
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/moby/moby/api/types/container"
@@ -36,9 +37,6 @@ func (m *Manager) modeNetworkLocked(mode string) (*Network, error) {
 // that the networks exist and that the settings fit them, with dockerd's
 // messages.
 func (m *Manager) Register(id, name string, hc *container.HostConfig, exposed network.PortSet, cfg *network.NetworkingConfig) error {
-	if err := unsupported(hc, cfg); err != nil {
-		return err
-	}
 	ports, err := portRequests(hc, exposed)
 	if err != nil {
 		return err
@@ -110,6 +108,25 @@ func endpointRequest(n *Network, es *network.EndpointSettings) (*EndpointRequest
 		return er, nil
 	}
 	er.Aliases = slices.Clone(es.Aliases)
+	if len(es.Links) > 0 && n.Name == network.NetworkBridge {
+		// The default bridge's links are HostConfig.Links (legacy
+		// links, the container side's), set at create only.
+		return nil, fmt.Errorf("links are only supported for user-defined networks: %w", errdefs.ErrInvalidArgument)
+	}
+	if len(es.Links) > 0 {
+		// A private alias of the linking container.
+		for _, l := range es.Links {
+			name, alias, _ := strings.Cut(l, ":")
+			name = strings.TrimPrefix(name, "/")
+			if alias == "" {
+				alias = name
+			}
+			if name == "" {
+				return nil, fmt.Errorf("invalid link %q: %w", l, errdefs.ErrInvalidArgument)
+			}
+			er.Links = append(er.Links, name+":"+alias[strings.LastIndex(alias, "/")+1:])
+		}
+	}
 	if len(es.MacAddress) > 0 {
 		er.MAC = net.HardwareAddr(es.MacAddress).String()
 	}
@@ -125,6 +142,16 @@ func endpointRequest(n *Network, es *network.EndpointSettings) (*EndpointRequest
 			return nil, fmt.Errorf("no configured subnet or ip-range contain the IP address %s: %w", ip, errdefs.ErrInvalidArgument)
 		}
 		er.IPv4 = ip
+	}
+	if es.IPAMConfig != nil && es.IPAMConfig.IPv6Address.IsValid() {
+		ip := es.IPAMConfig.IPv6Address
+		if n.Driver != DriverBridge || n.Name == network.NetworkBridge || !n.IPAM6Configured {
+			return nil, fmt.Errorf("user specified IP address is supported only when connecting to networks with user configured subnets: %w", errdefs.ErrInvalidArgument)
+		}
+		if !n.Pool6.Subnet.Contains(ip) {
+			return nil, fmt.Errorf("no configured subnet or ip-range contain the IP address %s: %w", ip, errdefs.ErrInvalidArgument)
+		}
+		er.IPv6 = ip
 	}
 	if len(er.Aliases) > 0 && n.Name == network.NetworkBridge {
 		return nil, fmt.Errorf("network-scoped aliases are only supported for user-defined networks: %w", errdefs.ErrInvalidArgument)
@@ -250,6 +277,9 @@ func (m *Manager) Setup(id string) (Setup, error) {
 			return Setup{}, fmt.Errorf("container %s: network %s: %w", id, n.Name, err)
 		}
 		out.Addresses = append(out.Addresses, ep.IP)
+		if ep.IP6.IsValid() {
+			out.Addresses = append(out.Addresses, ep.IP6)
+		}
 	}
 	if err := m.save(); err != nil {
 		m.teardownLocked(sb)
@@ -291,8 +321,16 @@ func (m *Manager) joinLocked(sb *Sandbox, n *Network, req *Request, ifName strin
 		return nil, err
 	}
 	ep.IP = ip
-	if er.IPv4.IsValid() {
-		ep.IPAMConfig = &IPAMRequest{IPv4: er.IPv4}
+	if n.Pool6 != nil {
+		ip6, err := n.Pool6.Allocate(ep.ID, er.IPv6)
+		if err != nil {
+			n.Pool.Release(ip)
+			return nil, err
+		}
+		ep.IP6 = ip6
+	}
+	if er.IPv4.IsValid() || er.IPv6.IsValid() {
+		ep.IPAMConfig = &IPAMRequest{IPv4: er.IPv4, IPv6: er.IPv6}
 	}
 	mac := er.MAC
 	if mac == "" {
@@ -301,6 +339,9 @@ func (m *Manager) joinLocked(sb *Sandbox, n *Network, req *Request, ifName strin
 	hw, err := net.ParseMAC(mac)
 	if err != nil {
 		n.Pool.Release(ip)
+		if ep.IP6.IsValid() {
+			n.Pool6.Release(ep.IP6)
+		}
 		return nil, fmt.Errorf("invalid MAC address %q: %w", mac, errdefs.ErrInvalidArgument)
 	}
 	ep.MAC = hw.String()
@@ -311,10 +352,14 @@ func (m *Manager) joinLocked(sb *Sandbox, n *Network, req *Request, ifName strin
 		ep.DNSNames = append(ep.DNSNames, sb.ContainerID[:12])
 	}
 	gw := n.Pool.Gateway
+	var gw6 netip.Addr
+	if n.Pool6 != nil {
+		gw6 = n.Pool6.Gateway
+	}
 	if n.Internal || len(sb.Endpoints) > 0 {
 		// An internal network has no way out; only the first network
 		// gives the default route.
-		gw = netip.Addr{}
+		gw, gw6 = netip.Addr{}, netip.Addr{}
 	}
 	sb.Endpoints = append(sb.Endpoints, ep)
 	if err := m.save(); err != nil {
@@ -323,10 +368,19 @@ func (m *Manager) joinLocked(sb *Sandbox, n *Network, req *Request, ifName strin
 	if err := link.AddVeth(ep.HostVeth, link.Endpoint{
 		Bridge: n.Bridge, NetNS: sb.Key, Name: ifName,
 		Addr: ip, Subnet: n.Pool.Subnet, Gateway: gw, MAC: hw,
+		Addr6: ep.IP6, Subnet6: subnet6(n), Gateway6: gw6,
 	}); err != nil {
 		return nil, err
 	}
 	return ep, nil
+}
+
+// subnet6 is n's IPv6 subnet (invalid without IPv6).
+func subnet6(n *Network) netip.Prefix {
+	if n.Pool6 == nil {
+		return netip.Prefix{}
+	}
+	return n.Pool6.Subnet
 }
 
 // macFromIP is dockerd's classic MAC of an address: 02:42 then the
@@ -366,6 +420,9 @@ func (m *Manager) teardownLocked(sb *Sandbox) error {
 		}
 		if n, ok := m.st.Networks[ep.NetworkID]; ok && n.Pool != nil {
 			n.Pool.Release(ep.IP)
+			if n.Pool6 != nil && ep.IP6.IsValid() {
+				n.Pool6.Release(ep.IP6)
+			}
 		}
 	}
 	if sb.Key != "" {
@@ -398,9 +455,9 @@ func (m *Manager) Settings(id string) *container.NetworkSettings {
 		if !ok {
 			continue
 		}
-		es := &network.EndpointSettings{NetworkID: n.ID, Aliases: slices.Clone(er.Aliases), DNSNames: nil}
-		if er.IPv4.IsValid() {
-			es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: er.IPv4}
+		es := &network.EndpointSettings{NetworkID: n.ID, Aliases: slices.Clone(er.Aliases), DNSNames: nil, Links: slices.Clone(er.Links)}
+		if er.IPv4.IsValid() || er.IPv6.IsValid() {
+			es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: er.IPv4, IPv6Address: er.IPv6}
 		}
 		if er.MAC != "" {
 			hw, _ := net.ParseMAC(er.MAC)
@@ -417,6 +474,13 @@ func (m *Manager) Settings(id string) *container.NetworkSettings {
 				if !n.Internal {
 					es.Gateway = n.Pool.Gateway
 				}
+				if ep.IP6.IsValid() && n.Pool6 != nil {
+					es.GlobalIPv6Address = ep.IP6
+					es.GlobalIPv6PrefixLen = n.Pool6.Subnet.Bits()
+					if !n.Internal {
+						es.IPv6Gateway = n.Pool6.Gateway
+					}
+				}
 				hw, _ := net.ParseMAC(ep.MAC)
 				es.MacAddress = network.HardwareAddr(hw)
 				es.DNSNames = slices.Clone(ep.DNSNames)
@@ -425,6 +489,33 @@ func (m *Manager) Settings(id string) *container.NetworkSettings {
 		out.Networks[n.Name] = es
 	}
 	return out
+}
+
+// Addresses are container id's addresses while it runs, by interface
+// (IPv4 then IPv6 of each).
+func (m *Manager) Addresses(id string) []netip.Addr {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	sb := m.st.Sandboxes[id]
+	if sb == nil {
+		return nil
+	}
+	eps := slices.Clone(sb.Endpoints)
+	sort.Slice(eps, func(i, j int) bool { return ifIndex(eps[i].IfName) < ifIndex(eps[j].IfName) })
+	var out []netip.Addr
+	for _, ep := range eps {
+		out = append(out, ep.IP)
+		if ep.IP6.IsValid() {
+			out = append(out, ep.IP6)
+		}
+	}
+	return out
+}
+
+// ifIndex is N of "ethN".
+func ifIndex(name string) int {
+	n, _ := strconv.Atoi(strings.TrimPrefix(name, "eth"))
+	return n
 }
 
 // sandboxID is a stable id for a container's sandbox.
@@ -466,31 +557,4 @@ func joinErrs(errs []error) error {
 func parseMAC(s string) (network.HardwareAddr, error) {
 	hw, err := net.ParseMAC(s)
 	return network.HardwareAddr(hw), err
-}
-
-// unsupported refuses, by name, what berth's networks cannot do yet:
-// refusing is better than a container silently without it.
-func unsupported(hc *container.HostConfig, cfg *network.NetworkingConfig) error {
-	var what []string
-	if len(hc.Links) > 0 {
-		what = append(what, "--link")
-	}
-	if cfg != nil {
-		for _, es := range cfg.EndpointsConfig {
-			if es != nil && es.IPAMConfig != nil && es.IPAMConfig.IPv6Address.IsValid() {
-				what = append(what, "--ip6")
-				break
-			}
-		}
-		for _, es := range cfg.EndpointsConfig {
-			if es != nil && len(es.Links) > 0 {
-				what = append(what, "--link")
-				break
-			}
-		}
-	}
-	if len(what) > 0 {
-		return fmt.Errorf("%s: not supported by berth's networks yet: %w", strings.Join(what, ", "), errdefs.ErrNotImplemented)
-	}
-	return nil
 }

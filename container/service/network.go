@@ -31,6 +31,13 @@ type Networks interface {
 	// SandboxKey is the namespace file of a running container ("" if
 	// none): what --network container:<id> joins.
 	SandboxKey(id string) string
+	// BridgeAddresses are a running container's IPv4 and IPv6 addresses
+	// on the default bridge (invalid when it has none): what a legacy
+	// link to it names.
+	BridgeAddresses(id string) (netip.Addr, netip.Addr)
+	// Addresses are a running container's addresses on all its
+	// networks, in interface order (what its /etc/hosts names).
+	Addresses(id string) []netip.Addr
 }
 
 // NetworkSetup is a container's network at start.
@@ -82,6 +89,10 @@ func (s *Service) networkTeardown(id string) {
 func (s *Service) networkRegister(rec *store.Container, cfg *network.NetworkingConfig) error {
 	if s.opts.Networks == nil {
 		return nil
+	}
+	cfg, err := s.resolveLinks(rec, cfg)
+	if err != nil {
+		return err
 	}
 	return s.opts.Networks.Register(rec.ID, rec.Name, rec.HostConfig, rec.Config.ExposedPorts, cfg)
 }

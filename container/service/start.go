@@ -161,6 +161,10 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	if err != nil {
 		return nil, err
 	}
+	links, err := s.linkInputs(rec)
+	if err != nil {
+		return nil, err
+	}
 	netSetup, err := s.networkSetup(ctx, rec)
 	if err != nil {
 		return nil, err
@@ -168,7 +172,7 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	uidMaps, gidMaps := s.specMappings(rec)
 	sp, err := spec.Generate(spec.Input{
 		UIDMappings: uidMaps, GIDMappings: gidMaps, UserNSPath: s.joinedUserns(rec, nsPaths),
-		NetNSPath: netSetup.NetNS, Addresses: netSetup.Addresses, EmbeddedDNS: netSetup.EmbeddedDNS,
+		NetNSPath: netSetup.NetNS, Addresses: netSetup.Addresses, EmbeddedDNS: netSetup.EmbeddedDNS, Links: links,
 		ID: rec.ID, Config: rec.Config, HostConfig: rec.HostConfig, Image: imgCfg,
 		Rootfs: rootfs, Dir: s.store.Dir(rec.ID), InitBinary: s.opts.Init, CgroupParent: s.opts.CgroupParent,
 		NamespacePaths: nsPaths, IPCShm: ipcShm,

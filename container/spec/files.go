@@ -191,7 +191,7 @@ func writeFiles(dir string, in *Input, hostname, domainname string) error {
 			return err
 		}
 	} else {
-		if hosts, err = HostsContent(hostname, domainname, in.Addresses, hc.ExtraHosts); err != nil {
+		if hosts, err = HostsWithLinks(hostname, domainname, in.Addresses, hc.ExtraHosts, in.Links); err != nil {
 			return err
 		}
 		host, err := readHostResolvConf(in.hostResolvConf())

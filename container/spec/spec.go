@@ -90,6 +90,9 @@ type Input struct {
 	// UserNSPath, when set, is the user namespace joined instead (that of
 	// the remapped container whose PID or IPC namespace this one joins).
 	UserNSPath string
+	// Links are the container's legacy links (default bridge): their
+	// /etc/hosts lines and environment variables.
+	Links []Link
 }
 
 func (in *Input) hostResolvConf() string {
@@ -365,7 +368,7 @@ func Generate(in Input) (*specs.Spec, error) {
 			Terminal: cfg.Tty,
 			User:     specs.User{UID: user.UID, GID: user.GID, AdditionalGids: user.AdditionalGids},
 			Args:     args,
-			Env:      processEnv(&cfg, hostname),
+			Env:      processEnvLinks(&cfg, hostname, in.Links),
 			Cwd:      cwd,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: caps, Effective: slices.Clone(caps), Permitted: slices.Clone(caps),

@@ -25,8 +25,9 @@ import (
 // Address is where containers find the resolver (Docker's).
 const Address = "127.0.0.11"
 
-// Lookup answers a name for a container: the IPv4 addresses of the
-// endpoints called name on the container's networks (nil: not ours).
+// Lookup answers a name for a container: the IPv4 and IPv6 addresses
+// of the endpoints called name on the container's networks (nil: not
+// ours).
 type Lookup func(containerID, name string) []netip.Addr
 
 // Resolver serves the embedded DNS of all containers.
@@ -124,13 +125,18 @@ func (r *Resolver) serve(id string, s *served, w dns.ResponseWriter, q *dns.Msg)
 		if addrs := r.lookup(id, name); len(addrs) > 0 {
 			m := new(dns.Msg).SetReply(q)
 			m.Authoritative, m.RecursionAvailable = true, true
-			if qn.Qtype != dns.TypeAAAA {
-				rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
-				for _, a := range addrs {
-					m.Answer = append(m.Answer, &dns.A{
-						Hdr: dns.RR_Header{Name: qn.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 600},
-						A:   a.AsSlice(),
-					})
+			// A name of ours without an address of the asked family
+			// gets an empty answer, not a forward (dockerd's too).
+			rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+			for _, a := range addrs {
+				hdr := dns.RR_Header{Name: qn.Name, Class: dns.ClassINET, Ttl: 600}
+				switch {
+				case a.Is4() && qn.Qtype != dns.TypeAAAA:
+					hdr.Rrtype = dns.TypeA
+					m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: a.AsSlice()})
+				case a.Is6() && qn.Qtype != dns.TypeA:
+					hdr.Rrtype = dns.TypeAAAA
+					m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: a.AsSlice()})
 				}
 			}
 			r.reply(w, m)

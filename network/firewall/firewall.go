@@ -23,6 +23,8 @@ type Bridge struct {
 	// Device is the bridge's name.
 	Device string
 	Subnet netip.Prefix
+	// Subnet6 is the IPv6 subnet of a --ipv6 network (else invalid).
+	Subnet6 netip.Prefix
 	// Internal networks reach nothing but their own bridge.
 	Internal bool
 	// Masquerade rewrites the source of what leaves for other devices.
@@ -82,6 +84,9 @@ func Apply(table string, bridges []Bridge, mappings []Mapping) error {
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
 		hasPorts := map[string]bool{}
 		for _, mp := range mappings {
+			if !mp.ContainerIP.Is4() {
+				continue // the ip6 table's
+			}
 			dnat := concat(localDest(mp.HostIP), l4(mp.Proto, mp.HostPort), dnatTo(mp.ContainerIP, mp.ContainerPort))
 			c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: dnat})
 			c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: dnat})
@@ -108,7 +113,7 @@ func Apply(table string, bridges []Bridge, mappings []Mapping) error {
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
 		return fmt.Errorf("enable IPv4 forwarding: %w", err)
 	}
-	return nil
+	return apply6(table, bridges, mappings)
 }
 
 // Remove deletes table; a missing one is no error.
@@ -123,7 +128,7 @@ func Remove(table string) error {
 	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove nftables table %s: %w", table, err)
 	}
-	return nil
+	return remove6(table)
 }
 
 // Exists says whether table is there (for tests).

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -68,5 +69,51 @@ func TestApplyIdempotent(t *testing.T) {
 	}
 	if err := Remove(table); err != nil {
 		t.Errorf("second Remove: %v", err)
+	}
+}
+
+// TestApplyIPv6: a bridge with an IPv6 subnet brings the ip6 table
+// (isolation, masquerade, DNAT of the host's addresses but ::1); it
+// goes when no bridge has IPv6 any more, and with Remove.
+func TestApplyIPv6(t *testing.T) {
+	testutil.RequireRoot(t)
+	before, _ := os.ReadFile(IPv6Forwarding)
+	t.Cleanup(func() { os.WriteFile(IPv6Forwarding, before, 0o644) })
+	b := make([]byte, 4)
+	rand.Read(b)
+	table := "berth-fwtest6-" + hex.EncodeToString(b)
+	t.Cleanup(func() { Remove(table) })
+	bridges := []Bridge{
+		{Device: "brA", Subnet: netip.MustParsePrefix("10.1.0.0/24"), Subnet6: netip.MustParsePrefix("fd42:1::/64"), Masquerade: true},
+		{Device: "brB", Subnet: netip.MustParsePrefix("10.2.0.0/24"), Masquerade: true},
+	}
+	maps := []Mapping{{Proto: "tcp", HostPort: 18080, ContainerIP: netip.MustParseAddr("fd42:1::2"), ContainerPort: 80, Bridge: "brA"}}
+	if err := Apply(table, bridges, maps); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("nft", "list", "table", "ip6", table).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list: %v %s", err, out)
+	}
+	for _, want := range []string{
+		`iifname "brA" oifname "brB" drop`,
+		`ip6 saddr fd42:1::/64 oifname != "brA" masquerade`,
+		`ip6 daddr != ::1 fib daddr type local tcp dport 18080 dnat to [fd42:1::2]:80`,
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("ip6 table lacks %q:\n%s", want, out)
+		}
+	}
+	if v, _ := os.ReadFile(IPv6Forwarding); strings.TrimSpace(string(v)) != "1" {
+		t.Errorf("IPv6 forwarding %q", v)
+	}
+	if err := Apply(table, bridges[1:], nil); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := Exists6(table); err != nil || ok {
+		t.Errorf("ip6 table without IPv6 bridges: %v %v", ok, err)
+	}
+	if err := Remove(table); err != nil {
+		t.Fatal(err)
 	}
 }

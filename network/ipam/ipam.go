@@ -1,4 +1,5 @@
-// Package ipam hands out the IPv4 addresses of one network: a Pool is a
+// Package ipam hands out the addresses of one network (IPv4, or IPv6
+// for the second pool of a --ipv6 network): a Pool is a
 // subnet, an optional narrower range addresses come from, the gateway,
 // and the addresses in use. A Pool is a plain value the network manager
 // persists with its network, so that an address is never handed out
@@ -31,10 +32,10 @@ type Pool struct {
 // whole subnet when invalid) and gateway (the subnet's first host
 // address when invalid), with dockerd's messages for bad input.
 func NewPool(subnet, ipRange netip.Prefix, gateway netip.Addr) (*Pool, error) {
-	if !subnet.IsValid() || !subnet.Addr().Is4() {
-		return nil, fmt.Errorf("invalid subnet %s: only IPv4 subnets are supported: %w", subnet, errdefs.ErrInvalidArgument)
+	if !subnet.IsValid() || subnet.Addr().Is4In6() {
+		return nil, fmt.Errorf("invalid subnet %s: %w", subnet, errdefs.ErrInvalidArgument)
 	}
-	if subnet.Bits() > 30 {
+	if subnet.Bits() > subnet.Addr().BitLen()-2 {
 		return nil, fmt.Errorf("invalid subnet %s: too small for a gateway and a container: %w", subnet, errdefs.ErrInvalidArgument)
 	}
 	if subnet != subnet.Masked() {
@@ -49,19 +50,22 @@ func NewPool(subnet, ipRange netip.Prefix, gateway netip.Addr) (*Pool, error) {
 	if !gateway.IsValid() {
 		gateway = subnet.Addr().Next()
 	}
-	if !subnet.Contains(gateway) || gateway == subnet.Addr() || gateway == broadcast(subnet) {
+	if gateway.Is4() != subnet.Addr().Is4() || !subnet.Contains(gateway) || gateway == subnet.Addr() || gateway == broadcast(subnet) {
 		return nil, fmt.Errorf("invalid gateway %s: it must be a host address of subnet %s: %w", gateway, subnet, errdefs.ErrInvalidArgument)
 	}
 	p := &Pool{Subnet: subnet, Range: ipRange, Gateway: gateway, Used: map[netip.Addr]string{gateway: "gateway"}}
 	return p, nil
 }
 
-// broadcast is the last address of p.
+// broadcast is the last address of p (IPv6 has no broadcast, but
+// libnetwork does not hand out the last address there either).
 func broadcast(p netip.Prefix) netip.Addr {
-	a := p.Masked().Addr().As4()
-	host := uint32(1)<<(32-p.Bits()) - 1
-	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }
 
 // usable says whether a can be handed out at all: inside the subnet,
@@ -78,7 +82,7 @@ func (p *Pool) Allocate(owner string, want netip.Addr) (netip.Addr, error) {
 		p.Used = map[netip.Addr]string{}
 	}
 	if want.IsValid() {
-		if !p.usable(want) {
+		if !p.usable(want) || want.Is4() != p.Subnet.Addr().Is4() {
 			return netip.Addr{}, fmt.Errorf("requested address %s is not a host address of subnet %s: %w", want, p.Subnet, errdefs.ErrInvalidArgument)
 		}
 		if o, used := p.Used[want]; used {
@@ -107,7 +111,11 @@ func (p *Pool) Allocate(owner string, want netip.Addr) (netip.Addr, error) {
 			a = a.Next()
 		}
 		if a == start {
-			return netip.Addr{}, fmt.Errorf("no available IPv4 addresses on this network's address pools (%s): %w", p.Range, errdefs.ErrUnavailable)
+			fam := "IPv4"
+			if !p.Subnet.Addr().Is4() {
+				fam = "IPv6"
+			}
+			return netip.Addr{}, fmt.Errorf("no available %s addresses on this network's address pools (%s): %w", fam, p.Range, errdefs.ErrUnavailable)
 		}
 	}
 }

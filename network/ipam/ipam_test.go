@@ -96,7 +96,7 @@ func TestNewPoolBadInput(t *testing.T) {
 		{"10.0.0.0/24", "10.0.0.0/16", ""},
 		{"10.0.0.0/24", "", "10.0.1.1"},
 		{"10.0.0.0/24", "", "10.0.0.255"},
-		{"fd00::/64", "", ""},
+		{"fd00::1/64", "", ""},
 	} {
 		var rng netip.Prefix
 		var gw netip.Addr
@@ -109,5 +109,31 @@ func TestNewPoolBadInput(t *testing.T) {
 		if _, err := NewPool(netip.MustParsePrefix(c.subnet), rng, gw); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("%v: %v", c, err)
 		}
+	}
+}
+
+func TestIPv6Pool(t *testing.T) {
+	p, err := NewPool(netip.MustParsePrefix("fd12:3456:789a:1::/64"), netip.Prefix{}, netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Gateway != netip.MustParseAddr("fd12:3456:789a:1::1") {
+		t.Fatalf("gateway %s", p.Gateway)
+	}
+	a, err := p.Allocate("e", netip.Addr{})
+	if err != nil || a != netip.MustParseAddr("fd12:3456:789a:1::2") {
+		t.Fatalf("first address %s %v", a, err)
+	}
+	if _, err := p.Allocate("e", netip.MustParseAddr("10.0.0.2")); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("IPv4 address from an IPv6 pool: %v", err)
+	}
+	if _, err := p.Allocate("e", netip.MustParseAddr("fd12:3456:789a:1:ffff:ffff:ffff:ffff")); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("last address: %v", err)
+	}
+	if _, err := NewPool(netip.MustParsePrefix("fd00::/127"), netip.Prefix{}, netip.Addr{}); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("/127: %v", err)
+	}
+	if _, err := NewPool(netip.MustParsePrefix("fd00::/64"), netip.Prefix{}, netip.MustParseAddr("10.0.0.1")); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("IPv4 gateway: %v", err)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	bnetns "github.com/berth-dev/berth/network/netns"
 )
 
 // EnsureBridge makes the bridge name (or takes the one there), gives it
@@ -53,6 +55,25 @@ func EnsureBridge(name string, gw netip.Addr, subnet netip.Prefix) error {
 	return nil
 }
 
+// EnsureBridgeIPv6 gives the bridge name (made by EnsureBridge) its IPv6
+// gateway address gw/bits, without duplicate address detection (the
+// address is ours alone, and DAD would delay its use by seconds, as
+// libnetwork also avoids). It is idempotent.
+func EnsureBridgeIPv6(name string, gw netip.Addr, subnet netip.Prefix) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", name, err)
+	}
+	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("0\n"), 0o644); err != nil {
+		return fmt.Errorf("enable IPv6 on bridge %s: %w", name, err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: gw.AsSlice(), Mask: net.CIDRMask(subnet.Bits(), 128)}, Flags: unix.IFA_F_NODAD}
+	if err := netlink.AddrAdd(l, addr); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("give bridge %s address %s: %w", name, addr.IPNet, err)
+	}
+	return nil
+}
+
 // DeleteBridge removes the bridge name; a missing one is no error.
 func DeleteBridge(name string) error {
 	l, err := netlink.LinkByName(name)
@@ -86,6 +107,11 @@ type Endpoint struct {
 	Gateway netip.Addr
 	MAC     net.HardwareAddr
 	MTU     int
+	// Addr6 is the IPv6 address in Subnet6 (none when invalid);
+	// Gateway6 the IPv6 default route (none when invalid).
+	Addr6    netip.Addr
+	Subnet6  netip.Prefix
+	Gateway6 netip.Addr
 }
 
 // HostVethName makes a name for the host end of a veth ("veth" and 7
@@ -164,13 +190,33 @@ func AddVeth(hostName string, ep Endpoint) (err error) {
 	if err := h.AddrAdd(pl, addr); err != nil {
 		return fmt.Errorf("give %s address %s: %w", ep.Name, addr.IPNet, err)
 	}
+	if !ep.Addr6.IsValid() {
+		// As dockerd (26.1 on), an interface on a network without IPv6
+		// has IPv6 off: no link-local address, no router solicitations.
+		err := bnetns.Do(ep.NetNS, func() error {
+			return os.WriteFile("/proc/sys/net/ipv6/conf/"+ep.Name+"/disable_ipv6", []byte("1\n"), 0o644)
+		})
+		if err != nil {
+			return fmt.Errorf("disable IPv6 on %s (its network has none): %w", ep.Name, err)
+		}
+	}
+	if ep.Addr6.IsValid() {
+		// No DAD: the address comes from our IPAM, unique on the bridge.
+		a6 := &netlink.Addr{IPNet: &net.IPNet{IP: ep.Addr6.AsSlice(), Mask: net.CIDRMask(ep.Subnet6.Bits(), 128)}, Flags: unix.IFA_F_NODAD}
+		if err := h.AddrAdd(pl, a6); err != nil {
+			return fmt.Errorf("give %s address %s: %w", ep.Name, a6.IPNet, err)
+		}
+	}
 	if err := h.LinkSetUp(pl); err != nil {
 		return fmt.Errorf("set %s up: %w", ep.Name, err)
 	}
-	if ep.Gateway.IsValid() {
-		r := &netlink.Route{LinkIndex: pl.Attrs().Index, Gw: ep.Gateway.AsSlice()}
+	for _, gw := range []netip.Addr{ep.Gateway, ep.Gateway6} {
+		if !gw.IsValid() {
+			continue
+		}
+		r := &netlink.Route{LinkIndex: pl.Attrs().Index, Gw: gw.AsSlice()}
 		if err := h.RouteAdd(r); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("default route via %s on %s: %w", ep.Gateway, ep.Name, err)
+			return fmt.Errorf("default route via %s on %s: %w", gw, ep.Name, err)
 		}
 	}
 	return nil
@@ -191,8 +237,23 @@ func DeleteLink(name string) error {
 
 // HostPrefixes are the IPv4 destinations of the host's routes: a new
 // network's subnet must overlap none of them.
-func HostPrefixes() ([]netip.Prefix, error) {
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+func HostPrefixes() ([]netip.Prefix, error) { return hostPrefixes(netlink.FAMILY_V4) }
+
+// HostPrefixes6 are the IPv6 destinations of the host's routes, link
+// local and multicast ones excepted.
+func HostPrefixes6() ([]netip.Prefix, error) {
+	all, err := hostPrefixes(netlink.FAMILY_V6)
+	var out []netip.Prefix
+	for _, p := range all {
+		if !p.Addr().IsLinkLocalUnicast() && !p.Addr().IsMulticast() {
+			out = append(out, p)
+		}
+	}
+	return out, err
+}
+
+func hostPrefixes(family int) ([]netip.Prefix, error) {
+	routes, err := netlink.RouteList(nil, family)
 	if err != nil {
 		return nil, fmt.Errorf("list host routes: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -94,11 +95,25 @@ func startDaemon(t *testing.T, args ...string) (*berthd.Daemon, testNet) {
 			t.Errorf("nftables table %s after the daemon stopped: %v %v", table, ok, err)
 			firewall.Remove(table)
 		}
+		if ok, err := firewall.Exists6(table); err != nil || ok {
+			t.Errorf("nftables ip6 table %s after the daemon stopped: %v %v", table, ok, err)
+			firewall.Remove(table)
+		}
+		if firewall.ChainsExist(table) {
+			t.Errorf("iptables chains of %s after the daemon stopped", table)
+			if fw, err := firewall.New(firewall.IPTables, table); err == nil {
+				fw.Remove()
+			}
+		}
 	})
 	d := berthd.Start(t, append([]string{"--bridge", tn.Bridge, "--bip", bip}, args...)...)
 	table = network.TableName(d.DataRoot, "/var/lib/berth")
-	if ok, err := firewall.Exists(table); err != nil || !ok {
+	ipt := slices.Contains(args, "--firewall-backend=iptables")
+	if ok, err := firewall.Exists(table); err != nil || ok != !ipt {
 		t.Errorf("nftables table %s of the daemon: %v %v", table, ok, err)
+	}
+	if firewall.ChainsExist(table) != ipt {
+		t.Errorf("iptables chains of %s: %v, want %v", table, !ipt, ipt)
 	}
 	d.Must(t, "load", "-i", images.Busybox(t).Archive)
 	return d, tn

@@ -52,8 +52,14 @@ func hostAddr(t *testing.T) string {
 // udpAsk sends a datagram to addr and returns the first answer.
 func udpAsk(t *testing.T, addr string) string {
 	t.Helper()
+	return udpAskNet(t, "udp4", addr)
+}
+
+// udpAskNet is udpAsk over network ("udp4", "udp").
+func udpAskNet(t *testing.T, network, addr string) string {
+	t.Helper()
 	for i := 0; i < 20; i++ {
-		c, err := net.Dial("udp4", addr)
+		c, err := net.Dial(network, addr)
 		if err != nil {
 			t.Fatal(err)
 		}
