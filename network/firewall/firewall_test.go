@@ -77,8 +77,7 @@ func TestApplyIdempotent(t *testing.T) {
 // goes when no bridge has IPv6 any more, and with Remove.
 func TestApplyIPv6(t *testing.T) {
 	testutil.RequireRoot(t)
-	before, _ := os.ReadFile(IPv6Forwarding)
-	t.Cleanup(func() { os.WriteFile(IPv6Forwarding, before, 0o644) })
+	testutil.KeepSysctl(t, IPv6Forwarding)
 	b := make([]byte, 4)
 	rand.Read(b)
 	table := "berth-fwtest6-" + hex.EncodeToString(b)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/internal/testutil/berthd"
 	"github.com/berth-dev/berth/network"
 	"github.com/berth-dev/berth/network/firewall"
@@ -62,11 +63,7 @@ func hostAddr6(t *testing.T) string {
 // dockerd, leaves it on.
 func keepIPv6Forwarding(t *testing.T) {
 	t.Helper()
-	before, err := os.ReadFile(firewall.IPv6Forwarding)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.WriteFile(firewall.IPv6Forwarding, before, 0o644) })
+	testutil.KeepSysctl(t, firewall.IPv6Forwarding)
 }
 
 // add6 is p's address with host part i.
