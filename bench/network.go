@@ -242,6 +242,15 @@ const (
 // RateUnits are the units of the rate phases, by phase.
 var RateUnits = map[string]string{PhaseRequests: "req/s", PhaseTransfer: "MiB/s"}
 
+// CPU phases: the CPU time that wrk, the server and any proxy in the path
+// (docker-proxy) spent per request and per MiB. On this shared machine
+// the rates follow whatever else runs; the CPU cost per unit much less,
+// and it is what the kernel path (NAT, bridge, veth) adds.
+const (
+	PhaseCPURequest = "CPU per request (wrk + server + proxy)"
+	PhaseCPUMiB     = "CPU per MiB (wrk + server + proxy)"
+)
+
 // ThroughputScenario runs wrk (pinned to one CPU) against the server
 // (pinned to the other) through a published port reached on Addr, or,
 // for the host system, against the server listening on Addr directly.
@@ -265,12 +274,15 @@ func (s ThroughputScenario) Setup(env *Env) (Trial, error) {
 	}
 	base := "http://" + net.JoinHostPort(s.Addr, strconv.Itoa(port))
 	t := &netTrial{}
+	// pathPIDs are the processes on the server side of the path.
+	var pathPIDs func() ([]int, error)
 	if env.System.Name == SysHost {
-		stop, err := startHostServer(s.Config.Server, net.JoinHostPort(s.Addr, strconv.Itoa(port)))
+		pid, stop, err := startHostServer(s.Config.Server, net.JoinHostPort(s.Addr, strconv.Itoa(port)))
 		if err != nil {
 			return nil, err
 		}
 		t.teardown = stop
+		pathPIDs = func() ([]int, error) { return []int{pid}, nil }
 	} else {
 		ne, err := startNetEngine(s.Config, env)
 		if err != nil {
@@ -280,6 +292,25 @@ func (s ThroughputScenario) Setup(env *Env) (Trial, error) {
 		if err := ne.runServer("bbhttp", "", port, true); err != nil {
 			ne.stop()
 			return nil, err
+		}
+		out, err := ne.cli("inspect", "-f", "{{.State.Pid}}", "bbhttp")
+		pid, _ := strconv.Atoi(strings.TrimSpace(out))
+		if err != nil || pid <= 0 {
+			ne.stop()
+			return nil, fmt.Errorf("server pid %q: %v", strings.TrimSpace(out), err)
+		}
+		pathPIDs = func() ([]int, error) {
+			pids := []int{pid}
+			// dockerd's userland proxy copies every byte: its CPU is
+			// part of the path.
+			for _, d := range ne.daemons() {
+				for _, c := range children(d.PID) {
+					if comm(c) == "docker-proxy" {
+						pids = append(pids, c)
+					}
+				}
+			}
+			return pids, nil
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -291,12 +322,33 @@ func (s ThroughputScenario) Setup(env *Env) (Trial, error) {
 		t.Teardown()
 		return nil, err
 	}
+	// measured runs wrk and returns its result with the CPU time wrk and
+	// the path's processes spent meanwhile.
+	measured := func(url string, conns int) (WrkResult, time.Duration, error) {
+		pids, err := pathPIDs()
+		if err != nil {
+			return WrkResult{}, 0, err
+		}
+		before, err := cpuTimes(pids)
+		if err != nil {
+			return WrkResult{}, 0, err
+		}
+		r, err := runWrk(s.Config.Wrk, url, conns, s.Config.Duration)
+		if err != nil {
+			return r, 0, err
+		}
+		after, err := cpuTimes(pids)
+		if err != nil {
+			return r, 0, err
+		}
+		return r, r.CPU + after - before, nil
+	}
 	t.run = func() ([]Sample, error) {
-		small, err := runWrk(s.Config.Wrk, base+"/", 16, s.Config.Duration)
+		small, smallCPU, err := measured(base+"/", 16)
 		if err != nil {
 			return nil, err
 		}
-		big, err := runWrk(s.Config.Wrk, base+"/1m", 4, s.Config.Duration)
+		big, bigCPU, err := measured(base+"/1m", 4)
 		if err != nil {
 			return nil, err
 		}
@@ -304,6 +356,8 @@ func (s ThroughputScenario) Setup(env *Env) (Trial, error) {
 		return []Sample{
 			{Phase: PhaseRequests, D: perUnit(small.Requests, small.Elapsed)},
 			{Phase: PhaseTransfer, D: perUnit(big.Requests, big.Elapsed)},
+			{Phase: PhaseCPURequest, D: perUnit(small.Requests, smallCPU)},
+			{Phase: PhaseCPUMiB, D: perUnit(big.Requests, bigCPU)},
 		}, nil
 	}
 	return t, nil
@@ -317,9 +371,53 @@ func perUnit(n int64, d time.Duration) time.Duration {
 	return time.Duration(int64(d) / n)
 }
 
+// cpuTimes is the user and system time the processes pids spent (all
+// their threads, from /proc/PID/stat; kernel work done in their context,
+// as the loopback's and the veth's receive path, included).
+func cpuTimes(pids []int) (time.Duration, error) {
+	var total time.Duration
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0, fmt.Errorf("cpu time of pid %d: %w", pid, err)
+		}
+		d, err := parseStatCPU(string(b))
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		total += d
+	}
+	return total, nil
+}
+
+// clockTick is USER_HZ, the unit of /proc/PID/stat's times (100 on
+// every Linux architecture Go supports).
+const clockTick = 10 * time.Millisecond
+
+// parseStatCPU reads utime + stime from a /proc/PID/stat line.
+func parseStatCPU(stat string) (time.Duration, error) {
+	// The command name in parentheses may hold spaces: fields follow the
+	// last ')'. utime and stime are fields 14 and 15, 12 and 13 after it.
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("no command field")
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New("short")
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(u+st) * clockTick, nil
+}
+
 // startHostServer runs the server on the host network pinned to the
-// server CPU, waits until it listens and returns what stops it.
-func startHostServer(bin, addr string) (func() error, error) {
+// server CPU, waits until it listens and returns its PID and what stops
+// it.
+func startHostServer(bin, addr string) (int, func() error, error) {
 	argv := []string{bin, "serve", "-addr", addr}
 	if cpu := serverCPU(); cpu != "" {
 		argv = append([]string{"taskset", "-c", cpu}, argv...)
@@ -329,7 +427,7 @@ func startHostServer(bin, addr string) (func() error, error) {
 	var out strings.Builder
 	c.Stdout, c.Stderr = &out, &out
 	if err := c.Start(); err != nil {
-		return nil, fmt.Errorf("start host server: %w", err)
+		return 0, nil, fmt.Errorf("start host server: %w", err)
 	}
 	stop := func() error {
 		c.Process.Kill()
@@ -340,9 +438,10 @@ func startHostServer(bin, addr string) (func() error, error) {
 	defer cancel()
 	if err := waitHTTP(ctx, "http://"+addr+"/"); err != nil {
 		stop()
-		return nil, fmt.Errorf("host server: %w: %s", err, out.String())
+		return 0, nil, fmt.Errorf("host server: %w: %s", err, out.String())
 	}
-	return stop, nil
+	// taskset execs the server: the PID is the server's.
+	return c.Process.Pid, stop, nil
 }
 
 // WrkResult is what the bench reads from wrk's report.
@@ -352,6 +451,8 @@ type WrkResult struct {
 	Bytes    int64
 	// RequestsPerSec is wrk's own rate line.
 	RequestsPerSec float64
+	// CPU is the user and system time wrk used.
+	CPU time.Duration
 }
 
 // runWrk runs one thread of wrk pinned to the client CPU with conns
@@ -363,7 +464,8 @@ func runWrk(wrk, url string, conns int, d time.Duration) (WrkResult, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	out, err := c.CombinedOutput()
 	if err != nil {
 		return WrkResult{}, fmt.Errorf("wrk %s: %v: %s", url, err, strings.TrimSpace(string(out)))
 	}
@@ -371,6 +473,8 @@ func runWrk(wrk, url string, conns int, d time.Duration) (WrkResult, error) {
 	if err != nil {
 		return WrkResult{}, fmt.Errorf("wrk %s: %w", url, err)
 	}
+	// taskset execs wrk: the process's usage is wrk's.
+	r.CPU = c.ProcessState.UserTime() + c.ProcessState.SystemTime()
 	return r, nil
 }
 

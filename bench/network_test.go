@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +106,35 @@ func TestWriteRateMarkdown(t *testing.T) {
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing row %q in\n%s", want, out)
+		}
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// A command name with spaces and a ')' must not shift the fields.
+	stat := "4242 (bench (net) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 150 25 0 0 20 0 7 0 100 1000 10 18446744073709551615"
+	d, err := parseStatCPU(stat)
+	if err != nil || d != 175*clockTick {
+		t.Fatalf("parseStatCPU = %v, %v; want %v", d, err, 175*clockTick)
+	}
+	if _, err := parseStatCPU("4242 (x) S 1 2"); err == nil {
+		t.Fatal("parseStatCPU accepted a short line")
+	}
+	// The running test's own figure is readable and grows with work.
+	before, err := cpuTimes([]int{os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); ; {
+		after, err := cpuTimes([]int{os.Getpid()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after > before {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("cpu time did not grow over 5 s of busy work: %v -> %v", before, after)
 		}
 	}
 }

@@ -90,10 +90,25 @@ func runRateSuite(b *strings.Builder, n int, work string, systems []bench.System
 	results := bench.Run(bench.Config{N: n, WorkDir: work, Log: os.Stderr}, systems, []bench.Scenario{sc})
 	fmt.Fprintf(b, "%s; took %s; load average %s before, %s after (other work on the machine skews the figures)\n\n",
 		versions(systems), time.Since(start).Round(time.Second), loadBefore, loadavg())
-	if err := bench.WriteRateMarkdown(b, n, systems, results, bench.RateUnits); err != nil {
+	// Rates in one table, CPU costs (times, lower is better) in another.
+	var rates, costs []bench.Result
+	for _, r := range results {
+		if _, ok := bench.RateUnits[r.Phase]; ok {
+			rates = append(rates, r)
+		} else {
+			costs = append(costs, r)
+		}
+	}
+	if err := bench.WriteRateMarkdown(b, n, systems, rates, bench.RateUnits); err != nil {
 		return err
 	}
 	b.WriteString("\n")
+	if len(costs) > 0 {
+		if err := bench.WriteMarkdown(b, n, systems, costs); err != nil {
+			return err
+		}
+		b.WriteString("\n")
+	}
 	return nil
 }
 
