@@ -88,8 +88,12 @@ func WriteMarkdown(w io.Writer, n int, systems []System, results []Result) error
 func key(r Result) string { return r.Scenario + "/" + r.Phase + "/" + r.System }
 
 func ms(d time.Duration) string {
-	if d < time.Millisecond { // DNS lookups: tenths of a ms would hide them
+	// Lookups and CPU per request or MiB: tenths of a ms would hide them.
+	if d < time.Millisecond {
 		return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond))
+	}
+	if d < 10*time.Millisecond {
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
 	}
 	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
 }

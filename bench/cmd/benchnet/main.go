@@ -34,6 +34,9 @@ func main() {
 		serve(os.Args[2:])
 	case "lookup":
 		lookup(os.Args[2:])
+	case "--version":
+		// The bench's version column.
+		fmt.Println("benchnet (bench/cmd/benchnet, Go net/http)")
 	default:
 		log.Fatalf("benchnet: unknown command %q", os.Args[1])
 	}
