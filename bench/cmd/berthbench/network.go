@@ -139,7 +139,7 @@ func rulesetHas() string {
 	}
 	var hits []string
 	for _, l := range strings.Split(string(out), "\n") {
-		if strings.Contains(l, "10.199.") {
+		if strings.Contains(l, "10.199.1.") || strings.Contains(l, "10.199.2.") || strings.Contains(l, "10.199.3.") {
 			hits = append(hits, strings.TrimSpace(l))
 		}
 	}
