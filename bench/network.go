@@ -237,10 +237,13 @@ func (t *netTrial) Teardown() error {
 const (
 	PhaseRequests = "requests/s (GET /, 3-byte body, 16 connections)"
 	PhaseTransfer = "MiB/s (GET /1m, 1 MiB body, 4 connections)"
+	// A new connection per request: the NAT's connection setup (the
+	// chains, a conntrack entry) or the proxy's second connection.
+	PhaseConns = "connections/s (GET / with Connection: close, 8 at once)"
 )
 
 // RateUnits are the units of the rate phases, by phase.
-var RateUnits = map[string]string{PhaseRequests: "req/s", PhaseTransfer: "MiB/s"}
+var RateUnits = map[string]string{PhaseRequests: "req/s", PhaseTransfer: "MiB/s", PhaseConns: "conn/s"}
 
 // CPU phases: the CPU time that wrk, the server and any proxy in the path
 // (docker-proxy) spent per request and per MiB. On this shared machine
@@ -249,6 +252,7 @@ var RateUnits = map[string]string{PhaseRequests: "req/s", PhaseTransfer: "MiB/s"
 const (
 	PhaseCPURequest = "CPU per request (wrk + server + proxy)"
 	PhaseCPUMiB     = "CPU per MiB (wrk + server + proxy)"
+	PhaseCPUConn    = "CPU per connection (wrk + server + proxy)"
 )
 
 // ThroughputScenario runs wrk (pinned to one CPU) against the server
@@ -324,7 +328,7 @@ func (s ThroughputScenario) Setup(env *Env) (Trial, error) {
 	}
 	// measured runs wrk and returns its result with the CPU time wrk and
 	// the path's processes spent meanwhile.
-	measured := func(url string, conns int) (WrkResult, time.Duration, error) {
+	measured := func(url string, conns int, headers ...string) (WrkResult, time.Duration, error) {
 		pids, err := pathPIDs()
 		if err != nil {
 			return WrkResult{}, 0, err
@@ -333,7 +337,7 @@ func (s ThroughputScenario) Setup(env *Env) (Trial, error) {
 		if err != nil {
 			return WrkResult{}, 0, err
 		}
-		r, err := runWrk(s.Config.Wrk, url, conns, s.Config.Duration)
+		r, err := runWrk(s.Config.Wrk, url, conns, s.Config.Duration, headers...)
 		if err != nil {
 			return r, 0, err
 		}
@@ -352,12 +356,18 @@ func (s ThroughputScenario) Setup(env *Env) (Trial, error) {
 		if err != nil {
 			return nil, err
 		}
+		conns, connsCPU, err := measured(base+"/", 8, "Connection: close")
+		if err != nil {
+			return nil, err
+		}
 		// Each /1m response is one MiB of body.
 		return []Sample{
 			{Phase: PhaseRequests, D: perUnit(small.Requests, small.Elapsed)},
 			{Phase: PhaseTransfer, D: perUnit(big.Requests, big.Elapsed)},
+			{Phase: PhaseConns, D: perUnit(conns.Requests, conns.Elapsed)},
 			{Phase: PhaseCPURequest, D: perUnit(small.Requests, smallCPU)},
 			{Phase: PhaseCPUMiB, D: perUnit(big.Requests, bigCPU)},
+			{Phase: PhaseCPUConn, D: perUnit(conns.Requests, connsCPU)},
 		}, nil
 	}
 	return t, nil
@@ -456,9 +466,13 @@ type WrkResult struct {
 }
 
 // runWrk runs one thread of wrk pinned to the client CPU with conns
-// connections for d against url.
-func runWrk(wrk, url string, conns int, d time.Duration) (WrkResult, error) {
-	argv := []string{wrk, "-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(int(d.Seconds())) + "s", url}
+// connections for d against url, sending headers ("Name: value").
+func runWrk(wrk, url string, conns int, d time.Duration, headers ...string) (WrkResult, error) {
+	argv := []string{wrk, "-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(int(d.Seconds())) + "s"}
+	for _, h := range headers {
+		argv = append(argv, "-H", h)
+	}
+	argv = append(argv, url)
 	if cpu := clientCPU(); cpu != "" {
 		argv = append([]string{"taskset", "-c", cpu}, argv...)
 	}
