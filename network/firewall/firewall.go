@@ -116,7 +116,7 @@ func Apply(table string, bridges []Bridge, mappings []Mapping) error {
 // batchBuffers sizes the netlink socket's buffers for a batch of about
 // msgs messages: the batch goes in one sendmsg, and the kernel queues an
 // ack for every message before the first is read. With the default
-// buffers 150 published ports (one -p range) failed with "sendmsg:
+// buffers 300 published ports (one -p range) failed with "sendmsg:
 // message too long" and 200 with "recvmsg: no buffer space available".
 // The *FORCE options (root) may exceed net.core.[rw]mem_max; the size is
 // a limit, not an allocation.
