@@ -6,7 +6,7 @@ GO         ?= go
 BIN        := bin
 BUILD_DEPS := gcc pkg-config libseccomp-dev
 TEST_DEPS  := $(BUILD_DEPS) busybox-static runc crun containerd podman docker.io jq qemu-system-x86 docker-registry skopeo umoci git
-BENCH_DEPS := $(BUILD_DEPS) busybox-static runc crun docker-registry skopeo umoci podman docker.io
+BENCH_DEPS := $(BUILD_DEPS) busybox-static runc crun docker-registry skopeo umoci podman docker.io wrk
 DEMO_DEPS  := $(BUILD_DEPS)
 RUNTIME    ?= $(BIN)/berth-runtime
 N          ?= 30
@@ -58,7 +58,9 @@ test:
 	@scripts/cgroup-setup.sh
 	$(GO) test $(TEST_FLAGS) ./...
 
-# Side-by-side lifecycle benchmarks vs runc and crun; N iterations each.
+# Side-by-side benchmarks: the runtime vs runc and crun, pull, the engine,
+# build and the network vs dockerd and podman; N iterations of the runtime
+# suite (the others have their own -*-n flags).
 bench:
 	@scripts/ensure-deps.sh $(BENCH_DEPS)
 	@$(MAKE) --no-print-directory build

@@ -15,6 +15,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,7 +45,8 @@ type Mapping struct {
 
 // Apply makes table hold exactly the rules of bridges and mappings.
 func Apply(table string, bridges []Bridge, mappings []Mapping) error {
-	c, err := nftables.New()
+	msgs := 16 + len(bridges)*(len(bridges)+4) + 2*len(mappings)
+	c, err := nftables.New(nftables.WithSockOptions(batchBuffers(msgs)))
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
@@ -114,6 +116,34 @@ func Apply(table string, bridges []Bridge, mappings []Mapping) error {
 		return fmt.Errorf("enable IPv4 forwarding: %w", err)
 	}
 	return apply6(table, bridges, mappings)
+}
+
+// batchBuffers sizes the netlink socket's buffers for a batch of about
+// msgs messages: the batch goes in one sendmsg, and the kernel queues an
+// ack for every message before the first is read. With the default
+// buffers 300 published ports (one -p range) failed with "sendmsg:
+// message too long" and 200 with "recvmsg: no buffer space available".
+// The *FORCE options (root) may exceed net.core.[rw]mem_max; the size is
+// a limit, not an allocation.
+func batchBuffers(msgs int) nftables.SockOption {
+	size := max(msgs*2048, 1<<20)
+	return func(conn *netlink.Conn) error {
+		raw, err := conn.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		if err := raw.Control(func(fd uintptr) {
+			serr = errors.Join(unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size),
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size))
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("netlink buffers of %d bytes: %w", size, serr)
+		}
+		return nil
+	}
 }
 
 // Remove deletes table; a missing one is no error.

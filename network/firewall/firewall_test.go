@@ -116,3 +116,33 @@ func TestApplyIPv6(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestApplyManyMappings: a table with hundreds of published ports (a
+// -p range) goes in in one batch. Every rule of the batch is acknowledged
+// before any ack is read: with 200 ports the acks overflowed the socket's
+// default receive buffer (recvmsg: no buffer space available).
+func TestApplyManyMappings(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := make([]byte, 4)
+	rand.Read(b)
+	table := "berth-fwtest-" + hex.EncodeToString(b)
+	t.Cleanup(func() { Remove(table) })
+	bridges := []Bridge{{Device: "brM", Subnet: netip.MustParsePrefix("10.4.0.0/24"), Masquerade: true}}
+	var maps []Mapping
+	for i := range 2000 {
+		maps = append(maps, Mapping{Proto: "tcp", HostPort: uint16(30000 + i), ContainerIP: netip.MustParseAddr("10.4.0.2"), ContainerPort: uint16(30000 + i), Bridge: "brM"})
+	}
+	if err := Apply(table, bridges, maps); err != nil {
+		t.Fatalf("apply %d mappings: %v", len(maps), err)
+	}
+	out, err := exec.Command("nft", "list", "chain", "ip", table, "output").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list: %v %s", err, out)
+	}
+	if got := strings.Count(string(out), "dnat to"); got != len(maps) {
+		t.Fatalf("output chain has %d dnat rules, want %d", got, len(maps))
+	}
+	if !strings.Contains(string(out), "tcp dport 31999 ") {
+		t.Fatalf("last mapping missing:\n%.2000s", out)
+	}
+}

@@ -25,7 +25,7 @@ func main() {
 	berth := flag.String("berth", "bin/berth-runtime", "path of the berth-runtime binary")
 	out := flag.String("out", "bench/results/latest.md", "write the table here too (empty: stdout only)")
 	only := flag.String("systems", "", "comma-separated systems to run (default: all)")
-	suites := flag.String("suites", "runtime,pull,engine,build", "which suites: runtime (lifecycle vs runc, crun), pull (vs skopeo, podman, docker), engine (berthd vs dockerd, podman), build (vs docker's classic builder and BuildKit, podman)")
+	suites := flag.String("suites", "runtime,pull,engine,build,network", "which suites: runtime (lifecycle vs runc, crun), pull (vs skopeo, podman, docker), engine (berthd vs dockerd, podman), build (vs docker's classic builder and BuildKit, podman), network (published ports, throughput, DNS vs dockerd, podman, the host network)")
 	pullN := flag.Int("pull-n", 5, "iterations of each pull scenario")
 	eng := engineFlags{}
 	flag.IntVar(&eng.runN, "engine-n", 20, "iterations of the engine's run --rm scenario")
@@ -34,15 +34,21 @@ func main() {
 	flag.IntVar(&eng.memN, "mem-n", 10, "running containers for the memory measure")
 	flag.IntVar(&eng.profileN, "profile-n", 10, "iterations of the run --rm profile")
 	flag.IntVar(&eng.buildN, "build-n", 5, "iterations of the build suite")
+	nf := netFlags{}
+	flag.IntVar(&nf.startN, "net-start-n", 10, "iterations of the network suite's start with a published port")
+	flag.IntVar(&nf.throughputN, "net-throughput-n", 5, "iterations of the network suite's wrk runs (per address)")
+	flag.IntVar(&nf.dnsN, "net-dns-n", 5, "iterations of the network suite's DNS runs")
+	flag.IntVar(&nf.lookups, "net-lookups", 200, "lookups per DNS run")
+	flag.DurationVar(&nf.duration, "net-duration", 3*time.Second, "length of each wrk run (whole seconds)")
 	flag.Parse()
 	eng.binDir = filepath.Dir(*berth)
-	if err := run(*n, *pullN, eng, *berth, *out, *only, *suites); err != nil {
+	if err := run(*n, *pullN, eng, nf, *berth, *out, *only, *suites); err != nil {
 		fmt.Fprintln(os.Stderr, "berthbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, pullN int, eng engineFlags, berth, out, only, suites string) error {
+func run(n, pullN int, eng engineFlags, nf netFlags, berth, out, only, suites string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("must run as root")
 	}
@@ -69,6 +75,8 @@ func run(n, pullN int, eng engineFlags, berth, out, only, suites string) error {
 			err = runEngine(&b, eng, work, only)
 		case "build":
 			err = runBuild(&b, eng, work, only)
+		case "network":
+			err = runNetwork(&b, eng, nf, work, only)
 		default:
 			err = fmt.Errorf("unknown suite %q", suite)
 		}
