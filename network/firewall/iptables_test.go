@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -18,8 +17,7 @@ import (
 func TestIPTablesBackend(t *testing.T) {
 	testutil.RequireRoot(t)
 	keepXtablesTables(t)
-	before, _ := os.ReadFile(IPv6Forwarding)
-	t.Cleanup(func() { os.WriteFile(IPv6Forwarding, before, 0o644) })
+	testutil.KeepSysctl(t, IPv6Forwarding)
 	b := make([]byte, 4)
 	rand.Read(b)
 	table := "berth-ipttest-" + hex.EncodeToString(b)
