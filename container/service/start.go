@@ -143,6 +143,9 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	if err != nil {
 		return nil, fmt.Errorf("container %s: rootfs: %w", rec.ID, err)
 	}
+	if rec.HostConfig.AutoRemove {
+		mounts = volatileUpper(mounts)
+	}
 	if err := snapshot.MountAll(mounts, rootfs); err != nil {
 		return nil, fmt.Errorf("container %s: mount rootfs: %w", rec.ID, err)
 	}

@@ -1,0 +1,59 @@
+package daemon_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// rootMountOptions picks the options of the container's root (overlay)
+// mount out of its /proc/mounts.
+func rootMountOptions(t *testing.T, mounts string) []string {
+	t.Helper()
+	for _, l := range strings.Split(mounts, "\n") {
+		if f := strings.Fields(l); len(f) > 3 && f[1] == "/" && f[2] == "overlay" {
+			return strings.Split(f[3], ",")
+		}
+	}
+	t.Fatalf("no overlay root mount in:\n%s", mounts)
+	return nil
+}
+
+// volatile reports whether overlay options say "volatile" (newer kernels
+// show it as fsync=volatile).
+func volatile(opts []string) bool {
+	for _, x := range opts {
+		if x == "volatile" || x == "fsync=volatile" {
+			return true
+		}
+	}
+	return false
+}
+
+// TestRunRmVolatileRoot: a --rm container's writable layer is mounted
+// "volatile" (its exit then unmounts without syncing the disk), a kept
+// container's is not, and a --rm container still sees what it wrote.
+func TestRunRmVolatileRoot(t *testing.T) {
+	d := withBusybox(t)
+	out, code := docker(t, d, "run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo kept > /f && cat /f && cat /proc/mounts")
+	if code != 0 || !strings.HasPrefix(out, "kept\n") {
+		t.Fatalf("run --rm: exit %d:\n%s", code, out)
+	}
+	if opts := rootMountOptions(t, out); !volatile(opts) {
+		t.Errorf("--rm container's root options %v lack volatile", opts)
+	}
+	stdout, stderr, code := d.Berth(t, "", "run", "--rm", "--network", "none", "busybox", "cat", "/proc/mounts")
+	if code != 0 {
+		t.Fatalf("berth run --rm: exit %d: %s", code, stderr)
+	}
+	if opts := rootMountOptions(t, stdout); !volatile(opts) {
+		t.Errorf("berth run --rm: root options %v lack volatile", opts)
+	}
+	out, code = docker(t, d, "run", "--name", "kept", "--network", "none", "busybox", "cat", "/proc/mounts")
+	if code != 0 {
+		t.Fatalf("run: exit %d:\n%s", code, out)
+	}
+	if opts := rootMountOptions(t, out); volatile(opts) {
+		t.Errorf("a container without --rm has a volatile root: %v", opts)
+	}
+	d.Must(t, "rm", "kept")
+}
