@@ -95,14 +95,21 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 	if err := sh.Start(ctx); err != nil {
 		sh.Kill(ctx, 9, true)
 		sh.Wait(ctx, "")
+		// With a deferred create the runtime's create errors (a missing
+		// executable: 127) come from the start.
+		msg := fmt.Sprintf("container %s: %s", rec.ID, err)
+		code := spec.ExitCodeOf(msg)
 		s.store.Update(rec.ID, func(r *store.Container) error {
 			r.State.Running, r.State.Restarting, r.State.Pid = false, false, 0
-			r.State.ExitCode, r.State.Error = 128, err.Error()
+			r.State.ExitCode, r.State.Error = code, msg
 			return nil
 		})
 		s.teardown(rec.ID)
 		c.notify()
-		return failed(err)
+		if code == 126 || code == 127 {
+			return failed(fmt.Errorf("%s: %w", msg, errdefs.ErrInvalidArgument))
+		}
+		return failed(fmt.Errorf("container %s: %w", rec.ID, err))
 	}
 	exited := make(chan struct{})
 	c.mu.Lock()
@@ -194,7 +201,7 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 		ID: rec.ID, Bundle: bundle, Runtime: s.opts.Runtime, RuntimeRoot: s.runtimeRoot(),
 		LogDriver: driver, LogPath: rec.LogPath, LogOptions: logOpts,
 		Tty: rec.Config.Tty, OpenStdin: rec.Config.OpenStdin, StdinOnce: rec.Config.StdinOnce,
-		Binary: s.opts.Shim,
+		Binary: s.opts.Shim, DeferCreate: true,
 	})
 }
 
