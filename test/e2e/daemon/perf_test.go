@@ -1,7 +1,9 @@
 package daemon_test
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -56,4 +58,44 @@ func TestRunRmVolatileRoot(t *testing.T) {
 		t.Errorf("a container without --rm has a volatile root: %v", opts)
 	}
 	d.Must(t, "rm", "kept")
+}
+
+// TestRunDetachedConcurrent: `berth run -d` started many at once prints
+// each container's id and nothing else (no wait left to be cancelled at
+// exit), and every container is running when its run returns.
+func TestRunDetachedConcurrent(t *testing.T) {
+	d := withBusybox(t)
+	const n = 12
+	type result struct{ stdout, stderr string }
+	res := make([]result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o, e, code := d.Berth(t, "", "run", "-d", "--network", "none", "busybox", "sleep", "1000")
+			if code != 0 {
+				e += fmt.Sprintf(" (exit %d)", code)
+			}
+			res[i] = result{o, e}
+		}()
+	}
+	wg.Wait()
+	ids := map[string]bool{}
+	for i, r := range res {
+		id := strings.TrimSpace(r.stdout)
+		if len(id) != 64 || r.stderr != "" {
+			t.Errorf("run -d #%d: stdout %q stderr %q", i, r.stdout, r.stderr)
+			continue
+		}
+		ids[id] = true
+	}
+	running := d.Must(t, "ps", "-q", "--no-trunc", "--filter", "status=running")
+	for _, id := range strings.Fields(running) {
+		delete(ids, id)
+	}
+	if len(ids) != 0 {
+		t.Errorf("not running after run -d returned: %v\nps:\n%s", ids, running)
+	}
+	d.Must(t, append([]string{"rm", "-f"}, strings.Fields(d.Must(t, "ps", "-aq"))...)...)
 }
