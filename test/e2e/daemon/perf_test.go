@@ -2,9 +2,12 @@ package daemon_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // rootMountOptions picks the options of the container's root (overlay)
@@ -98,4 +101,54 @@ func TestRunDetachedConcurrent(t *testing.T) {
 		t.Errorf("not running after run -d returned: %v\nps:\n%s", ids, running)
 	}
 	d.Must(t, append([]string{"rm", "-f"}, strings.Fields(d.Must(t, "ps", "-aq"))...)...)
+}
+
+// TestStartFailureEndsEarlyShim: berthd starts a container's shim while
+// it still makes the bundle; when that fails (joining the network of a
+// container that is not running) the start fails as dockerd's does and
+// the shim is gone with the bundle.
+func TestStartFailureEndsEarlyShim(t *testing.T) {
+	d := withBusybox(t)
+	d.Must(t, "create", "--name", "idle", "busybox", "sleep", "100")
+	d.Must(t, "create", "--name", "joiner", "--network", "container:idle", "busybox", "true")
+	out, code := docker(t, d, "start", "joiner")
+	if code == 0 || !strings.Contains(out, "non running container") {
+		t.Fatalf("start joiner: exit %d: %s", code, out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		shims := shimsUnder(t, d.ExecRoot)
+		if len(shims) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shims left after the failed start: %v", shims)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ents, err := os.ReadDir(filepath.Join(d.ExecRoot, "containers")); err == nil && len(ents) != 0 {
+		t.Errorf("bundles left after the failed start: %v", ents)
+	}
+	d.Must(t, "rm", "idle", "joiner")
+}
+
+// shimsUnder lists the berth-shim processes whose state dir is under root.
+func shimsUnder(t *testing.T, root string) []string {
+	t.Helper()
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range procs {
+		b, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) == 2 && filepath.Base(args[0]) == "berth-shim" && strings.HasPrefix(args[1], root+"/") {
+			out = append(out, p.Name()+" "+args[1])
+		}
+	}
+	return out
 }
