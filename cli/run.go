@@ -199,16 +199,21 @@ func (c *Cli) run(fs *pflag.FlagSet, ro *runopts.Options, args []string, detach,
 	}
 	// Wait before start: a fast container must not exit unseen. The wait
 	// outlives cancel (which ends the attach when start fails): with --rm
-	// it still has to see the removal.
-	waitCtx, cancelWait := context.WithCancel(context.Background())
-	defer cancelWait()
-	status := c.waitExitOrRemoved(waitCtx, id, cfg.HostConfig.AutoRemove)
+	// it still has to see the removal. Without stdout or stderr attached
+	// (-d) the exit code is never reported, so there is nothing to wait
+	// for (and a wait cancelled at return would print its error).
+	var status <-chan int
+	if config.AttachStdout || config.AttachStderr {
+		waitCtx, cancelWait := context.WithCancel(context.Background())
+		defer cancelWait()
+		status = c.waitExitOrRemoved(waitCtx, id, cfg.HostConfig.AutoRemove)
+	}
 	if _, err := api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		if attach {
 			cancel()
 			<-errCh
 		}
-		if cfg.HostConfig.AutoRemove {
+		if status != nil && cfg.HostConfig.AutoRemove {
 			<-status
 		}
 		return c.runError("run", err, false)

@@ -95,14 +95,21 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 	if err := sh.Start(ctx); err != nil {
 		sh.Kill(ctx, 9, true)
 		sh.Wait(ctx, "")
+		// With a deferred create the runtime's create errors (a missing
+		// executable: 127) come from the start.
+		msg := fmt.Sprintf("container %s: %s", rec.ID, err)
+		code := spec.ExitCodeOf(msg)
 		s.store.Update(rec.ID, func(r *store.Container) error {
 			r.State.Running, r.State.Restarting, r.State.Pid = false, false, 0
-			r.State.ExitCode, r.State.Error = 128, err.Error()
+			r.State.ExitCode, r.State.Error = code, msg
 			return nil
 		})
 		s.teardown(rec.ID)
 		c.notify()
-		return failed(err)
+		if code == 126 || code == 127 {
+			return failed(fmt.Errorf("%s: %w", msg, errdefs.ErrInvalidArgument))
+		}
+		return failed(fmt.Errorf("container %s: %w", rec.ID, err))
 	}
 	exited := make(chan struct{})
 	c.mu.Lock()
@@ -124,9 +131,11 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 	return nil
 }
 
-// launch mounts rec's rootfs, writes its bundle and starts its shim, which
-// creates the container (its process waits for start).
-func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shim, error) {
+// launch mounts rec's rootfs, writes its bundle and starts its shim. With
+// a TTY the shim creates the container at once (its process waits for
+// start); otherwise it does so at start (DeferCreate), and, needing
+// nothing of the bundle until then, it starts up while the bundle is made.
+func (s *Service) launch(ctx context.Context, rec *store.Container) (_ *client.Shim, retErr error) {
 	bundle := s.bundleDir(rec.ID)
 	rootfs := filepath.Join(bundle, "rootfs")
 	if err := os.MkdirAll(rootfs, 0o700); err != nil {
@@ -139,12 +148,52 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	if err := snapshot.UnmountAll(rootfs); err != nil {
 		return nil, err
 	}
+	logOpts, err := logs.ParseOptions(rec.HostConfig.LogConfig.Config)
+	if err != nil {
+		return nil, err
+	}
+	driver := shim.LogDriverJSONFile
+	if rec.HostConfig.LogConfig.Type == "none" {
+		driver = shim.LogDriverNone
+	}
+	cfg := shim.Config{
+		ID: rec.ID, Bundle: bundle, Runtime: s.opts.Runtime, RuntimeRoot: s.runtimeRoot(),
+		LogDriver: driver, LogPath: rec.LogPath, LogOptions: logOpts,
+		Tty: rec.Config.Tty, OpenStdin: rec.Config.OpenStdin, StdinOnce: rec.Config.StdinOnce,
+		Binary: s.opts.Shim, DeferCreate: !rec.Config.Tty,
+	}
+	type started struct {
+		sh  *client.Shim
+		err error
+	}
+	var early chan started
+	if cfg.DeferCreate {
+		early = make(chan started, 1)
+		go func() {
+			sh, err := client.Start(ctx, bundle, cfg)
+			early <- started{sh, err}
+		}()
+		defer func() {
+			if retErr == nil {
+				return
+			}
+			// The bundle could not be made: end the shim, which has no
+			// container yet.
+			if r := <-early; r.err == nil {
+				r.sh.Kill(context.WithoutCancel(ctx), 9, true)
+				r.sh.Wait(context.WithoutCancel(ctx), "")
+			}
+		}()
+	}
 	mounts, err := s.opts.Images.ContainerMounts(ctx, rec.ID)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: rootfs: %w", rec.ID, err)
 	}
 	if err := s.openDirsToRemapped(rec); err != nil {
 		return nil, fmt.Errorf("container %s: %w", rec.ID, err)
+	}
+	if rec.HostConfig.AutoRemove {
+		mounts = volatileUpper(mounts)
 	}
 	if err := s.mountRootfs(rec, mounts, rootfs, filepath.Join(bundle, "idmap")); err != nil {
 		return nil, fmt.Errorf("container %s: mount rootfs: %w", rec.ID, err)
@@ -194,20 +243,12 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (*client.Shi
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
 		return nil, err
 	}
-	logOpts, err := logs.ParseOptions(rec.HostConfig.LogConfig.Config)
-	if err != nil {
-		return nil, err
+	if early != nil {
+		r := <-early
+		early <- r // for the deferred cleanup, which then finds no error
+		return r.sh, r.err
 	}
-	driver := shim.LogDriverJSONFile
-	if rec.HostConfig.LogConfig.Type == "none" {
-		driver = shim.LogDriverNone
-	}
-	return client.Start(ctx, bundle, shim.Config{
-		ID: rec.ID, Bundle: bundle, Runtime: s.opts.Runtime, RuntimeRoot: s.runtimeRoot(),
-		LogDriver: driver, LogPath: rec.LogPath, LogOptions: logOpts,
-		Tty: rec.Config.Tty, OpenStdin: rec.Config.OpenStdin, StdinOnce: rec.Config.StdinOnce,
-		Binary: s.opts.Shim,
-	})
+	return client.Start(ctx, bundle, cfg)
 }
 
 // connectPending attaches the clients that waited for this start.

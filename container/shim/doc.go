@@ -20,6 +20,14 @@
 // to the log and to attached clients from then on, so a client attached
 // between create and start sees everything.
 //
+// With DeferCreate (berthd's choice for containers without a TTY, which
+// it starts right after launching the shim) the shim only makes the
+// stdio pipes before its Ready line (no Pid in it) and creates and starts
+// the container on `start` with one `runtime run --detach`: a runtime
+// process less per start. The init, forked by the runtime, is reparented
+// to the shim. A failed run fails the start; the shim then records an
+// exit (code 128) and goes, as it does when killed before the start.
+//
 // When the container's init exits the shim reads the OOM-kill counter of
 // its memory cgroup (cgroup v1 memory.oom_control or v2 memory.events),
 // runs `runtime delete --force`, waits (at most two seconds) for the
@@ -32,7 +40,7 @@
 // Each connection to SocketFile carries one request: a JSON Request line
 // from the client, a JSON Response line from the shim. Ops:
 //
-//	start   runtime start; Response{} or {error}
+//	start   runtime start (DeferCreate: runtime run --detach); {pid} or {error}
 //	kill    {signal, all}: runtime kill
 //	resize  {height, width, exec_id?}: TIOCSWINSZ on the pty
 //	exec    {exec_id, process, tty, stdin, stdout, stderr}: runtime exec

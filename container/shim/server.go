@@ -65,7 +65,13 @@ func (s *shim) handle(c *os.File) {
 	}
 	switch req.Op {
 	case OpStart:
-		s.answer(c, s.start())
+		pid, err := s.start()
+		if err != nil {
+			errReply(c, err)
+			break
+		}
+		reply(c, Response{Pid: pid})
+		c.Close()
 	case OpKill:
 		s.answer(c, s.kill(req.Signal, req.All))
 	case OpResize:
@@ -112,23 +118,36 @@ func (s *shim) process(execID string) (*process, error) {
 	return p, nil
 }
 
-func (s *shim) start() error {
+// start starts the container and returns its init's pid.
+func (s *shim) start() (int, error) {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
 	s.mu.Lock()
 	st := s.status
 	s.mu.Unlock()
 	if st != StatusCreated {
-		return errors.New("cannot start container " + s.cfg.ID + ": it is " + st)
+		return 0, errors.New("cannot start container " + s.cfg.ID + ": it is " + st)
 	}
 	// Set before the start: a quick process may exit, and have its exit
 	// recorded, before the runtime's start returns.
 	s.mu.Lock()
 	s.startedAt = time.Now().UTC()
 	s.mu.Unlock()
-	if err := s.runtime([3]int{s.devnull, s.devnull, s.devnull}, "start", s.cfg.ID); err != nil {
+	var err error
+	if s.pending != nil {
+		if err = s.runDeferred(); err != nil {
+			s.abandonDeferred(err)
+			return 0, err
+		}
+		go s.waitInit()
+	} else {
+		err = s.runtime([3]int{s.devnull, s.devnull, s.devnull}, "start", s.cfg.ID)
+	}
+	if err != nil {
 		s.mu.Lock()
 		s.startedAt = time.Time{}
 		s.mu.Unlock()
-		return err
+		return 0, err
 	}
 	s.mu.Lock()
 	if s.status == StatusCreated {
@@ -136,12 +155,29 @@ func (s *shim) start() error {
 	}
 	s.mu.Unlock()
 	trimText()
-	return nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.init.pid, nil
 }
 
 func (s *shim) kill(sig int, all bool) error {
 	if sig <= 0 {
 		sig = int(unix.SIGKILL)
+	}
+	if s.cfg.DeferCreate && !s.cfg.Tty {
+		// A container whose create waits for start does not exist yet:
+		// killing it ends the shim, as if it had run.
+		s.startMu.Lock()
+		io := s.pending
+		s.pending = nil
+		if io != nil {
+			io.closeChild()
+			s.abandonDeferred(errors.New("killed before start"))
+		}
+		s.startMu.Unlock()
+		if io != nil {
+			return nil
+		}
 	}
 	s.mu.Lock()
 	st := s.status

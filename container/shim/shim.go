@@ -57,6 +57,9 @@ type shim struct {
 	trimTimer *time.Timer
 	// lateDelete: the runtime's delete runs after the exit is reported.
 	lateDelete bool
+	// pending is the init's stdio while a deferred create waits for start.
+	pending *stdio
+	startMu sync.Mutex // one start at a time
 }
 
 // Run is the shim's life for the container whose state directory is dir:
@@ -78,7 +81,13 @@ func Run(dir string, ready *os.File) error {
 		return err
 	}
 	defer s.close()
-	if err := s.create(); err != nil {
+	deferred := s.cfg.DeferCreate && !s.cfg.Tty
+	if deferred {
+		err = s.prepareDeferred()
+	} else {
+		err = s.create()
+	}
+	if err != nil {
 		s.note("create", err)
 		s.ln.Close()
 		os.Remove(filepath.Join(dir, SocketFile))
@@ -87,7 +96,9 @@ func Run(dir string, ready *os.File) error {
 	}
 	writeReady(ready, Ready{Pid: s.init.pid, ShimPid: os.Getpid()})
 	go s.serve()
-	go s.waitInit()
+	if !deferred {
+		go s.waitInit()
+	}
 	trimText()
 	<-s.done
 	// Let requests that were waiting for the exit get their answer.
@@ -273,6 +284,64 @@ func runtimeError(path string, off int64) string {
 	return msg
 }
 
+// prepareDeferred makes the init's stdio pipes, so that clients can
+// attach before the container exists; start creates it.
+func (s *shim) prepareDeferred() error {
+	p := newProcess("", false, s.cfg.StdinOnce, s.onDrop("container"))
+	io, err := p.setupPipes(s.cfg.OpenStdin, s.devnull)
+	if err != nil {
+		return err
+	}
+	s.init, s.pending = p, io
+	return nil
+}
+
+// runDeferred creates and starts the container in one `runtime run
+// --detach` (its init, forked by the runtime, is reparented to the shim,
+// a subreaper) on the stdio prepareDeferred made.
+func (s *shim) runDeferred() error {
+	p, io := s.init, s.pending
+	s.pending = nil
+	args := []string{"run", "--detach", "--bundle", s.cfg.Bundle, "--pid-file", filepath.Join(s.dir, "init.pid"), s.cfg.ID}
+	err := s.runtimeRetry(io.fds, args)
+	io.closeChild()
+	if err != nil {
+		return err
+	}
+	return s.adopt(p)
+}
+
+// abandonDeferred ends a shim whose deferred create failed: attached
+// clients get the end of their streams and the exit is recorded, so that
+// the shim exits like one whose container ran.
+func (s *shim) abandonDeferred(err error) {
+	p := s.init
+	p.drain()
+	p.exit = ExitStatus{ExitCode: 128, FinishedAt: time.Now().UTC()}
+	if werr := writeFileAtomic(filepath.Join(s.dir, ExitFile), appendExit(nil, &p.exit)); werr != nil {
+		s.note("record exit", werr)
+	}
+	s.note("start", err)
+	s.mu.Lock()
+	s.status = StatusStopped
+	s.mu.Unlock()
+	close(p.exited)
+	close(s.done)
+}
+
+// runtimeRetry runs the runtime with args, waiting while the previous
+// run's shim still deletes the container's old state (it does so after
+// reporting that run's exit) rather than failing a quick restart. A live
+// namesake never goes away, and then the error stands.
+func (s *shim) runtimeRetry(fds [3]int, args []string) error {
+	err := s.runtime(fds, args...)
+	for deadline := time.Now().Add(3 * time.Second); err != nil && strings.Contains(err.Error(), "already exists") && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		err = s.runtime(fds, args...)
+	}
+	return err
+}
+
 // create runs `runtime create` with the container's stdio.
 func (s *shim) create() error {
 	p := newProcess("", s.cfg.Tty, s.cfg.StdinOnce, s.onDrop("container"))
@@ -295,15 +364,7 @@ func (s *shim) create() error {
 	if console != nil {
 		masterc = console.receive()
 	}
-	err = s.runtime(io.fds, args...)
-	// The previous run's shim may still be deleting the container's old
-	// state (it does so after reporting that run's exit): wait for it
-	// rather than fail a quick restart. A live namesake never goes away,
-	// and then the error stands.
-	for deadline := time.Now().Add(3 * time.Second); err != nil && strings.Contains(err.Error(), "already exists") && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-		err = s.runtime(io.fds, args...)
-	}
+	err = s.runtimeRetry(io.fds, args)
 	io.closeChild()
 	if err != nil {
 		p.closeAll()
@@ -317,13 +378,23 @@ func (s *shim) create() error {
 		}
 		p.setMaster(m)
 	}
-	if p.pid, err = readPid(filepath.Join(s.dir, "init.pid")); err != nil {
+	return s.adopt(p)
+}
+
+// adopt takes on the init the runtime just made: its pid, OOM counter and
+// log, and starts copying its output.
+func (s *shim) adopt(p *process) error {
+	pid, err := readPid(filepath.Join(s.dir, "init.pid"))
+	if err != nil {
 		p.closeAll()
 		s.runtime([3]int{s.devnull, s.devnull, s.devnull}, "delete", "--force", s.cfg.ID)
 		return err
 	}
-	s.oom = findOOMCounter(p.pid)
-	s.lateDelete = ownPidNS(p.pid)
+	s.mu.Lock() // state() reads it
+	p.pid = pid
+	s.mu.Unlock()
+	s.oom = findOOMCounter(pid)
+	s.lateDelete = ownPidNS(pid)
 	if s.cfg.LogDriver != LogDriverNone {
 		if s.log, err = logs.Create(s.cfg.LogPath, s.cfg.LogOptions); err != nil {
 			p.closeAll()

@@ -34,6 +34,12 @@ type Config struct {
 	Tty         bool         `json:"tty,omitempty"`        // the bundle's process.terminal
 	OpenStdin   bool         `json:"open_stdin,omitempty"` // give the container a stdin pipe
 	StdinOnce   bool         `json:"stdin_once,omitempty"` // close it when the first stdin attacher leaves
+	// DeferCreate: the shim creates the container only when told to
+	// start it, with one `runtime run --detach` instead of `create` then
+	// `start` (one runtime process less per start). Ready then has no
+	// Pid; the start's Response has it. Ignored with Tty (the pty master
+	// must exist before clients attach).
+	DeferCreate bool `json:"defer_create,omitempty"`
 	// Binary is the berth-shim executable client.Start launches; empty
 	// means "berth-shim" next to the calling executable, then in $PATH.
 	// Not read by the shim itself.

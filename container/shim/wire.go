@@ -598,6 +598,8 @@ func parseConfig(b []byte, c *Config) error {
 			return d.boolField(key, &c.OpenStdin)
 		case "stdin_once":
 			return d.boolField(key, &c.StdinOnce)
+		case "defer_create":
+			return d.boolField(key, &c.DeferCreate)
 		case "log_options":
 			if d.null() {
 				return nil

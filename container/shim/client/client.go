@@ -232,9 +232,14 @@ func (s *Shim) Exited() (shim.ExitStatus, bool) {
 // Close releases the handle. The shim and the container are unaffected.
 func (s *Shim) Close() error { return nil }
 
-// Start runs `runtime start`: the container's process begins.
+// Start runs `runtime start` (or, for a shim started with DeferCreate,
+// `runtime run --detach`): the container's process begins. Pid has the
+// process's pid afterwards.
 func (s *Shim) Start(ctx context.Context) error {
-	_, err := s.call(ctx, shim.Request{Op: shim.OpStart})
+	r, err := s.call(ctx, shim.Request{Op: shim.OpStart})
+	if err == nil && r.Pid > 0 {
+		s.pid = r.Pid
+	}
 	return err
 }
 
