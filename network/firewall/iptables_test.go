@@ -16,7 +16,7 @@ import (
 // often it applies, and Remove leaves neither chain nor jump.
 func TestIPTablesBackend(t *testing.T) {
 	testutil.RequireRoot(t)
-	keepXtablesTables(t)
+	testutil.KeepXtablesTables(t)
 	testutil.KeepSysctl(t, IPv6Forwarding)
 	b := make([]byte, 4)
 	rand.Read(b)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/internal/testutil/berthd"
 	"github.com/berth-dev/berth/network"
 	"github.com/berth-dev/berth/network/firewall"
@@ -22,7 +23,7 @@ import (
 // cleanup checks).
 func TestIPTablesFirewall(t *testing.T) {
 	keepIPv6Forwarding(t)
-	keepXtablesTables(t) // before startDaemon: runs after the daemon stopped
+	testutil.KeepXtablesTables(t) // before startDaemon: runs after the daemon stopped
 	d, _ := startDaemon(t, "--firewall-backend=iptables")
 	chain := strings.ToUpper(network.TableName(d.DataRoot, "/var/lib/berth"))
 	self := hostAddr(t)
@@ -101,7 +102,7 @@ func TestIPTablesFirewall(t *testing.T) {
 // nftables table goes, the iptables chains come, the port still
 // answers; and back again.
 func TestFirewallBackendSwitch(t *testing.T) {
-	keepXtablesTables(t)
+	testutil.KeepXtablesTables(t)
 	d, tn := startDaemon(t)
 	table := network.TableName(d.DataRoot, "/var/lib/berth")
 	netechoImage(t, d)
@@ -130,33 +131,4 @@ func TestFirewallBackendSwitch(t *testing.T) {
 			t.Errorf("with %s: 127.0.0.1:%s: %q", backend, p, got)
 		}
 	}
-}
-
-// keepXtablesTables deletes, when the test ends, the built-in tables
-// (ip/ip6 filter and nat) that iptables-nft made for the test and that
-// hold no rule any more: the test leaves nftables as it found it.
-func keepXtablesTables(t *testing.T) {
-	t.Helper()
-	before, _ := osexec.Command("nft", "list", "tables").Output()
-	t.Cleanup(func() {
-		for _, tb := range []string{"ip filter", "ip nat", "ip6 filter", "ip6 nat"} {
-			if strings.Contains(string(before), "table "+tb+"\n") {
-				continue
-			}
-			out, err := osexec.Command("nft", append([]string{"list", "table"}, strings.Fields(tb)...)...).Output()
-			if err != nil {
-				continue
-			}
-			empty := true
-			for _, l := range strings.Split(string(out), "\n") {
-				l = strings.TrimSpace(l)
-				if l != "" && l != "}" && !strings.HasPrefix(l, "table ") && !strings.HasPrefix(l, "chain ") && !strings.HasPrefix(l, "type ") {
-					empty = false
-				}
-			}
-			if empty {
-				osexec.Command("nft", append([]string{"delete", "table"}, strings.Fields(tb)...)...).Run()
-			}
-		}
-	})
 }

@@ -1,4 +1,4 @@
-package firewall
+package testutil
 
 import (
 	"os/exec"
@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-// keepXtablesTables deletes, when the test ends, the built-in tables
+// KeepXtablesTables deletes, when the test ends, the built-in tables
 // (ip/ip6 filter and nat) that iptables-nft made for the test and that
 // hold no rule any more: the test leaves nftables as it found it.
-func keepXtablesTables(t *testing.T) {
+func KeepXtablesTables(t testing.TB) {
 	t.Helper()
 	before, _ := exec.Command("nft", "list", "tables").Output()
 	t.Cleanup(func() {
