@@ -166,6 +166,8 @@ func (j *job) copyStep(ctx context.Context, st *stageState, a copyArgs, name str
 	})
 }
 
+// unixModeBits are the setuid, setgid and sticky bits of a numeric
+// mode as os.FileMode.
 func unixModeBits(m uint32) os.FileMode {
 	var out os.FileMode
 	if m&0o4000 != 0 {

@@ -197,7 +197,7 @@ func (j *job) secretMount(rm *runMounts, m *instructions.Mount) error {
 		err = os.Chown(cp, int(uid), int(gid))
 	}
 	if err == nil {
-		err = os.Chmod(cp, os.FileMode(mode&0o777)|modeBits(mode))
+		err = os.Chmod(cp, os.FileMode(mode&0o777)|unixModeBits(uint32(mode)))
 	}
 	if err != nil {
 		return fmt.Errorf("build secret %s: %w", id, err)
@@ -205,20 +205,4 @@ func (j *job) secretMount(rm *runMounts, m *instructions.Mount) error {
 	rm.mounts = append(rm.mounts, specs.Mount{Destination: path.Clean(target), Type: "bind", Source: cp,
 		Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}})
 	return nil
-}
-
-// modeBits are the setuid, setgid and sticky bits of a numeric mode as
-// os.FileMode.
-func modeBits(m uint64) os.FileMode {
-	var out os.FileMode
-	if m&0o4000 != 0 {
-		out |= os.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		out |= os.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		out |= os.ModeSticky
-	}
-	return out
 }
