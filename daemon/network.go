@@ -186,25 +186,20 @@ func (b *networkBackend) container(ref string) (string, error) {
 }
 
 func (b *networkBackend) NetworkConnect(ctx context.Context, ref, ctr string, es *mnetwork.EndpointSettings) error {
-	id, err := b.container(ctr)
-	if err != nil {
-		return err
-	}
-	n, err := b.m.Inspect(ref)
-	if err != nil {
-		return err
-	}
-	if err := b.m.Connect(id, n.ID, es); err != nil {
-		return err
-	}
-	if err := b.hostsChanged(id); err != nil {
-		return err
-	}
-	b.publish(eventtypes.ActionConnect, n, map[string]string{"container": id})
-	return nil
+	return b.changeEndpoint(ref, ctr, eventtypes.ActionConnect, func(id, netID string) error {
+		return b.m.Connect(id, netID, es)
+	})
 }
 
 func (b *networkBackend) NetworkDisconnect(ctx context.Context, ref, ctr string, force bool) error {
+	return b.changeEndpoint(ref, ctr, eventtypes.ActionDisconnect, func(id, netID string) error {
+		return b.m.Disconnect(id, netID, force)
+	})
+}
+
+// changeEndpoint resolves the network and the container, applies change,
+// rewrites the container's /etc/hosts and publishes the event.
+func (b *networkBackend) changeEndpoint(ref, ctr string, action eventtypes.Action, change func(id, netID string) error) error {
 	id, err := b.container(ctr)
 	if err != nil {
 		return err
@@ -213,13 +208,13 @@ func (b *networkBackend) NetworkDisconnect(ctx context.Context, ref, ctr string,
 	if err != nil {
 		return err
 	}
-	if err := b.m.Disconnect(id, n.ID, force); err != nil {
+	if err := change(id, n.ID); err != nil {
 		return err
 	}
 	if err := b.hostsChanged(id); err != nil {
 		return err
 	}
-	b.publish(eventtypes.ActionDisconnect, n, map[string]string{"container": id})
+	b.publish(action, n, map[string]string{"container": id})
 	return nil
 }
 
