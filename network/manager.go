@@ -507,13 +507,24 @@ func (m *Manager) findLocked(ref string) (*Network, error) {
 	return found, nil
 }
 
-// save writes the state file.
-func (m *Manager) save() error {
+// save writes the state file durably: networks and what containers asked
+// for must survive a power loss.
+func (m *Manager) save() error { return m.write(atomicfile.WriteFile) }
+
+// saveUnsynced writes the state file after changes that need not outlive
+// a reboot: sandboxes (namespaces, veths, published ports and the
+// addresses they hold), which no reboot keeps, and the requests of
+// removed containers (see Forget). The file is replaced atomically, so a
+// berthd killed at any point finds every sandbox it made; skipping the
+// fsyncs keeps them off every container's start, stop and removal.
+func (m *Manager) saveUnsynced() error { return m.write(atomicfile.Replace) }
+
+func (m *Manager) write(replace func(string, []byte, os.FileMode) error) error {
 	b, err := json.Marshal(&m.st)
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteFile(m.path, b, 0o600); err != nil {
+	if err := replace(m.path, b, 0o600); err != nil {
 		return fmt.Errorf("save network state: %w", err)
 	}
 	return nil

@@ -169,7 +169,9 @@ func (m *Manager) Forget(id string) error {
 		return err
 	}
 	delete(m.st.Requests, id)
-	return joinErr(err, m.save())
+	// Not synced: a removal is marked durably in the container's record
+	// first, and restore repeats it, Forget included, after a power loss.
+	return joinErr(err, m.saveUnsynced())
 }
 
 // Rename changes the name container id is known by (its DNS name).
@@ -255,13 +257,13 @@ func (m *Manager) Setup(id string) (Setup, error) {
 	// Recorded before it is made: a crash part way leaves a record that
 	// the next teardown follows.
 	m.st.Sandboxes[id] = sb
-	if err := m.save(); err != nil {
+	if err := m.saveUnsynced(); err != nil {
 		delete(m.st.Sandboxes, id)
 		return Setup{}, err
 	}
 	if err := netns.Create(sb.Key); err != nil {
 		m.teardownLocked(sb)
-		m.save()
+		m.saveUnsynced()
 		return Setup{}, fmt.Errorf("container %s: %w", id, err)
 	}
 	var out Setup
@@ -273,7 +275,7 @@ func (m *Manager) Setup(id string) (Setup, error) {
 		ep, err := m.joinLocked(sb, n, req, fmt.Sprintf("eth%d", len(sb.Endpoints)))
 		if err != nil {
 			m.teardownLocked(sb)
-			m.save()
+			m.saveUnsynced()
 			return Setup{}, fmt.Errorf("container %s: network %s: %w", id, n.Name, err)
 		}
 		out.Addresses = append(out.Addresses, ep.IP)
@@ -281,14 +283,14 @@ func (m *Manager) Setup(id string) (Setup, error) {
 			out.Addresses = append(out.Addresses, ep.IP6)
 		}
 	}
-	if err := m.save(); err != nil {
+	if err := m.saveUnsynced(); err != nil {
 		m.teardownLocked(sb)
 		return Setup{}, err
 	}
 	m.refreshDNSLocked()
 	if err := m.startDNSLocked(sb, req); err != nil {
 		m.teardownLocked(sb)
-		m.save()
+		m.saveUnsynced()
 		return Setup{}, err
 	}
 	if len(req.Ports) > 0 {
@@ -297,11 +299,11 @@ func (m *Manager) Setup(id string) (Setup, error) {
 			err = m.firewallLocked()
 		}
 		if err == nil {
-			err = m.save()
+			err = m.saveUnsynced()
 		}
 		if err != nil {
 			m.teardownLocked(sb)
-			m.save()
+			m.saveUnsynced()
 			return Setup{}, err
 		}
 	}
@@ -362,7 +364,7 @@ func (m *Manager) joinLocked(sb *Sandbox, n *Network, req *Request, ifName strin
 		gw, gw6 = netip.Addr{}, netip.Addr{}
 	}
 	sb.Endpoints = append(sb.Endpoints, ep)
-	if err := m.save(); err != nil {
+	if err := m.saveUnsynced(); err != nil {
 		return nil, err
 	}
 	if err := link.AddVeth(ep.HostVeth, link.Endpoint{
@@ -400,7 +402,7 @@ func (m *Manager) Teardown(id string) error {
 		return nil
 	}
 	err := m.teardownLocked(sb)
-	return joinErr(err, m.save())
+	return joinErr(err, m.saveUnsynced())
 }
 
 func (m *Manager) teardownLocked(sb *Sandbox) error {

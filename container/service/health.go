@@ -154,7 +154,7 @@ func (s *Service) startHealth(c *ctr, rec *store.Container) {
 	if cmd == nil {
 		return
 	}
-	rec, err := s.store.Update(rec.ID, func(r *store.Container) error {
+	rec, err := s.store.SetState(rec.ID, func(r *store.Container) error {
 		h := r.State.Health
 		if h == nil {
 			h = &container.Health{}
@@ -245,7 +245,7 @@ func (s *Service) probeLoop(c *ctr, m *healthMonitor, rec *store.Container, cmd 
 // status is a health_status event. It returns the status after res.
 func (s *Service) recordProbe(id string, res container.HealthcheckResult) container.HealthStatus {
 	var before container.HealthStatus
-	rec, err := s.store.Update(id, func(r *store.Container) error {
+	rec, err := s.store.SetState(id, func(r *store.Container) error {
 		h := r.State.Health
 		if h == nil || !r.State.Running {
 			return errNotProbed

@@ -79,7 +79,7 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 	if err != nil {
 		msg := err.Error()
 		code := spec.ExitCodeOf(msg)
-		s.store.Update(rec.ID, func(r *store.Container) error {
+		s.store.SetState(rec.ID, func(r *store.Container) error {
 			r.State.Running, r.State.Restarting, r.State.Pid = false, false, 0
 			r.State.ExitCode, r.State.Error = code, msg
 			return nil
@@ -99,7 +99,7 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 		// executable: 127) come from the start.
 		msg := fmt.Sprintf("container %s: %s", rec.ID, err)
 		code := spec.ExitCodeOf(msg)
-		s.store.Update(rec.ID, func(r *store.Container) error {
+		s.store.SetState(rec.ID, func(r *store.Container) error {
 			r.State.Running, r.State.Restarting, r.State.Pid = false, false, 0
 			r.State.ExitCode, r.State.Error = code, msg
 			return nil
@@ -115,7 +115,7 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 	c.mu.Lock()
 	c.shim, c.exited, c.stopping = sh, exited, false
 	c.mu.Unlock()
-	rec, err = s.store.Update(rec.ID, func(r *store.Container) error {
+	rec, err = s.store.SetState(rec.ID, func(r *store.Container) error {
 		r.State = store.State{Running: true, Pid: sh.Pid(), StartedAt: now(), Health: r.State.Health}
 		r.HasBeenStartedBefore, r.HasBeenManuallyStopped = true, false
 		return nil
@@ -312,7 +312,7 @@ func (s *Service) onExit(c *ctr, st shim.ExitStatus, exited chan struct{}) {
 	if st.FinishedAt.IsZero() {
 		st.FinishedAt = now()
 	}
-	rec, err := s.store.Update(c.id, func(r *store.Container) error {
+	rec, err := s.store.SetState(c.id, func(r *store.Container) error {
 		r.State.Running, r.State.Paused, r.State.Restarting, r.State.Pid = false, false, false, 0
 		r.State.ExitCode, r.State.OOMKilled, r.State.FinishedAt = st.ExitCode, st.OOMKilled, st.FinishedAt.UTC()
 		stoppedHealth(&r.State)
@@ -384,7 +384,7 @@ func restartDelay(rec *store.Container) time.Duration {
 // or removed meanwhile.
 func (s *Service) restartLater(c *ctr, rec *store.Container) {
 	delay := restartDelay(rec)
-	if _, err := s.store.Update(c.id, func(r *store.Container) error {
+	if _, err := s.store.SetState(c.id, func(r *store.Container) error {
 		r.State.Running, r.State.Restarting = true, true
 		return nil
 	}); err != nil {
@@ -402,7 +402,7 @@ func (s *Service) restartLater(c *ctr, rec *store.Container) {
 	if err != nil || !rec.State.Restarting {
 		return // stopped or removed during the backoff
 	}
-	if rec, err = s.store.Update(c.id, func(r *store.Container) error { r.RestartCount++; return nil }); err != nil {
+	if rec, err = s.store.SetState(c.id, func(r *store.Container) error { r.RestartCount++; return nil }); err != nil {
 		return
 	}
 	if err := s.start(context.Background(), c, rec); err != nil {

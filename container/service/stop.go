@@ -186,7 +186,7 @@ func (s *Service) Pause(ctx context.Context, name string) error {
 	if err := s.runtime("pause", rec.ID); err != nil {
 		return err
 	}
-	if rec, err = s.store.Update(rec.ID, func(r *store.Container) error { r.State.Paused = true; return nil }); err != nil {
+	if rec, err = s.store.SetState(rec.ID, func(r *store.Container) error { r.State.Paused = true; return nil }); err != nil {
 		return err
 	}
 	c.notify()
@@ -212,7 +212,7 @@ func (s *Service) unpause(c *ctr, rec *store.Container) error {
 	if err := s.runtime("resume", rec.ID); err != nil {
 		return err
 	}
-	rec, err := s.store.Update(rec.ID, func(r *store.Container) error { r.State.Paused = false; return nil })
+	rec, err := s.store.SetState(rec.ID, func(r *store.Container) error { r.State.Paused = false; return nil })
 	if err != nil {
 		return err
 	}

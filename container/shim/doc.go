@@ -32,7 +32,7 @@
 // its memory cgroup (cgroup v1 memory.oom_control or v2 memory.events),
 // runs `runtime delete --force`, waits (at most two seconds) for the
 // output pipes to drain, closes the log, writes ExitFile atomically
-// (temp file, fsync, rename), answers every waiter and exits. A daemon
+// (temp file, rename), answers every waiter and exits. A daemon
 // that finds the socket gone reads ExitFile instead.
 //
 // # Control protocol

@@ -529,33 +529,21 @@ func (s *shim) waitInit() {
 	close(s.done)
 }
 
-// writeFileAtomic writes the JSON b to path so that a crash leaves either
-// the old file or the whole new one.
-// writeFileAtomic is internal/atomicfile's WriteFile without fmt, which the
-// shim does not link (its size is paid once per container).
+// writeFileAtomic writes the JSON b to path so that a crash of the shim or
+// of berthd leaves either the old file or the whole new one. It is not
+// synced: its readers are a daemon restarted after a crash of its own,
+// which the page cache survives; after a power loss no shim or container
+// is left whose exit it could report. (internal/atomicfile without fmt,
+// which the shim does not link: its size is paid once per container.)
 func writeFileAtomic(path string, b []byte) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return wrap("write "+path, err)
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err := os.WriteFile(tmp, append(b, '\n'), 0o644)
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {
 		os.Remove(tmp)
 		return wrap("write "+path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

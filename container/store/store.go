@@ -163,7 +163,7 @@ func (s *Store) Create(c *Container) error {
 		if err := syncDir(s.root); err != nil {
 			return err
 		}
-		return s.write(rec)
+		return s.write(rec, true)
 	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -176,12 +176,17 @@ func (s *Store) Create(c *Container) error {
 	return nil
 }
 
-func (s *Store) write(c *Container) error {
+// write replaces c's record; durable waits until it is on disk.
+func (s *Store) write(c *Container, durable bool) error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("encode container %s: %w", c.ID, err)
 	}
-	return writeFileAtomic(filepath.Join(s.Dir(c.ID), RecordFile), b)
+	path := filepath.Join(s.Dir(c.ID), RecordFile)
+	if !durable {
+		return replaceFile(path, b)
+	}
+	return writeFileAtomic(path, b)
 }
 
 // clone deep-copies a record, so that callers never share maps or slices
@@ -242,6 +247,20 @@ func (s *Store) lookup(ref string) (*entry, error) {
 // from the write) leaves the stored record as it was. Id and name cannot
 // be changed here (use Rename).
 func (s *Store) Update(ref string, fn func(c *Container) error) (*Container, error) {
+	return s.update(ref, fn, true)
+}
+
+// SetState is Update for changes of the run state only (started, exited,
+// paused, restarting, health): they are written atomically but not
+// synced to disk. A kill of berthd loses nothing (the page cache
+// survives it); after a power loss no container is running anyway and
+// restore finds the shims gone, whichever state the record had. That
+// keeps two fsyncs off every start and every exit.
+func (s *Store) SetState(ref string, fn func(c *Container) error) (*Container, error) {
+	return s.update(ref, fn, false)
+}
+
+func (s *Store) update(ref string, fn func(c *Container) error, durable bool) (*Container, error) {
 	s.mu.RLock()
 	e, err := s.lookup(ref)
 	s.mu.RUnlock()
@@ -258,7 +277,7 @@ func (s *Store) Update(ref string, fn func(c *Container) error) (*Container, err
 		return nil, err
 	}
 	c.ID, c.Name = id, name
-	if err := s.write(c); err != nil {
+	if err := s.write(c, durable); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -299,7 +318,7 @@ func (s *Store) Rename(ref, newName string) error {
 	defer e.mu.Unlock()
 	c := clone(e.c)
 	c.Name = n
-	err = s.write(c)
+	err = s.write(c, true)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -313,7 +332,9 @@ func (s *Store) Rename(ref, newName string) error {
 
 // Delete removes the container's record and directory. The directory is
 // first renamed out of the way, so that a crash mid-removal never leaves
-// a half record that Open would load.
+// a half record that Open would load. The rename is synced unless the
+// record is marked RemovalInProgress (durably, by Update): a power loss
+// that undoes it then brings back a record that restore removes again.
 func (s *Store) Delete(ref string) error {
 	s.mu.Lock()
 	e, err := s.lookup(ref)
@@ -321,7 +342,7 @@ func (s *Store) Delete(ref string) error {
 		s.mu.Unlock()
 		return err
 	}
-	id, name := e.c.ID, e.c.Name
+	id, name, marked := e.c.ID, e.c.Name, e.c.State.RemovalInProgress
 	gone := filepath.Join(s.root, removingPrefix+id)
 	if err := os.Rename(s.Dir(id), gone); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.mu.Unlock()
@@ -330,8 +351,10 @@ func (s *Store) Delete(ref string) error {
 	delete(s.byID, id)
 	delete(s.names, name)
 	s.mu.Unlock()
-	if err := syncDir(s.root); err != nil {
-		return err
+	if !marked {
+		if err := syncDir(s.root); err != nil {
+			return err
+		}
 	}
 	if err := os.RemoveAll(gone); err != nil {
 		return fmt.Errorf("remove container %s: %w", id, err)

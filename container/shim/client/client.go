@@ -484,10 +484,12 @@ func dialContext(ctx context.Context, dir string) (*net.UnixConn, error) {
 	return c.(*net.UnixConn), nil
 }
 
+// writeFileAtomic writes v as JSON to path, replacing it atomically. Not
+// synced: the shim's files live as long as the shim, which a reboot ends.
 func writeFileAtomic(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(path, append(b, '\n'), 0o600)
+	return atomicfile.Replace(path, append(b, '\n'), 0o600)
 }
