@@ -1,0 +1,332 @@
+package sockredirect
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/testutil"
+)
+
+// serve answers every connection on a fresh 127.0.0.1 port with line.
+func serve(t *testing.T, line string) netip.AddrPort {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte(line + "\n"))
+			c.Close()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// freePort is a TCP port nothing listens on now.
+func freePort(t *testing.T) uint16 {
+	t.Helper()
+	l, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return uint16(l.Addr().(*net.TCPAddr).Port)
+}
+
+// ask connects to addr and returns the line read and the peer address
+// getpeername gives, or the error.
+func ask(addr netip.AddrPort) (string, netip.AddrPort, error) {
+	c, err := net.DialTimeout("tcp4", addr.String(), time.Second)
+	if err != nil {
+		return "", netip.AddrPort{}, err
+	}
+	defer c.Close()
+	var peer netip.AddrPort
+	raw, _ := c.(*net.TCPConn).SyscallConn()
+	raw.Control(func(fd uintptr) {
+		if sa, err := unix.Getpeername(int(fd)); err == nil {
+			if in, ok := sa.(*unix.SockaddrInet4); ok {
+				peer = netip.AddrPortFrom(netip.AddrFrom4(in.Addr), uint16(in.Port))
+			}
+		}
+	})
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	b := make([]byte, 64)
+	n, err := c.Read(b)
+	if err != nil {
+		return "", peer, err
+	}
+	return strings.TrimSpace(string(b[:n])), peer, nil
+}
+
+// hostAddr is a global IPv4 address of the host.
+func hostAddr(t *testing.T) netip.Addr {
+	t.Helper()
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && !ip.IsLoopback() {
+			return ip
+		}
+	}
+	t.Fatal("the host has no non-loopback IPv4 address")
+	return netip.Addr{}
+}
+
+func open(t *testing.T) *Redirector {
+	t.Helper()
+	testutil.RequireRoot(t)
+	r, err := Open()
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// TestRedirect: an exact entry takes its address only, a wildcard one
+// every local address (one added later too) and nothing else;
+// getpeername shows the dialled address; Sync removes what is gone.
+func TestRedirect(t *testing.T) {
+	r := open(t)
+	backend := serve(t, "backend")
+	lo := netip.MustParseAddr("127.0.0.1")
+	pExact, pAll := freePort(t), freePort(t)
+	svcs := []Service{
+		{Proto: "tcp", HostIP: lo, HostPort: pExact, Backend: backend},
+		{Proto: "tcp", HostPort: pAll, Backend: backend},
+		{Proto: "udp", HostPort: pAll, Backend: backend}, // not ours: skipped
+	}
+	if err := r.Sync(svcs); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Sync(svcs); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	got, err := Entries(r.ProgramID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Service{
+		{Proto: "tcp", HostIP: lo, HostPort: pExact, Backend: backend},
+		{Proto: "tcp", HostIP: netip.IPv4Unspecified(), HostPort: pAll, Backend: backend},
+	}
+	if pAll < pExact {
+		want[0], want[1] = want[1], want[0]
+	}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("entries %v, want %v", got, want)
+	}
+
+	dialled := netip.AddrPortFrom(lo, pExact)
+	line, peer, err := ask(dialled)
+	if err != nil || line != "backend" || peer != dialled {
+		t.Errorf("%s: %q peer %s %v", dialled, line, peer, err)
+	}
+	if line, _, err := ask(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), pExact)); err == nil {
+		t.Errorf("127.0.0.2:%d answered %q: an entry for 127.0.0.1 took another address", pExact, line)
+	}
+	self := hostAddr(t)
+	for _, a := range []netip.Addr{lo, netip.MustParseAddr("127.0.0.2"), self} {
+		d := netip.AddrPortFrom(a, pAll)
+		if line, peer, err := ask(d); err != nil || line != "backend" || peer != d {
+			t.Errorf("wildcard via %s: %q peer %s %v", d, line, peer, err)
+		}
+	}
+	// TEST-NET-1 is no address of this host: not redirected.
+	if line, _, err := ask(netip.MustParseAddrPort("192.0.2.1:" + itoa(pAll))); err == nil && line == "backend" {
+		t.Errorf("a wildcard entry took a remote address")
+	}
+
+	// An address that appears later is a local one too.
+	dev := "bsr" + randHex(4)
+	if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: dev}}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := netlink.LinkByName(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { netlink.LinkDel(l) })
+	extra := netip.MustParseAddr("198.51.100.77")
+	if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: extra.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		line, _, err := ask(netip.AddrPortFrom(extra, pAll))
+		if err == nil && line == "backend" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new local address %s not redirected: %q %v", extra, line, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	if err := r.Sync(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Entries(r.ProgramID()); err != nil || len(got) != 0 {
+		t.Errorf("entries after Sync(nil): %v %v", got, err)
+	}
+	if line, _, err := ask(dialled); err == nil {
+		t.Errorf("%s answered %q after its entry went", dialled, line)
+	}
+}
+
+// TestOtherNamespace: in another network namespace 127.0.0.1:P is that
+// namespace's own, entry or not.
+func TestOtherNamespace(t *testing.T) {
+	r := open(t)
+	backend := serve(t, "backend")
+	p := freePort(t)
+	if err := r.Sync([]Service{{Proto: "tcp", HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: p, Backend: backend}}); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		line string
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// The thread never returns to the host's namespace: locked
+		// and not unlocked, it ends with the goroutine.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		lo, err := netlink.LinkByName("lo")
+		if err == nil {
+			err = netlink.LinkSetUp(lo)
+		}
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		l, err := net.Listen("tcp4", "127.0.0.1:"+itoa(p))
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer l.Close()
+		go func() {
+			if c, err := l.Accept(); err == nil {
+				c.Write([]byte("own\n"))
+				c.Close()
+			}
+		}()
+		line, _, err := ask(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p))
+		ch <- result{line, err}
+	}()
+	res := <-ch
+	if res.err != nil || res.line != "own" {
+		t.Errorf("in a new namespace 127.0.0.1:%d: %q %v, want its own listener", p, res.line, res.err)
+	}
+	// And on the host the entry holds.
+	if line, _, err := ask(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p)); err != nil || line != "backend" {
+		t.Errorf("host 127.0.0.1:%d: %q %v", p, line, err)
+	}
+}
+
+// TestCloseDetaches: after Close neither program is attached to the
+// cgroup2 root nor loaded.
+func TestCloseDetaches(t *testing.T) {
+	testutil.RequireRoot(t)
+	r, err := Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []ebpf.ProgramID
+	for _, p := range r.progs {
+		info, err := p.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := info.ID()
+		ids = append(ids, id)
+	}
+	if !attached(t, r.Cgroup, ids[0]) {
+		t.Fatalf("program %d not attached to %s", ids[0], r.Cgroup)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if attached(t, r.Cgroup, ids[0]) {
+		t.Errorf("program %d attached after Close", ids[0])
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, id := range ids {
+		for {
+			p, err := ebpf.NewProgramFromID(id)
+			if errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			if err == nil {
+				p.Close()
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("program %d still loaded after Close: %v", id, err)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// attached says whether program id is attached to cgroup for connect4
+// or getpeername4.
+func attached(t *testing.T, cgroup string, id ebpf.ProgramID) bool {
+	t.Helper()
+	f, err := os.Open(cgroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCgroupInet4GetPeername} {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range res.Programs {
+			if p.ID == id {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func itoa(p uint16) string { return strconv.Itoa(int(p)) }
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
