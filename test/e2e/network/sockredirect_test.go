@@ -1,0 +1,323 @@
+package network_test
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/testutil/berthd"
+	"github.com/berth-dev/berth/network/sockredirect"
+)
+
+// redirectProgram is the connect4 program id the daemon logged at its
+// (last) start.
+func redirectProgram(t *testing.T, d *berthd.Daemon) ebpf.ProgramID {
+	t.Helper()
+	m := regexp.MustCompile(`socket redirect of published ports: active \(cgroup \S+, connect4 program id (\d+)\)`).FindStringSubmatch(d.Log())
+	if m == nil {
+		t.Fatalf("berthd did not log an active socket redirect:\n%s", d.Log())
+	}
+	id, _ := strconv.ParseUint(m[1], 10, 32)
+	return ebpf.ProgramID(id)
+}
+
+// redirectAttached says whether program id is attached to the cgroup2
+// root for connect4.
+func redirectAttached(t *testing.T, id ebpf.ProgramID) bool {
+	t.Helper()
+	root, err := sockredirect.Cgroup2Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: ebpf.AttachCGroupInet4Connect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res.Programs {
+		if p.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// waitGone waits until program id is neither attached nor loaded.
+func waitGone(t *testing.T, id ebpf.ProgramID, when string) {
+	t.Helper()
+	waitFor(t, "program "+strconv.Itoa(int(id))+" gone "+when, func() bool {
+		if redirectAttached(t, id) {
+			return false
+		}
+		p, err := ebpf.NewProgramFromID(id)
+		if err == nil {
+			p.Close()
+		}
+		return errors.Is(err, os.ErrNotExist)
+	})
+}
+
+// entries are the daemon's redirect map entries as "host:port->backend".
+func entries(t *testing.T, id ebpf.ProgramID) []string {
+	t.Helper()
+	svcs, err := sockredirect.Entries(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range svcs {
+		out = append(out, netip.AddrPortFrom(s.HostIP, s.HostPort).String()+"->"+s.Backend.String())
+	}
+	return out
+}
+
+// packetCounter counts, in a table of the test's own, the TCP packets
+// the host sends to each of dsts as they leave the socket (output hook
+// before the NAT): a connection DNATed from a published port shows
+// there with the published address, a redirected one with the
+// container's.
+type packetCounter struct {
+	table *nftables.Table
+	chain *nftables.Chain
+	dsts  []netip.AddrPort
+}
+
+func countPackets(t *testing.T, dsts ...netip.AddrPort) *packetCounter {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := &packetCounter{table: &nftables.Table{Name: "bt-count-" + randomHex(4), Family: nftables.TableFamilyIPv4}, dsts: dsts}
+	c.AddTable(pc.table)
+	accept := nftables.ChainPolicyAccept
+	pc.chain = c.AddChain(&nftables.Chain{Name: "out", Table: pc.table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRaw, Policy: &accept})
+	for _, d := range dsts {
+		a := d.Addr().As4()
+		c.AddRule(&nftables.Rule{Table: pc.table, Chain: pc.chain, Exprs: []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(d.Port())},
+			&expr.Counter{},
+		}})
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatalf("counting table: %v", err)
+	}
+	t.Cleanup(func() {
+		c, err := nftables.New()
+		if err == nil {
+			c.DelTable(pc.table)
+			err = c.Flush()
+		}
+		if err != nil {
+			t.Errorf("remove counting table %s: %v", pc.table.Name, err)
+		}
+	})
+	return pc
+}
+
+// packets is the count of dsts[i].
+func (pc *packetCounter) packets(t *testing.T, i int) uint64 {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := c.GetRules(pc.table, pc.chain)
+	if err != nil || len(rules) != len(pc.dsts) {
+		t.Fatalf("counting rules: %d %v", len(rules), err)
+	}
+	for _, e := range rules[i].Exprs {
+		if ctr, ok := e.(*expr.Counter); ok {
+			return ctr.Packets
+		}
+	}
+	t.Fatal("counting rule without counter")
+	return 0
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// containerIP is name's address on the default bridge.
+func containerIP(t *testing.T, d *berthd.Daemon, name string) netip.Addr {
+	t.Helper()
+	for _, n := range inspect(t, d, name).NetworkSettings.Networks {
+		return netip.MustParseAddr(n.IPAddress)
+	}
+	t.Fatalf("%s has no network", name)
+	return netip.Addr{}
+}
+
+// TestSocketRedirect: with the accelerator on, the host's connections to
+// published TCP ports (127.0.0.1 and the host's own address) reach the
+// container without a packet to the published address (no DNAT), a
+// container's own 127.0.0.1:P stays its own, hairpin and UDP keep the
+// NAT path, rm drops the map entry, kill -9 takes the program with the
+// daemon and a restart rebuilds the map, a clean stop detaches it.
+func TestSocketRedirect(t *testing.T) {
+	d, _ := startDaemon(t)
+	id := redirectProgram(t, d)
+	if !redirectAttached(t, id) {
+		t.Fatalf("program %d not attached to the cgroup2 root", id)
+	}
+	self := netip.MustParseAddr(hostAddr(t))
+	lo := netip.MustParseAddr("127.0.0.1")
+	pLocal, pAll, pUDP := uint16(freePort(t)), uint16(freePort(t)), freePort(t)
+	netechoImage(t, d)
+	d.Must(t, "run", "-d", "--name", "loc", "-p", "127.0.0.1:"+strconv.Itoa(int(pLocal))+":8080", "berth-netecho", "-tcp", ":8080", "-reply", "local")
+	if out, err := berth(t, d, "run", "-d", "--name", "all", "-p", strconv.Itoa(int(pAll))+":8081", "berth-netecho", "-tcp", ":8081", "-reply", "all"); err != nil {
+		t.Fatalf("berth run: %v: %s", err, out)
+	}
+	d.Must(t, "run", "-d", "--name", "udp", "-p", strconv.Itoa(pUDP)+":9000/udp", "berth-netecho", "-udp", ":9000", "-reply", "udp-ok")
+	ipLoc, ipAll := containerIP(t, d, "loc"), containerIP(t, d, "all")
+
+	want := []string{
+		"127.0.0.1:" + strconv.Itoa(int(pLocal)) + "->" + ipLoc.String() + ":8080",
+		"0.0.0.0:" + strconv.Itoa(int(pAll)) + "->" + ipAll.String() + ":8081",
+	}
+	if pAll < pLocal {
+		want[0], want[1] = want[1], want[0]
+	}
+	if got := entries(t, id); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("map entries %q, want %q (no UDP entry)", got, want)
+	}
+
+	pc := countPackets(t,
+		netip.AddrPortFrom(lo, pLocal), netip.AddrPortFrom(lo, pAll), netip.AddrPortFrom(self, pAll),
+		netip.AddrPortFrom(ipLoc, 8080), netip.AddrPortFrom(ipAll, 8081))
+	if got := readFrom(t, "127.0.0.1:"+strconv.Itoa(int(pLocal))); got != "local" {
+		t.Errorf("127.0.0.1:%d: %q", pLocal, got)
+	}
+	if got := readFrom(t, "127.0.0.1:"+strconv.Itoa(int(pAll))); got != "all" {
+		t.Errorf("127.0.0.1:%d: %q", pAll, got)
+	}
+	if got := readFrom(t, self.String()+":"+strconv.Itoa(int(pAll))); got != "all" {
+		t.Errorf("%s:%d: %q", self, pAll, got)
+	}
+	for i, what := range []string{"127.0.0.1 (bound)", "127.0.0.1 (all)", self.String() + " (all)"} {
+		if n := pc.packets(t, i); n != 0 {
+			t.Errorf("%d packets left for the published port via %s: the connection was NATed, not redirected", n, what)
+		}
+	}
+	if pc.packets(t, 3) == 0 || pc.packets(t, 4) == 0 {
+		t.Errorf("no packet went straight to the containers: %d %d", pc.packets(t, 3), pc.packets(t, 4))
+	}
+	if c, err := hostDial(self.String() + ":" + strconv.Itoa(int(pLocal))); err == nil {
+		c.SetDeadline(time.Now().Add(time.Second))
+		b := make([]byte, 10)
+		if n, _ := c.Read(b); strings.Contains(string(b[:n]), "local") {
+			t.Errorf("port published on 127.0.0.1 answered on %s", self)
+		}
+		c.Close()
+	}
+	// getpeername shows the address dialled.
+	if c, err := hostDial("127.0.0.1:" + strconv.Itoa(int(pAll))); err != nil {
+		t.Error(err)
+	} else {
+		if got := c.RemoteAddr().String(); got != "127.0.0.1:"+strconv.Itoa(int(pAll)) {
+			t.Errorf("peer of a redirected connection: %s", got)
+		}
+		c.Close()
+	}
+
+	// In a container 127.0.0.1:P is its own loopback.
+	if out := d.Must(t, "run", "--rm", "busybox", "sh", "-c",
+		"echo own | nc -l -p "+strconv.Itoa(int(pLocal))+" & sleep 0.5; nc -w 3 127.0.0.1 "+strconv.Itoa(int(pLocal))+" </dev/null"); !strings.Contains(out, "own") {
+		t.Errorf("container's own 127.0.0.1:%d: %q", pLocal, out)
+	}
+	// Hairpin from another container: the NAT path.
+	if out := d.Must(t, "run", "--rm", "busybox", "sh", "-c", "nc -w 3 "+self.String()+" "+strconv.Itoa(int(pAll))+" </dev/null"); !strings.Contains(out, "all") {
+		t.Errorf("hairpin via %s:%d: %q", self, pAll, out)
+	}
+	// UDP: the NAT path.
+	if got := udpAsk(t, "127.0.0.1:"+strconv.Itoa(pUDP)); got != "udp-ok" {
+		t.Errorf("udp 127.0.0.1:%d: %q", pUDP, got)
+	}
+	if got := udpAsk(t, self.String()+":"+strconv.Itoa(pUDP)); got != "udp-ok" {
+		t.Errorf("udp %s:%d: %q", self, pUDP, got)
+	}
+
+	d.Must(t, "rm", "-f", "loc")
+	if got := entries(t, id); len(got) != 1 || !strings.HasPrefix(got[0], "0.0.0.0:") {
+		t.Errorf("map entries after rm: %q", got)
+	}
+
+	// kill -9: the program goes with the process; the NAT carries the
+	// port; a restart attaches a new program and refills its map.
+	d.Crash()
+	waitGone(t, id, "after kill -9")
+	if got := readFrom(t, "127.0.0.1:"+strconv.Itoa(int(pAll))); got != "all" {
+		t.Errorf("127.0.0.1:%d while berthd is away: %q", pAll, got)
+	}
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	id = redirectProgram(t, d)
+	if got := entries(t, id); len(got) != 1 || got[0] != "0.0.0.0:"+strconv.Itoa(int(pAll))+"->"+ipAll.String()+":8081" {
+		t.Errorf("map entries after restart: %q", got)
+	}
+	before := pc.packets(t, 1)
+	if got := readFrom(t, "127.0.0.1:"+strconv.Itoa(int(pAll))); got != "all" {
+		t.Errorf("127.0.0.1:%d after restart: %q", pAll, got)
+	}
+	if n := pc.packets(t, 1); n != before {
+		t.Errorf("connection after restart was NATed (%d packets to the published port)", n-before)
+	}
+
+	// A clean stop detaches it, containers running or not.
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, id, "after stop")
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSocketRedirectOff: --no-socket-redirect leaves the published
+// ports to the DNAT rules (the connection leaves for the published
+// address), and the daemon says so.
+func TestSocketRedirectOff(t *testing.T) {
+	d, _ := startDaemon(t, "--no-socket-redirect")
+	if !strings.Contains(d.Log(), "socket redirect of published ports: off") {
+		t.Errorf("berthd did not log the redirect off:\n%s", d.Log())
+	}
+	p := uint16(freePort(t))
+	netechoImage(t, d)
+	d.Must(t, "run", "-d", "--name", "loc", "-p", "127.0.0.1:"+strconv.Itoa(int(p))+":8080", "berth-netecho", "-tcp", ":8080", "-reply", "local")
+	ip := containerIP(t, d, "loc")
+	pc := countPackets(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p), netip.AddrPortFrom(ip, 8080))
+	if got := readFrom(t, "127.0.0.1:"+strconv.Itoa(int(p))); got != "local" {
+		t.Errorf("127.0.0.1:%d: %q", p, got)
+	}
+	if pc.packets(t, 0) == 0 || pc.packets(t, 1) != 0 {
+		t.Errorf("packets to the published port %d, to the container %d: want the NAT path", pc.packets(t, 0), pc.packets(t, 1))
+	}
+}
