@@ -65,7 +65,7 @@ func openSocketRedirect(cfg Config, log *slog.Logger) *sockredirect.Redirector {
 		log.Info("socket redirect of published ports: inactive; they use the NAT rules only", "reason", err.Error())
 		return nil
 	}
-	log.Info(fmt.Sprintf("socket redirect of published ports: active (cgroup %s, connect4 program id %d)", r.Cgroup, r.ProgramID()))
+	log.Info(fmt.Sprintf("socket redirect of published ports: active (cgroup %s, program ids %v)", r.Cgroup, r.ProgramIDs()))
 	return r
 }
 

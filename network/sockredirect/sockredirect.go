@@ -1,19 +1,20 @@
 // Package sockredirect is the published ports' fast path for
 // connections made on the host itself, as Cilium's socket-level load
-// balancing: a cgroup/connect4 BPF program, attached to the root of the
-// cgroup2 hierarchy, rewrites connect(hostIP:hostPort) of a TCP socket
-// in the host's network namespace to connect(containerIP:containerPort)
-// when its map holds that published port, so no packet of the
-// connection crosses conntrack and the NAT; cgroup/getpeername4 shows
-// the client the address it dialled.
+// balancing: cgroup/connect4 and connect6 BPF programs, attached to the
+// root of the cgroup2 hierarchy, rewrite connect(hostIP:hostPort) of a
+// TCP socket in the host's network namespace to
+// connect(containerIP:containerPort) when their maps hold that
+// published port (IPv4, IPv6, and IPv4 dialled from a dual-stack socket
+// as ::ffff:a.b.c.d), so no packet of the connection crosses the NAT;
+// cgroup/getpeername4 and 6 show the client the address it dialled.
 //
 // It is an accelerator only: the nftables DNAT rules stay in place and
-// carry everything it does not (other hosts, containers, UDP, IPv6,
-// and every connection while no program is attached). The programs and
-// maps are not pinned: they belong to the daemon's file descriptors and
-// vanish with its process, killed or not, so nothing is ever left
-// behind; a restarted daemon loads them again and refills the map from
-// its state (Sync).
+// carry everything it does not (other hosts, containers, UDP, and every
+// connection while no program is attached). The programs and maps are
+// not pinned: they belong to the daemon's file descriptors and vanish
+// with its process, killed or not, so nothing is ever left behind; a
+// restarted daemon loads them again and refills the maps from its
+// state (Sync).
 package sockredirect
 
 import (
@@ -21,6 +22,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"sort"
@@ -50,14 +52,16 @@ type Redirector struct {
 	// Cgroup is the cgroup2 directory the programs are attached to.
 	Cgroup string
 
-	services, locals, origins *ebpf.Map
-	progs                     []*ebpf.Program
-	links                     []link.Link
+	services, locals, origins    *ebpf.Map
+	services6, locals6, origins6 *ebpf.Map
+	progs                        []*ebpf.Program
+	links                        []link.Link
 
-	mu      sync.Mutex
-	current map[[svcKeySize]byte][svcValueSize]byte
-	done    chan struct{}
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	current  map[[svcKeySize]byte][svcValueSize]byte
+	current6 map[[svc6KeySize]byte][svc6ValueSize]byte
+	done     chan struct{}
+	wg       sync.WaitGroup
 }
 
 // Open loads the programs and attaches them to the cgroup2 root. The
@@ -75,21 +79,28 @@ func Open() (*Redirector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("socket redirect: %w", err)
 	}
-	r := &Redirector{Cgroup: root, current: map[[svcKeySize]byte][svcValueSize]byte{}, done: make(chan struct{})}
+	r := &Redirector{Cgroup: root, current: map[[svcKeySize]byte][svcValueSize]byte{},
+		current6: map[[svc6KeySize]byte][svc6ValueSize]byte{}, done: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
 			r.Close()
 		}
 	}()
-	if r.services, err = ebpf.NewMap(&ebpf.MapSpec{Name: servicesName, Type: ebpf.Hash, KeySize: svcKeySize, ValueSize: svcValueSize, MaxEntries: maxServices}); err != nil {
-		return nil, fmt.Errorf("socket redirect: map %s: %w", servicesName, err)
-	}
-	if r.locals, err = ebpf.NewMap(&ebpf.MapSpec{Name: localsName, Type: ebpf.Hash, KeySize: 4, ValueSize: 1, MaxEntries: maxLocals}); err != nil {
-		return nil, fmt.Errorf("socket redirect: map %s: %w", localsName, err)
-	}
-	if r.origins, err = ebpf.NewMap(&ebpf.MapSpec{Name: originsName, Type: ebpf.LRUHash, KeySize: 8, ValueSize: originSize, MaxEntries: maxOrigins}); err != nil {
-		return nil, fmt.Errorf("socket redirect: map %s: %w", originsName, err)
+	for _, m := range []struct {
+		m    **ebpf.Map
+		spec ebpf.MapSpec
+	}{
+		{&r.services, ebpf.MapSpec{Name: servicesName, Type: ebpf.Hash, KeySize: svcKeySize, ValueSize: svcValueSize, MaxEntries: maxServices}},
+		{&r.locals, ebpf.MapSpec{Name: localsName, Type: ebpf.Hash, KeySize: 4, ValueSize: 1, MaxEntries: maxLocals}},
+		{&r.origins, ebpf.MapSpec{Name: originsName, Type: ebpf.LRUHash, KeySize: 8, ValueSize: originSize, MaxEntries: maxOrigins}},
+		{&r.services6, ebpf.MapSpec{Name: services6Name, Type: ebpf.Hash, KeySize: svc6KeySize, ValueSize: svc6ValueSize, MaxEntries: maxServices}},
+		{&r.locals6, ebpf.MapSpec{Name: locals6Name, Type: ebpf.Hash, KeySize: 16, ValueSize: 1, MaxEntries: maxLocals}},
+		{&r.origins6, ebpf.MapSpec{Name: origins6Name, Type: ebpf.LRUHash, KeySize: 8, ValueSize: origin6Size, MaxEntries: maxOrigins}},
+	} {
+		if *m.m, err = ebpf.NewMap(&m.spec); err != nil {
+			return nil, fmt.Errorf("socket redirect: map %s: %w", m.spec.Name, err)
+		}
 	}
 	if err := r.watchLocals(); err != nil {
 		return nil, fmt.Errorf("socket redirect: %w", err)
@@ -101,6 +112,8 @@ func Open() (*Redirector, error) {
 	}{
 		{connectName, ebpf.AttachCGroupInet4Connect, &ebpf.ProgramSpec{Instructions: connect4(cookie, r.services, r.locals, r.origins)}},
 		{peernameName, ebpf.AttachCgroupInet4GetPeername, &ebpf.ProgramSpec{Instructions: getpeername4(r.origins)}},
+		{connect6Name, ebpf.AttachCGroupInet6Connect, &ebpf.ProgramSpec{Instructions: connect6(cookie, r.services, r.locals, r.services6, r.locals6, r.origins6)}},
+		{peername6Name, ebpf.AttachCgroupInet6GetPeername, &ebpf.ProgramSpec{Instructions: getpeername6(r.origins6)}},
 	} {
 		p.prog.Name, p.prog.Type, p.prog.AttachType, p.prog.License = p.name, ebpf.CGroupSockAddr, p.attach, "GPL"
 		prog, err := ebpf.NewProgram(p.prog)
@@ -118,52 +131,61 @@ func Open() (*Redirector, error) {
 	return r, nil
 }
 
-// ProgramID is the connect4 program's kernel ID (for logs and tests).
-func (r *Redirector) ProgramID() ebpf.ProgramID {
-	if len(r.progs) == 0 {
-		return 0
+// ProgramIDs are the kernel IDs of the programs (connect4,
+// getpeername4, connect6, getpeername6), for logs and tests.
+func (r *Redirector) ProgramIDs() []ebpf.ProgramID {
+	var out []ebpf.ProgramID
+	for _, p := range r.progs {
+		if info, err := p.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				out = append(out, id)
+			}
+		}
 	}
-	info, err := r.progs[0].Info()
-	if err != nil {
-		return 0
-	}
-	id, _ := info.ID()
-	return id
+	return out
 }
 
-// Sync makes the services map hold exactly svcs (TCP IPv4 ones; others
+// Sync makes the services maps hold exactly svcs (TCP ones; others
 // are skipped). It is idempotent: entries already there are kept, so a
 // connection being made meanwhile never sees a gap.
 func (r *Redirector) Sync(svcs []Service) error {
 	want := map[[svcKeySize]byte][svcValueSize]byte{}
+	want6 := map[[svc6KeySize]byte][svc6ValueSize]byte{}
 	for _, s := range svcs {
-		k, v, ok := encode(s)
-		if ok {
+		if k, v, ok := encode(s); ok {
 			want[k] = v
+		} else if k, v, ok := encode6(s); ok {
+			want6[k] = v
 		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return errors.Join(syncMap(r.services, r.current, want, decodeKey), syncMap(r.services6, r.current6, want6, decodeKey6))
+}
+
+// syncMap makes m (whose content is current) hold want, adding before
+// removing.
+func syncMap[K, V comparable](m *ebpf.Map, current, want map[K]V, name func(K) string) error {
 	var errs []error
 	for k, v := range want {
-		if old, ok := r.current[k]; ok && old == v {
+		if old, ok := current[k]; ok && old == v {
 			continue
 		}
-		if err := r.services.Put(k, v); err != nil {
-			errs = append(errs, fmt.Errorf("socket redirect: add %s: %w", decodeKey(k), err))
+		if err := m.Put(k, v); err != nil {
+			errs = append(errs, fmt.Errorf("socket redirect: add %s: %w", name(k), err))
 			continue
 		}
-		r.current[k] = v
+		current[k] = v
 	}
-	for k := range r.current {
+	for k := range current {
 		if _, ok := want[k]; ok {
 			continue
 		}
-		if err := r.services.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, fmt.Errorf("socket redirect: remove %s: %w", decodeKey(k), err))
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("socket redirect: remove %s: %w", name(k), err))
 			continue
 		}
-		delete(r.current, k)
+		delete(current, k)
 	}
 	return errors.Join(errs...)
 }
@@ -185,12 +207,12 @@ func (r *Redirector) Close() error {
 		errs = append(errs, p.Close())
 	}
 	r.progs = nil
-	for _, m := range []*ebpf.Map{r.services, r.locals, r.origins} {
-		if m != nil {
-			errs = append(errs, m.Close())
+	for _, m := range []**ebpf.Map{&r.services, &r.locals, &r.origins, &r.services6, &r.locals6, &r.origins6} {
+		if *m != nil {
+			errs = append(errs, (*m).Close())
+			*m = nil
 		}
 	}
-	r.services, r.locals, r.origins = nil, nil, nil
 	return errors.Join(errs...)
 }
 
@@ -212,53 +234,97 @@ func encode(s Service) (k [svcKeySize]byte, v [svcValueSize]byte, ok bool) {
 	return k, v, true
 }
 
+// encode6 is encode for IPv6 services (an IPv6 backend, an IPv6 or
+// unspecified host address).
+func encode6(s Service) (k [svc6KeySize]byte, v [svc6ValueSize]byte, ok bool) {
+	b := s.Backend.Addr()
+	if s.Proto != "tcp" || !b.Is6() || b.Is4In6() || (s.HostIP.IsValid() && !s.HostIP.Is6() && !s.HostIP.IsUnspecified()) {
+		return k, v, false
+	}
+	if s.HostIP.Is6() {
+		a := s.HostIP.As16()
+		copy(k[:16], a[:])
+	}
+	binary.BigEndian.PutUint16(k[16:18], s.HostPort)
+	k[18] = ipprotoTCP
+	a := b.As16()
+	copy(v[:16], a[:])
+	binary.BigEndian.PutUint16(v[16:18], s.Backend.Port())
+	return k, v, true
+}
+
+func decodeKey6(k [svc6KeySize]byte) string {
+	return fmt.Sprintf("[%s]:%d/tcp", netip.AddrFrom16([16]byte(k[:16])), binary.BigEndian.Uint16(k[16:18]))
+}
+
 func decodeKey(k [svcKeySize]byte) string {
 	return fmt.Sprintf("%s:%d/tcp", netip.AddrFrom4([4]byte(k[:4])), binary.BigEndian.Uint16(k[4:6]))
 }
 
-// Entries reads the services map of the connect4 program whose ID is
-// id, sorted (for tests and debugging: the maps are not pinned).
-func Entries(id ebpf.ProgramID) ([]Service, error) {
-	prog, err := ebpf.NewProgramFromID(id)
-	if err != nil {
-		return nil, fmt.Errorf("program %d: %w", id, err)
+// Entries reads the services maps (IPv4 and IPv6) the programs ids use,
+// sorted by port (for tests and debugging: the maps are not pinned).
+// The wildcard shows as 0.0.0.0 or ::.
+func Entries(ids ...ebpf.ProgramID) ([]Service, error) {
+	maps := map[ebpf.MapID]bool{}
+	for _, id := range ids {
+		prog, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			return nil, fmt.Errorf("program %d: %w", id, err)
+		}
+		info, err := prog.Info()
+		prog.Close()
+		if err != nil {
+			return nil, fmt.Errorf("program %d: %w", id, err)
+		}
+		mids, _ := info.MapIDs()
+		for _, mid := range mids {
+			maps[mid] = true
+		}
 	}
-	defer prog.Close()
-	info, err := prog.Info()
-	if err != nil {
-		return nil, fmt.Errorf("program %d: %w", id, err)
-	}
-	ids, _ := info.MapIDs()
-	for _, mid := range ids {
+	var out []Service
+	found := 0
+	for mid := range maps {
 		m, err := ebpf.NewMapFromID(mid)
 		if err != nil {
 			return nil, fmt.Errorf("map %d: %w", mid, err)
 		}
 		mi, err := m.Info()
-		if err != nil || mi.Name != servicesName {
+		if err != nil || (mi.Name != servicesName && mi.Name != services6Name) {
 			m.Close()
 			continue
 		}
-		var out []Service
-		var k [svcKeySize]byte
-		var v [svcValueSize]byte
+		found++
+		k, v := make([]byte, mi.KeySize), make([]byte, mi.ValueSize)
 		it := m.Iterate()
 		for it.Next(&k, &v) {
-			s := Service{Proto: "tcp", HostIP: netip.AddrFrom4([4]byte(k[:4])), HostPort: binary.BigEndian.Uint16(k[4:6]),
-				Backend: netip.AddrPortFrom(netip.AddrFrom4([4]byte(v[:4])), binary.BigEndian.Uint16(v[4:6]))}
-			out = append(out, s)
+			out = append(out, decode(k, v))
 		}
 		err = it.Err()
 		m.Close()
-		sort.Slice(out, func(i, j int) bool {
-			if out[i].HostPort != out[j].HostPort {
-				return out[i].HostPort < out[j].HostPort
-			}
-			return out[i].HostIP.Less(out[j].HostIP)
-		})
-		return out, err
+		if err != nil {
+			return nil, fmt.Errorf("map %s: %w", mi.Name, err)
+		}
 	}
-	return nil, fmt.Errorf("program %d has no map %s", id, servicesName)
+	if found != 2 {
+		return nil, fmt.Errorf("programs %v: %d services maps, want 2", ids, found)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].HostPort != out[j].HostPort {
+			return out[i].HostPort < out[j].HostPort
+		}
+		return out[i].HostIP.Less(out[j].HostIP)
+	})
+	return out, nil
+}
+
+// decode is the Service of a services or services6 entry.
+func decode(k, v []byte) Service {
+	if len(k) == svcKeySize {
+		return Service{Proto: "tcp", HostIP: netip.AddrFrom4([4]byte(k[:4])), HostPort: binary.BigEndian.Uint16(k[4:6]),
+			Backend: netip.AddrPortFrom(netip.AddrFrom4([4]byte(v[:4])), binary.BigEndian.Uint16(v[4:6]))}
+	}
+	return Service{Proto: "tcp", HostIP: netip.AddrFrom16([16]byte(k[:16])), HostPort: binary.BigEndian.Uint16(k[16:18]),
+		Backend: netip.AddrPortFrom(netip.AddrFrom16([16]byte(v[:16])), binary.BigEndian.Uint16(v[16:18]))}
 }
 
 // Cgroup2Root is the mount point of the cgroup2 hierarchy's root:
@@ -310,7 +376,7 @@ func netnsCookie() (uint64, error) {
 	return c, nil
 }
 
-// watchLocals fills the locals map with the host's IPv4 addresses and
+// watchLocals fills the locals maps with the host's addresses and
 // keeps it current, so that a wildcard port is redirected for exactly
 // the destinations the DNAT rule's "fib daddr type local" takes.
 func (r *Redirector) watchLocals() error {
@@ -319,12 +385,12 @@ func (r *Redirector) watchLocals() error {
 	if err := netlink.AddrSubscribeWithOptions(ch, r.done, netlink.AddrSubscribeOptions{ReceiveBufferSize: 1 << 20}); err != nil {
 		return fmt.Errorf("watch host addresses: %w", err)
 	}
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return fmt.Errorf("list host addresses: %w", err)
 	}
 	for _, a := range addrs {
-		r.setLocal(a.IP.To4(), true)
+		r.setLocal(a.IP, true)
 	}
 	r.wg.Add(1)
 	go func() {
@@ -337,21 +403,24 @@ func (r *Redirector) watchLocals() error {
 				if !ok {
 					return
 				}
-				r.setLocal(u.LinkAddress.IP.To4(), u.NewAddr)
+				r.setLocal(u.LinkAddress.IP, u.NewAddr)
 			}
 		}
 	}()
 	return nil
 }
 
-func (r *Redirector) setLocal(ip4 []byte, add bool) {
-	if len(ip4) != 4 {
+func (r *Redirector) setLocal(ip net.IP, add bool) {
+	m, k := r.locals, []byte(ip.To4())
+	if k == nil {
+		m, k = r.locals6, []byte(ip.To16())
+	}
+	if k == nil {
 		return
 	}
-	k := [4]byte(ip4)
 	if add {
-		r.locals.Put(k, uint8(1))
+		m.Put(k, uint8(1))
 	} else {
-		r.locals.Delete(k)
+		m.Delete(k)
 	}
 }

@@ -22,9 +22,12 @@ import (
 )
 
 // serve answers every connection on a fresh 127.0.0.1 port with line.
-func serve(t *testing.T, line string) netip.AddrPort {
+func serve(t *testing.T, line string) netip.AddrPort { return serveOn(t, "127.0.0.1", line) }
+
+// serveOn is serve on ip.
+func serveOn(t *testing.T, ip, line string) netip.AddrPort {
 	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +59,14 @@ func freePort(t *testing.T) uint16 {
 // ask connects to addr and returns the line read and the peer address
 // getpeername gives, or the error.
 func ask(addr netip.AddrPort) (string, netip.AddrPort, error) {
-	c, err := net.DialTimeout("tcp4", addr.String(), time.Second)
+	if addr.Addr().Is4In6() {
+		return askMapped(addr)
+	}
+	network := "tcp4"
+	if addr.Addr().Is6() {
+		network = "tcp6"
+	}
+	c, err := net.DialTimeout(network, addr.String(), time.Second)
 	if err != nil {
 		return "", netip.AddrPort{}, err
 	}
@@ -65,14 +75,43 @@ func ask(addr netip.AddrPort) (string, netip.AddrPort, error) {
 	raw, _ := c.(*net.TCPConn).SyscallConn()
 	raw.Control(func(fd uintptr) {
 		if sa, err := unix.Getpeername(int(fd)); err == nil {
-			if in, ok := sa.(*unix.SockaddrInet4); ok {
+			switch in := sa.(type) {
+			case *unix.SockaddrInet4:
 				peer = netip.AddrPortFrom(netip.AddrFrom4(in.Addr), uint16(in.Port))
+			case *unix.SockaddrInet6:
+				peer = netip.AddrPortFrom(netip.AddrFrom16(in.Addr), uint16(in.Port))
 			}
 		}
 	})
 	c.SetDeadline(time.Now().Add(2 * time.Second))
 	b := make([]byte, 64)
 	n, err := c.Read(b)
+	if err != nil {
+		return "", peer, err
+	}
+	return strings.TrimSpace(string(b[:n])), peer, nil
+}
+
+// askMapped is ask for a v4-mapped address, from an AF_INET6 socket
+// (Go's net package dials those over AF_INET).
+func askMapped(addr netip.AddrPort) (string, netip.AddrPort, error) {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", netip.AddrPort{}, err
+	}
+	defer unix.Close(fd)
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
+	if err := unix.Connect(fd, &unix.SockaddrInet6{Addr: addr.Addr().As16(), Port: int(addr.Port())}); err != nil {
+		return "", netip.AddrPort{}, err
+	}
+	var peer netip.AddrPort
+	if sa, err := unix.Getpeername(fd); err == nil {
+		if in, ok := sa.(*unix.SockaddrInet6); ok {
+			peer = netip.AddrPortFrom(netip.AddrFrom16(in.Addr), uint16(in.Port))
+		}
+	}
+	b := make([]byte, 64)
+	n, err := unix.Read(fd, b)
 	if err != nil {
 		return "", peer, err
 	}
@@ -125,7 +164,7 @@ func TestRedirect(t *testing.T) {
 	if err := r.Sync(svcs); err != nil { // idempotent
 		t.Fatal(err)
 	}
-	got, err := Entries(r.ProgramID())
+	got, err := Entries(r.ProgramIDs()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,11 +231,53 @@ func TestRedirect(t *testing.T) {
 	if err := r.Sync(nil); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := Entries(r.ProgramID()); err != nil || len(got) != 0 {
+	if got, err := Entries(r.ProgramIDs()...); err != nil || len(got) != 0 {
 		t.Errorf("entries after Sync(nil): %v %v", got, err)
 	}
 	if line, _, err := ask(dialled); err == nil {
 		t.Errorf("%s answered %q after its entry went", dialled, line)
+	}
+}
+
+// TestRedirect6: IPv6 entries (exact and wildcard, ::1 a local address
+// like any other) and IPv4 ones dialled from a dual-stack socket
+// (::ffff:a.b.c.d).
+func TestRedirect6(t *testing.T) {
+	r := open(t)
+	backend4 := serve(t, "backend4")
+	backend6 := serveOn(t, "::1", "backend6")
+	lo6 := netip.IPv6Loopback()
+	p4, pExact, pAll := freePort(t), freePort(t), freePort(t)
+	if err := r.Sync([]Service{
+		{Proto: "tcp", HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: p4, Backend: backend4},
+		{Proto: "tcp", HostIP: lo6, HostPort: pExact, Backend: backend6},
+		{Proto: "tcp", HostPort: pAll, Backend: backend6},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Entries(r.ProgramIDs()...)
+	if err != nil || len(got) != 3 {
+		t.Errorf("entries %v %v", got, err)
+	}
+	mapped := netip.AddrPortFrom(netip.AddrFrom16(netip.MustParseAddr("127.0.0.1").As16()), p4)
+	for d, want := range map[netip.AddrPort]string{
+		mapped:                          "backend4",
+		netip.AddrPortFrom(lo6, pExact): "backend6",
+		netip.AddrPortFrom(lo6, pAll):   "backend6",
+	} {
+		if line, peer, err := ask(d); err != nil || line != want || peer != d {
+			t.Errorf("%s: %q peer %s %v, want %q", d, line, peer, err, want)
+		}
+	}
+	// 2001:db8:: is documentation space, no address of this host.
+	if line, _, err := ask(netip.AddrPortFrom(netip.MustParseAddr("2001:db8::1"), pAll)); err == nil && line == "backend6" {
+		t.Errorf("an IPv6 wildcard entry took a remote address")
+	}
+	if err := r.Sync(nil); err != nil {
+		t.Fatal(err)
+	}
+	if line, _, err := ask(netip.AddrPortFrom(lo6, pExact)); err == nil {
+		t.Errorf("[::1]:%d answered %q after its entry went", pExact, line)
 	}
 }
 

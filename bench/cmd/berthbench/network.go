@@ -55,7 +55,7 @@ func runNetwork(b *strings.Builder, f engineFlags, nf netFlags, work, only strin
 	if slices.Contains(f.berthdArgs, "--no-socket-redirect") {
 		b.WriteString("berth's published ports: nftables DNAT only (berthd `--no-socket-redirect`).\n\n")
 	} else {
-		b.WriteString("berth's published ports: nftables DNAT, and for the host's own TCP connections berthd's socket redirect (a cgroup/connect4 BPF program connecting straight to the container, no NAT; berthd logs whether it could load it).\n\n")
+		b.WriteString("berth's published ports: nftables DNAT, and for the host's own TCP connections berthd's socket redirect (cgroup/connect4 and connect6 BPF programs connecting straight to the container, no NAT; berthd logs whether it could load them).\n\n")
 	}
 	if len(f.berthdArgs) > 0 {
 		fmt.Fprintf(b, "berthd flags: `%s`.\n\n", strings.Join(f.berthdArgs, " "))

@@ -23,20 +23,27 @@ import (
 	"github.com/berth-dev/berth/network/sockredirect"
 )
 
-// redirectProgram is the connect4 program id the daemon logged at its
-// (last) start.
-func redirectProgram(t *testing.T, d *berthd.Daemon) ebpf.ProgramID {
+// redirectPrograms are the program ids (connect4 first) the daemon
+// logged at its (last) start.
+func redirectPrograms(t *testing.T, d *berthd.Daemon) []ebpf.ProgramID {
 	t.Helper()
-	m := regexp.MustCompile(`socket redirect of published ports: active \(cgroup \S+, connect4 program id (\d+)\)`).FindStringSubmatch(d.Log())
+	m := regexp.MustCompile(`socket redirect of published ports: active \(cgroup \S+, program ids \[([0-9 ]+)\]\)`).FindStringSubmatch(d.Log())
 	if m == nil {
 		t.Fatalf("berthd did not log an active socket redirect:\n%s", d.Log())
 	}
-	id, _ := strconv.ParseUint(m[1], 10, 32)
-	return ebpf.ProgramID(id)
+	var ids []ebpf.ProgramID
+	for _, f := range strings.Fields(m[1]) {
+		id, _ := strconv.ParseUint(f, 10, 32)
+		ids = append(ids, ebpf.ProgramID(id))
+	}
+	if len(ids) != 4 {
+		t.Fatalf("program ids %v, want connect4, getpeername4, connect6, getpeername6", ids)
+	}
+	return ids
 }
 
 // redirectAttached says whether program id is attached to the cgroup2
-// root for connect4.
+// root for connect4 (or connect6).
 func redirectAttached(t *testing.T, id ebpf.ProgramID) bool {
 	t.Helper()
 	root, err := sockredirect.Cgroup2Root()
@@ -48,37 +55,41 @@ func redirectAttached(t *testing.T, id ebpf.ProgramID) bool {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: ebpf.AttachCGroupInet4Connect})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range res.Programs {
-		if p.ID == id {
-			return true
+	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect} {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range res.Programs {
+			if p.ID == id {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// waitGone waits until program id is neither attached nor loaded.
-func waitGone(t *testing.T, id ebpf.ProgramID, when string) {
+// waitGone waits until programs ids are neither attached nor loaded.
+func waitGone(t *testing.T, ids []ebpf.ProgramID, when string) {
 	t.Helper()
-	waitFor(t, "program "+strconv.Itoa(int(id))+" gone "+when, func() bool {
-		if redirectAttached(t, id) {
-			return false
-		}
-		p, err := ebpf.NewProgramFromID(id)
-		if err == nil {
-			p.Close()
-		}
-		return errors.Is(err, os.ErrNotExist)
-	})
+	for _, id := range ids {
+		waitFor(t, "program "+strconv.Itoa(int(id))+" gone "+when, func() bool {
+			if redirectAttached(t, id) {
+				return false
+			}
+			p, err := ebpf.NewProgramFromID(id)
+			if err == nil {
+				p.Close()
+			}
+			return errors.Is(err, os.ErrNotExist)
+		})
+	}
 }
 
 // entries are the daemon's redirect map entries as "host:port->backend".
-func entries(t *testing.T, id ebpf.ProgramID) []string {
+func entries(t *testing.T, ids []ebpf.ProgramID) []string {
 	t.Helper()
-	svcs, err := sockredirect.Entries(id)
+	svcs, err := sockredirect.Entries(ids...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,16 +117,20 @@ func countPackets(t *testing.T, dsts ...netip.AddrPort) *packetCounter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc := &packetCounter{table: &nftables.Table{Name: "bt-count-" + randomHex(4), Family: nftables.TableFamilyIPv4}, dsts: dsts}
+	// One family per table: the first destination's.
+	family, daddr := nftables.TableFamilyIPv4, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
+	if dsts[0].Addr().Is6() {
+		family, daddr = nftables.TableFamilyIPv6, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}
+	}
+	pc := &packetCounter{table: &nftables.Table{Name: "bt-count-" + randomHex(4), Family: family}, dsts: dsts}
 	c.AddTable(pc.table)
 	accept := nftables.ChainPolicyAccept
 	pc.chain = c.AddChain(&nftables.Chain{Name: "out", Table: pc.table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRaw, Policy: &accept})
 	for _, d := range dsts {
-		a := d.Addr().As4()
 		c.AddRule(&nftables.Rule{Table: pc.table, Chain: pc.chain, Exprs: []expr.Any{
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
+			daddr,
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: d.Addr().AsSlice()},
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
@@ -183,9 +198,9 @@ func containerIP(t *testing.T, d *berthd.Daemon, name string) netip.Addr {
 // daemon and a restart rebuilds the map, a clean stop detaches it.
 func TestSocketRedirect(t *testing.T) {
 	d, _ := startDaemon(t)
-	id := redirectProgram(t, d)
-	if !redirectAttached(t, id) {
-		t.Fatalf("program %d not attached to the cgroup2 root", id)
+	ids := redirectPrograms(t, d)
+	if !redirectAttached(t, ids[0]) || !redirectAttached(t, ids[2]) {
+		t.Fatalf("programs %v not attached to the cgroup2 root", ids)
 	}
 	self := netip.MustParseAddr(hostAddr(t))
 	lo := netip.MustParseAddr("127.0.0.1")
@@ -205,7 +220,7 @@ func TestSocketRedirect(t *testing.T) {
 	if pAll < pLocal {
 		want[0], want[1] = want[1], want[0]
 	}
-	if got := entries(t, id); strings.Join(got, " ") != strings.Join(want, " ") {
+	if got := entries(t, ids); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("map entries %q, want %q (no UDP entry)", got, want)
 	}
 
@@ -265,22 +280,22 @@ func TestSocketRedirect(t *testing.T) {
 	}
 
 	d.Must(t, "rm", "-f", "loc")
-	if got := entries(t, id); len(got) != 1 || !strings.HasPrefix(got[0], "0.0.0.0:") {
+	if got := entries(t, ids); len(got) != 1 || !strings.HasPrefix(got[0], "0.0.0.0:") {
 		t.Errorf("map entries after rm: %q", got)
 	}
 
 	// kill -9: the program goes with the process; the NAT carries the
 	// port; a restart attaches a new program and refills its map.
 	d.Crash()
-	waitGone(t, id, "after kill -9")
+	waitGone(t, ids, "after kill -9")
 	if got := readFrom(t, "127.0.0.1:"+strconv.Itoa(int(pAll))); got != "all" {
 		t.Errorf("127.0.0.1:%d while berthd is away: %q", pAll, got)
 	}
 	if err := d.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	id = redirectProgram(t, d)
-	if got := entries(t, id); len(got) != 1 || got[0] != "0.0.0.0:"+strconv.Itoa(int(pAll))+"->"+ipAll.String()+":8081" {
+	ids = redirectPrograms(t, d)
+	if got := entries(t, ids); len(got) != 1 || got[0] != "0.0.0.0:"+strconv.Itoa(int(pAll))+"->"+ipAll.String()+":8081" {
 		t.Errorf("map entries after restart: %q", got)
 	}
 	before := pc.packets(t, 1)
@@ -295,7 +310,7 @@ func TestSocketRedirect(t *testing.T) {
 	if err := d.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, id, "after stop")
+	waitGone(t, ids, "after stop")
 	if err := d.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -319,5 +334,36 @@ func TestSocketRedirectOff(t *testing.T) {
 	}
 	if pc.packets(t, 0) == 0 || pc.packets(t, 1) != 0 {
 		t.Errorf("packets to the published port %d, to the container %d: want the NAT path", pc.packets(t, 0), pc.packets(t, 1))
+	}
+}
+
+// TestSocketRedirectIPv6: a port published on every address of a
+// container with IPv6 is redirected for the host's IPv6 connections too:
+// [::1] (which the NAT cannot take: berthd's socket relays it otherwise)
+// and the bridge's IPv6 gateway, with no packet to the published port.
+func TestSocketRedirectIPv6(t *testing.T) {
+	keepIPv6Forwarding(t)
+	v6 := ula6(t)
+	d, _ := startDaemon(t, "--ipv6", "--fixed-cidr-v6", v6.String())
+	ids := redirectPrograms(t, d)
+	netechoImage(t, d)
+	p := uint16(freePort(t))
+	d.Must(t, "run", "-d", "--name", "r6", "-p", strconv.Itoa(int(p))+":8080", "berth-netecho", "-tcp", ":8080", "-reply", "r6")
+	ip6 := netip.MustParseAddr(inspectField(t, d, "r6", `{{.NetworkSettings.Networks.bridge.GlobalIPv6Address}}`))
+	ip4 := containerIP(t, d, "r6")
+	want := "0.0.0.0:" + strconv.Itoa(int(p)) + "->" + ip4.String() + ":8080 [::]:" + strconv.Itoa(int(p)) + "->[" + ip6.String() + "]:8080"
+	if got := strings.Join(entries(t, ids), " "); got != want {
+		t.Errorf("map entries %q, want %q", got, want)
+	}
+	gw6 := add6(v6, 1)
+	pc := countPackets(t, netip.AddrPortFrom(netip.IPv6Loopback(), p), netip.AddrPortFrom(gw6, p), netip.AddrPortFrom(ip6, 8080))
+	for _, a := range []netip.Addr{netip.IPv6Loopback(), gw6} {
+		if got := readFrom(t, netip.AddrPortFrom(a, p).String()); got != "r6" {
+			t.Errorf("[%s]:%d: %q", a, p, got)
+		}
+	}
+	if pc.packets(t, 0) != 0 || pc.packets(t, 1) != 0 || pc.packets(t, 2) == 0 {
+		t.Errorf("packets to [::1]:%d %d, to [%s]:%d %d, to the container %d: want all straight to the container",
+			p, pc.packets(t, 0), gw6, p, pc.packets(t, 1), pc.packets(t, 2))
 	}
 }
