@@ -13,6 +13,7 @@ const (
 	ctxUserPort  = 24 // port in network order, in the low 16 bits
 	ctxProtocol  = 36
 	ipprotoTCP   = 6
+	ipprotoUDP   = 17
 	loopbackNet  = 127 // first octet of 127.0.0.0/8, every address of it is local
 	sockAddrPass = 1   // the only verdict that lets the call go on
 )
@@ -24,6 +25,8 @@ const (
 //	locals:   key   addr [4]byte, value u8 — the host's own IPv4 addresses
 //	origins:  key   socket cookie u64
 //	          value {dialled addr u32, dialled port u32, backend addr u32, backend port u32}
+//	rev:      key   {socket cookie u64, backend addr [4]byte, backend port [2]byte, pad [2]byte}
+//	          value {dialled addr u32, dialled port u32} (UDP)
 const (
 	svcKeySize    = 8
 	svcValueSize  = 8
@@ -48,77 +51,150 @@ const (
 	stackLocalKey = -16 // locals key
 	stackCookie   = -24 // origins key
 	stackOrigin   = -40 // origins value
+	stackRevKey   = -56 // rev key
+	revKeySize    = 16
+	revValueSize  = 8
+	revName       = "berth_rev"
+	sendmsgName   = "berth_sendmsg4"
+	recvmsgName   = "berth_recvmsg4"
 )
 
-// connect4 rewrites connect(dst) of a socket in the host's network
-// namespace to the backend of dst when services holds dst (exact
-// address first, then the wildcard 0.0.0.0 when dst is a local
+// connect4 rewrites connect(dst) of a TCP or UDP socket in the host's
+// network namespace to the backend of dst when services holds dst
+// (exact address first, then the wildcard 0.0.0.0 when dst is a local
 // address), and notes the dialled address under the socket's cookie
-// for getpeername4.
-func connect4(hostCookie uint64, services, locals, origins *ebpf.Map) asm.Instructions {
-	return asm.Instructions{
+// for getpeername4 (and, for UDP, for recvmsg4).
+func connect4(hostCookie uint64, services, locals, origins, rev *ebpf.Map) asm.Instructions {
+	return redirect4(hostCookie, false, services, locals, origins, rev)
+}
+
+// sendmsg4 is connect4 for the datagrams of unconnected UDP sockets:
+// each sendmsg(dst) goes to dst's backend, and the backend's address is
+// noted under (socket cookie, backend) for recvmsg4.
+func sendmsg4(hostCookie uint64, services, locals, rev *ebpf.Map) asm.Instructions {
+	return redirect4(hostCookie, true, services, locals, nil, rev)
+}
+
+// redirect4 is connect4, or with sendmsg sendmsg4.
+func redirect4(hostCookie uint64, sendmsg bool, services, locals, origins, rev *ebpf.Map) asm.Instructions {
+	insns := asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
 		// Only the host's namespace: in a container, 127.0.0.1 is its own.
 		asm.FnGetNetnsCookie.Call(),
 		asm.LoadImm(asm.R1, int64(hostCookie), asm.DWord),
 		asm.JNE.Reg(asm.R0, asm.R1, "pass"),
 		asm.LoadMem(asm.R2, asm.R6, ctxProtocol, asm.Word),
-		asm.JNE.Imm(asm.R2, ipprotoTCP, "pass"),
+	}
+	if !sendmsg {
+		insns = append(insns, asm.JEq.Imm(asm.R2, ipprotoTCP, "key"))
+	}
+	insns = append(insns,
+		asm.JNE.Imm(asm.R2, ipprotoUDP, "pass"),
 		// key = {user_ip4, user_port, protocol, 0}
-		asm.StoreMem(asm.RFP, stackKey+6, asm.R2, asm.Byte),
+		asm.StoreMem(asm.RFP, stackKey+6, asm.R2, asm.Byte).WithSymbol("key"),
 		asm.StoreImm(asm.RFP, stackKey+7, 0, asm.Byte),
 		asm.LoadMem(asm.R2, asm.R6, ctxUserPort, asm.Word),
 		asm.StoreMem(asm.RFP, stackKey+4, asm.R2, asm.Half),
 		asm.LoadMem(asm.R7, asm.R6, ctxUserIP4, asm.Word),
 		asm.StoreMem(asm.RFP, stackKey, asm.R7, asm.Word),
-		loadMap(asm.R1, services),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stackKey),
-		asm.FnMapLookupElem.Call(),
+	)
+	insns = append(insns, lookup(services, stackKey)...)
+	insns = append(insns,
 		asm.JNE.Imm(asm.R0, 0, "found"),
 		// No exact entry: the wildcard one, if dst is one of ours.
 		asm.Mov.Reg(asm.R1, asm.R7),
 		asm.And.Imm(asm.R1, 0xff),
 		asm.JEq.Imm(asm.R1, loopbackNet, "wildcard"),
 		asm.StoreMem(asm.RFP, stackLocalKey, asm.R7, asm.Word),
-		loadMap(asm.R1, locals),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stackLocalKey),
-		asm.FnMapLookupElem.Call(),
+	)
+	insns = append(insns, lookup(locals, stackLocalKey)...)
+	insns = append(insns,
 		asm.JEq.Imm(asm.R0, 0, "pass"),
 		asm.StoreImm(asm.RFP, stackKey, 0, asm.Word).WithSymbol("wildcard"),
-		loadMap(asm.R1, services),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stackKey),
-		asm.FnMapLookupElem.Call(),
+	)
+	insns = append(insns, lookup(services, stackKey)...)
+	insns = append(insns,
 		asm.JEq.Imm(asm.R0, 0, "pass"),
-		// r8 = backend; origin = {dialled ip, port, backend ip, port}
-		asm.Mov.Reg(asm.R8, asm.R0).WithSymbol("found"),
-		asm.StoreMem(asm.RFP, stackOrigin, asm.R7, asm.Word),
+		// origin = {dialled ip, port, backend ip, port}
+		asm.StoreMem(asm.RFP, stackOrigin, asm.R7, asm.Word).WithSymbol("found"),
 		asm.LoadMem(asm.R2, asm.R6, ctxUserPort, asm.Word),
 		asm.StoreMem(asm.RFP, stackOrigin+4, asm.R2, asm.Word),
-		asm.LoadMem(asm.R2, asm.R8, 0, asm.Word),
+		asm.LoadMem(asm.R2, asm.R0, 0, asm.Word),
 		asm.StoreMem(asm.RFP, stackOrigin+8, asm.R2, asm.Word),
-		asm.LoadMem(asm.R2, asm.R8, 4, asm.Half),
+		asm.LoadMem(asm.R2, asm.R0, 4, asm.Half),
 		asm.StoreMem(asm.RFP, stackOrigin+12, asm.R2, asm.Word),
 		asm.Mov.Reg(asm.R1, asm.R6),
 		asm.FnGetSocketCookie.Call(),
 		asm.StoreMem(asm.RFP, stackCookie, asm.R0, asm.DWord),
-		loadMap(asm.R1, origins),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stackCookie),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, stackOrigin),
-		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
-		asm.FnMapUpdateElem.Call(),
-		// A full origins map costs getpeername's answer, not the
-		// connection: the rewrite happens whatever the update said.
+	)
+	// Full LRU maps cost the answers' addresses, not the connection:
+	// the rewrite happens whatever the updates said.
+	if !sendmsg {
+		insns = append(insns, update(origins, stackCookie, stackOrigin)...)
+		insns = append(insns,
+			asm.LoadMem(asm.R2, asm.R6, ctxProtocol, asm.Word),
+			asm.JNE.Imm(asm.R2, ipprotoUDP, "rewrite"),
+		)
+	}
+	// UDP: rev {cookie, backend ip, backend port} = {dialled ip, port},
+	// the origin's first half.
+	insns = append(insns,
+		asm.LoadMem(asm.R2, asm.RFP, stackCookie, asm.DWord),
+		asm.StoreMem(asm.RFP, stackRevKey, asm.R2, asm.DWord),
 		asm.LoadMem(asm.R2, asm.RFP, stackOrigin+8, asm.Word),
+		asm.StoreMem(asm.RFP, stackRevKey+8, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.RFP, stackOrigin+12, asm.Word),
+		asm.StoreMem(asm.RFP, stackRevKey+12, asm.R2, asm.Half),
+		asm.StoreImm(asm.RFP, stackRevKey+14, 0, asm.Half),
+	)
+	insns = append(insns, update(rev, stackRevKey, stackOrigin)...)
+	insns = append(insns,
+		asm.LoadMem(asm.R2, asm.RFP, stackOrigin+8, asm.Word).WithSymbol("rewrite"),
 		asm.StoreMem(asm.R6, ctxUserIP4, asm.R2, asm.Word),
 		asm.LoadMem(asm.R2, asm.RFP, stackOrigin+12, asm.Word),
 		asm.StoreMem(asm.R6, ctxUserPort, asm.R2, asm.Word),
 		asm.Mov.Imm(asm.R0, sockAddrPass).WithSymbol("pass"),
 		asm.Return(),
+	)
+	return insns
+}
+
+// recvmsg4 shows the source of a datagram from a backend the socket
+// sent to (or connected to) as the address it dialled.
+func recvmsg4(rev *ebpf.Map) asm.Instructions {
+	insns := asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.FnGetSocketCookie.Call(),
+		asm.StoreMem(asm.RFP, stackRevKey, asm.R0, asm.DWord),
+		asm.LoadMem(asm.R2, asm.R6, ctxUserIP4, asm.Word),
+		asm.StoreMem(asm.RFP, stackRevKey+8, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.R6, ctxUserPort, asm.Word),
+		asm.StoreMem(asm.RFP, stackRevKey+12, asm.R2, asm.Half),
+		asm.StoreImm(asm.RFP, stackRevKey+14, 0, asm.Half),
+	}
+	insns = append(insns, lookup(rev, stackRevKey)...)
+	insns = append(insns,
+		asm.JEq.Imm(asm.R0, 0, "pass"),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+		asm.StoreMem(asm.R6, ctxUserIP4, asm.R1, asm.Word),
+		asm.LoadMem(asm.R1, asm.R0, 4, asm.Word),
+		asm.StoreMem(asm.R6, ctxUserPort, asm.R1, asm.Word),
+		asm.Mov.Imm(asm.R0, sockAddrPass).WithSymbol("pass"),
+		asm.Return(),
+	)
+	return insns
+}
+
+// update stores the value at fp+value under the key at fp+key in m.
+func update(m *ebpf.Map, key, value int16) asm.Instructions {
+	return asm.Instructions{
+		loadMap(asm.R1, m),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, int32(key)),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, int32(value)),
+		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
+		asm.FnMapUpdateElem.Call(),
 	}
 }
 

@@ -7,10 +7,13 @@
 // published port (IPv4, IPv6, and IPv4 dialled from a dual-stack socket
 // as ::ffff:a.b.c.d), so no packet of the connection crosses the NAT;
 // cgroup/getpeername4 and 6 show the client the address it dialled.
+// IPv4 UDP is redirected too: connect4 for connected sockets,
+// sendmsg4 per datagram for unconnected ones, and recvmsg4 shows the
+// replies as coming from the address the client sent to.
 //
 // It is an accelerator only: the nftables DNAT rules stay in place and
-// carry everything it does not (other hosts, containers, UDP, and every
-// connection while no program is attached). The programs and maps are
+// carry everything it does not (other hosts, containers, IPv6 UDP, and
+// every connection while no program is attached). The programs and maps are
 // not pinned: they belong to the daemon's file descriptors and vanish
 // with its process, killed or not, so nothing is ever left behind; a
 // restarted daemon loads them again and refills the maps from its
@@ -37,7 +40,8 @@ import (
 
 // Service is one published port the program redirects.
 type Service struct {
-	// Proto is "tcp" (other protocols are left to the NAT).
+	// Proto is "tcp", or "udp" for IPv4 (other protocols are left to
+	// the NAT).
 	Proto string
 	// HostIP is the published address; unspecified (or invalid) means
 	// every local address of the host.
@@ -53,6 +57,7 @@ type Redirector struct {
 	Cgroup string
 
 	services, locals, origins    *ebpf.Map
+	rev                          *ebpf.Map
 	services6, locals6, origins6 *ebpf.Map
 	progs                        []*ebpf.Program
 	links                        []link.Link
@@ -94,6 +99,7 @@ func Open() (*Redirector, error) {
 		{&r.services, ebpf.MapSpec{Name: servicesName, Type: ebpf.Hash, KeySize: svcKeySize, ValueSize: svcValueSize, MaxEntries: maxServices}},
 		{&r.locals, ebpf.MapSpec{Name: localsName, Type: ebpf.Hash, KeySize: 4, ValueSize: 1, MaxEntries: maxLocals}},
 		{&r.origins, ebpf.MapSpec{Name: originsName, Type: ebpf.LRUHash, KeySize: 8, ValueSize: originSize, MaxEntries: maxOrigins}},
+		{&r.rev, ebpf.MapSpec{Name: revName, Type: ebpf.LRUHash, KeySize: revKeySize, ValueSize: revValueSize, MaxEntries: maxOrigins}},
 		{&r.services6, ebpf.MapSpec{Name: services6Name, Type: ebpf.Hash, KeySize: svc6KeySize, ValueSize: svc6ValueSize, MaxEntries: maxServices}},
 		{&r.locals6, ebpf.MapSpec{Name: locals6Name, Type: ebpf.Hash, KeySize: 16, ValueSize: 1, MaxEntries: maxLocals}},
 		{&r.origins6, ebpf.MapSpec{Name: origins6Name, Type: ebpf.LRUHash, KeySize: 8, ValueSize: origin6Size, MaxEntries: maxOrigins}},
@@ -110,10 +116,12 @@ func Open() (*Redirector, error) {
 		attach ebpf.AttachType
 		prog   *ebpf.ProgramSpec
 	}{
-		{connectName, ebpf.AttachCGroupInet4Connect, &ebpf.ProgramSpec{Instructions: connect4(cookie, r.services, r.locals, r.origins)}},
+		{connectName, ebpf.AttachCGroupInet4Connect, &ebpf.ProgramSpec{Instructions: connect4(cookie, r.services, r.locals, r.origins, r.rev)}},
 		{peernameName, ebpf.AttachCgroupInet4GetPeername, &ebpf.ProgramSpec{Instructions: getpeername4(r.origins)}},
 		{connect6Name, ebpf.AttachCGroupInet6Connect, &ebpf.ProgramSpec{Instructions: connect6(cookie, r.services, r.locals, r.services6, r.locals6, r.origins6)}},
 		{peername6Name, ebpf.AttachCgroupInet6GetPeername, &ebpf.ProgramSpec{Instructions: getpeername6(r.origins6)}},
+		{sendmsgName, ebpf.AttachCGroupUDP4Sendmsg, &ebpf.ProgramSpec{Instructions: sendmsg4(cookie, r.services, r.locals, r.rev)}},
+		{recvmsgName, ebpf.AttachCGroupUDP4Recvmsg, &ebpf.ProgramSpec{Instructions: recvmsg4(r.rev)}},
 	} {
 		p.prog.Name, p.prog.Type, p.prog.AttachType, p.prog.License = p.name, ebpf.CGroupSockAddr, p.attach, "GPL"
 		prog, err := ebpf.NewProgram(p.prog)
@@ -132,7 +140,8 @@ func Open() (*Redirector, error) {
 }
 
 // ProgramIDs are the kernel IDs of the programs (connect4,
-// getpeername4, connect6, getpeername6), for logs and tests.
+// getpeername4, connect6, getpeername6, sendmsg4, recvmsg4), for logs
+// and tests.
 func (r *Redirector) ProgramIDs() []ebpf.ProgramID {
 	var out []ebpf.ProgramID
 	for _, p := range r.progs {
@@ -145,8 +154,8 @@ func (r *Redirector) ProgramIDs() []ebpf.ProgramID {
 	return out
 }
 
-// Sync makes the services maps hold exactly svcs (TCP ones; others
-// are skipped). It is idempotent: entries already there are kept, so a
+// Sync makes the services maps hold exactly svcs (TCP, and UDP over
+// IPv4; others are skipped). It is idempotent: entries already there are kept, so a
 // connection being made meanwhile never sees a gap.
 func (r *Redirector) Sync(svcs []Service) error {
 	want := map[[svcKeySize]byte][svcValueSize]byte{}
@@ -207,7 +216,7 @@ func (r *Redirector) Close() error {
 		errs = append(errs, p.Close())
 	}
 	r.progs = nil
-	for _, m := range []**ebpf.Map{&r.services, &r.locals, &r.origins, &r.services6, &r.locals6, &r.origins6} {
+	for _, m := range []**ebpf.Map{&r.services, &r.locals, &r.origins, &r.rev, &r.services6, &r.locals6, &r.origins6} {
 		if *m != nil {
 			errs = append(errs, (*m).Close())
 			*m = nil
@@ -219,7 +228,8 @@ func (r *Redirector) Close() error {
 // encode is s's map key and value; ok is false for services the
 // program does not handle.
 func encode(s Service) (k [svcKeySize]byte, v [svcValueSize]byte, ok bool) {
-	if s.Proto != "tcp" || !s.Backend.Addr().Is4() || (s.HostIP.IsValid() && !s.HostIP.Is4()) {
+	proto := map[string]byte{"tcp": ipprotoTCP, "udp": ipprotoUDP}[s.Proto]
+	if proto == 0 || !s.Backend.Addr().Is4() || (s.HostIP.IsValid() && !s.HostIP.Is4()) {
 		return k, v, false
 	}
 	if s.HostIP.IsValid() {
@@ -227,7 +237,7 @@ func encode(s Service) (k [svcKeySize]byte, v [svcValueSize]byte, ok bool) {
 		copy(k[:4], a[:])
 	}
 	binary.BigEndian.PutUint16(k[4:6], s.HostPort)
-	k[6] = ipprotoTCP
+	k[6] = proto
 	b := s.Backend.Addr().As4()
 	copy(v[:4], b[:])
 	binary.BigEndian.PutUint16(v[4:6], s.Backend.Port())
@@ -258,7 +268,14 @@ func decodeKey6(k [svc6KeySize]byte) string {
 }
 
 func decodeKey(k [svcKeySize]byte) string {
-	return fmt.Sprintf("%s:%d/tcp", netip.AddrFrom4([4]byte(k[:4])), binary.BigEndian.Uint16(k[4:6]))
+	return fmt.Sprintf("%s:%d/%s", netip.AddrFrom4([4]byte(k[:4])), binary.BigEndian.Uint16(k[4:6]), protoName(k[6]))
+}
+
+func protoName(p byte) string {
+	if p == ipprotoUDP {
+		return "udp"
+	}
+	return "tcp"
 }
 
 // Entries reads the services maps (IPv4 and IPv6) the programs ids use,
@@ -312,7 +329,10 @@ func Entries(ids ...ebpf.ProgramID) ([]Service, error) {
 		if out[i].HostPort != out[j].HostPort {
 			return out[i].HostPort < out[j].HostPort
 		}
-		return out[i].HostIP.Less(out[j].HostIP)
+		if out[i].HostIP != out[j].HostIP {
+			return out[i].HostIP.Less(out[j].HostIP)
+		}
+		return out[i].Proto < out[j].Proto
 	})
 	return out, nil
 }
@@ -320,7 +340,7 @@ func Entries(ids ...ebpf.ProgramID) ([]Service, error) {
 // decode is the Service of a services or services6 entry.
 func decode(k, v []byte) Service {
 	if len(k) == svcKeySize {
-		return Service{Proto: "tcp", HostIP: netip.AddrFrom4([4]byte(k[:4])), HostPort: binary.BigEndian.Uint16(k[4:6]),
+		return Service{Proto: protoName(k[6]), HostIP: netip.AddrFrom4([4]byte(k[:4])), HostPort: binary.BigEndian.Uint16(k[4:6]),
 			Backend: netip.AddrPortFrom(netip.AddrFrom4([4]byte(v[:4])), binary.BigEndian.Uint16(v[4:6]))}
 	}
 	return Service{Proto: "tcp", HostIP: netip.AddrFrom16([16]byte(k[:16])), HostPort: binary.BigEndian.Uint16(k[16:18]),

@@ -156,7 +156,7 @@ func TestRedirect(t *testing.T) {
 	svcs := []Service{
 		{Proto: "tcp", HostIP: lo, HostPort: pExact, Backend: backend},
 		{Proto: "tcp", HostPort: pAll, Backend: backend},
-		{Proto: "udp", HostPort: pAll, Backend: backend}, // not ours: skipped
+		{Proto: "sctp", HostPort: pAll, Backend: backend}, // not ours: skipped
 	}
 	if err := r.Sync(svcs); err != nil {
 		t.Fatal(err)
@@ -236,6 +236,74 @@ func TestRedirect(t *testing.T) {
 	}
 	if line, _, err := ask(dialled); err == nil {
 		t.Errorf("%s answered %q after its entry went", dialled, line)
+	}
+}
+
+// serveUDP answers every datagram on a fresh 127.0.0.1 port with line.
+func serveUDP(t *testing.T, line string) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		b := make([]byte, 1500)
+		for {
+			_, from, err := pc.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			pc.WriteTo([]byte(line+"\n"), from)
+		}
+	}()
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// TestRedirectUDP: a connected UDP socket reaches the backend and sees
+// the dialled address as its peer; an unconnected one's datagrams go to
+// the backend and the answers come from the address sent to.
+func TestRedirectUDP(t *testing.T) {
+	r := open(t)
+	backend := serveUDP(t, "udp-backend")
+	p := freePort(t)
+	if err := r.Sync([]Service{{Proto: "udp", HostPort: p, Backend: backend}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Entries(r.ProgramIDs()...); err != nil || len(got) != 1 || got[0].Proto != "udp" {
+		t.Errorf("entries %v %v", got, err)
+	}
+	for _, ip := range []string{"127.0.0.1", hostAddr(t).String()} {
+		dialled := netip.AddrPortFrom(netip.MustParseAddr(ip), p)
+		c, err := net.Dial("udp4", dialled.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		c.Write([]byte("ping"))
+		b := make([]byte, 100)
+		n, err := c.Read(b)
+		if err != nil || strings.TrimSpace(string(b[:n])) != "udp-backend" {
+			t.Errorf("connected UDP to %s: %q %v", dialled, b[:n], err)
+		}
+		if got := c.RemoteAddr().(*net.UDPAddr).AddrPort(); got != dialled {
+			t.Errorf("connected UDP peer %s, want %s", got, dialled)
+		}
+		c.Close()
+
+		pc, err := net.ListenPacket("udp4", "0.0.0.0:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := pc.WriteTo([]byte("ping"), net.UDPAddrFromAddrPort(dialled)); err != nil {
+			t.Fatal(err)
+		}
+		n, from, err := pc.ReadFrom(b)
+		if err != nil || strings.TrimSpace(string(b[:n])) != "udp-backend" || from.(*net.UDPAddr).AddrPort() != dialled {
+			t.Errorf("unconnected UDP to %s: %q from %v, %v", dialled, b[:n], from, err)
+		}
+		pc.Close()
 	}
 }
 

@@ -4,9 +4,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,8 +39,8 @@ func redirectPrograms(t *testing.T, d *berthd.Daemon) []ebpf.ProgramID {
 		id, _ := strconv.ParseUint(f, 10, 32)
 		ids = append(ids, ebpf.ProgramID(id))
 	}
-	if len(ids) != 4 {
-		t.Fatalf("program ids %v, want connect4, getpeername4, connect6, getpeername6", ids)
+	if len(ids) != 6 {
+		t.Fatalf("program ids %v, want connect4, getpeername4, connect6, getpeername6, sendmsg4, recvmsg4", ids)
 	}
 	return ids
 }
@@ -86,7 +89,24 @@ func waitGone(t *testing.T, ids []ebpf.ProgramID, when string) {
 	}
 }
 
-// entries are the daemon's redirect map entries as "host:port->backend".
+// checkEntries checks that the daemon's redirect maps hold exactly want
+// ("host:port/proto->backend").
+func checkEntries(t *testing.T, ids []ebpf.ProgramID, when string, want ...string) {
+	t.Helper()
+	got := entries(t, ids)
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("redirect map entries %s: %q, want %q", when, got, want)
+	}
+}
+
+// entry is a map entry as checkEntries shows it.
+func entry(host netip.Addr, port uint16, proto string, backend netip.Addr, bport uint16) string {
+	return netip.AddrPortFrom(host, port).String() + "/" + proto + "->" + netip.AddrPortFrom(backend, bport).String()
+}
+
+// entries are the daemon's redirect map entries as "host:port/proto->backend".
 func entries(t *testing.T, ids []ebpf.ProgramID) []string {
 	t.Helper()
 	svcs, err := sockredirect.Entries(ids...)
@@ -95,12 +115,12 @@ func entries(t *testing.T, ids []ebpf.ProgramID) []string {
 	}
 	var out []string
 	for _, s := range svcs {
-		out = append(out, netip.AddrPortFrom(s.HostIP, s.HostPort).String()+"->"+s.Backend.String())
+		out = append(out, entry(s.HostIP, s.HostPort, s.Proto, s.Backend.Addr(), s.Backend.Port()))
 	}
 	return out
 }
 
-// packetCounter counts, in a table of the test's own, the TCP packets
+// packetCounter counts, in a table of the test's own, the packets
 // the host sends to each of dsts as they leave the socket (output hook
 // before the NAT): a connection DNATed from a published port shows
 // there with the published address, a redirected one with the
@@ -111,7 +131,7 @@ type packetCounter struct {
 	dsts  []netip.AddrPort
 }
 
-func countPackets(t *testing.T, dsts ...netip.AddrPort) *packetCounter {
+func countPackets(t *testing.T, proto byte, dsts ...netip.AddrPort) *packetCounter {
 	t.Helper()
 	c, err := nftables.New()
 	if err != nil {
@@ -132,7 +152,7 @@ func countPackets(t *testing.T, dsts ...netip.AddrPort) *packetCounter {
 			daddr,
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: d.Addr().AsSlice()},
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(d.Port())},
 			&expr.Counter{},
@@ -193,8 +213,8 @@ func containerIP(t *testing.T, d *berthd.Daemon, name string) netip.Addr {
 // TestSocketRedirect: with the accelerator on, the host's connections to
 // published TCP ports (127.0.0.1 and the host's own address) reach the
 // container without a packet to the published address (no DNAT), a
-// container's own 127.0.0.1:P stays its own, hairpin and UDP keep the
-// NAT path, rm drops the map entry, kill -9 takes the program with the
+// container's own 127.0.0.1:P stays its own, UDP (connected and
+// unconnected) is redirected too, hairpin keeps the NAT path, rm drops the map entry, kill -9 takes the program with the
 // daemon and a restart rebuilds the map, a clean stop detaches it.
 func TestSocketRedirect(t *testing.T) {
 	d, _ := startDaemon(t)
@@ -213,18 +233,12 @@ func TestSocketRedirect(t *testing.T) {
 	d.Must(t, "run", "-d", "--name", "udp", "-p", strconv.Itoa(pUDP)+":9000/udp", "berth-netecho", "-udp", ":9000", "-reply", "udp-ok")
 	ipLoc, ipAll := containerIP(t, d, "loc"), containerIP(t, d, "all")
 
-	want := []string{
-		"127.0.0.1:" + strconv.Itoa(int(pLocal)) + "->" + ipLoc.String() + ":8080",
-		"0.0.0.0:" + strconv.Itoa(int(pAll)) + "->" + ipAll.String() + ":8081",
-	}
-	if pAll < pLocal {
-		want[0], want[1] = want[1], want[0]
-	}
-	if got := entries(t, ids); strings.Join(got, " ") != strings.Join(want, " ") {
-		t.Errorf("map entries %q, want %q (no UDP entry)", got, want)
-	}
+	ipUDP := containerIP(t, d, "udp")
+	any4 := netip.IPv4Unspecified()
+	checkEntries(t, ids, "at start",
+		entry(lo, pLocal, "tcp", ipLoc, 8080), entry(any4, pAll, "tcp", ipAll, 8081), entry(any4, uint16(pUDP), "udp", ipUDP, 9000))
 
-	pc := countPackets(t,
+	pc := countPackets(t, unix.IPPROTO_TCP,
 		netip.AddrPortFrom(lo, pLocal), netip.AddrPortFrom(lo, pAll), netip.AddrPortFrom(self, pAll),
 		netip.AddrPortFrom(ipLoc, 8080), netip.AddrPortFrom(ipAll, 8081))
 	if got := readFrom(t, "127.0.0.1:"+strconv.Itoa(int(pLocal))); got != "local" {
@@ -271,18 +285,34 @@ func TestSocketRedirect(t *testing.T) {
 	if out := d.Must(t, "run", "--rm", "busybox", "sh", "-c", "nc -w 3 "+self.String()+" "+strconv.Itoa(int(pAll))+" </dev/null"); !strings.Contains(out, "all") {
 		t.Errorf("hairpin via %s:%d: %q", self, pAll, out)
 	}
-	// UDP: the NAT path.
-	if got := udpAsk(t, "127.0.0.1:"+strconv.Itoa(pUDP)); got != "udp-ok" {
-		t.Errorf("udp 127.0.0.1:%d: %q", pUDP, got)
+	// UDP, connected and not: straight to the container too, the
+	// answers from the address sent to.
+	pu := countPackets(t, unix.IPPROTO_UDP, netip.AddrPortFrom(lo, uint16(pUDP)), netip.AddrPortFrom(self, uint16(pUDP)), netip.AddrPortFrom(ipUDP, 9000))
+	for _, a := range []netip.Addr{lo, self} {
+		dialled := netip.AddrPortFrom(a, uint16(pUDP))
+		if got := udpAsk(t, dialled.String()); got != "udp-ok" {
+			t.Errorf("udp %s: %q", dialled, got)
+		}
+		pconn, err := net.ListenPacket("udp4", "0.0.0.0:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pconn.SetDeadline(time.Now().Add(3 * time.Second))
+		pconn.WriteTo([]byte("ping\n"), net.UDPAddrFromAddrPort(dialled))
+		b := make([]byte, 100)
+		n, from, err := pconn.ReadFrom(b)
+		pconn.Close()
+		if err != nil || strings.TrimSpace(string(b[:n])) != "udp-ok" || from.(*net.UDPAddr).AddrPort() != dialled {
+			t.Errorf("unconnected udp to %s: %q from %v, %v", dialled, b[:n], from, err)
+		}
 	}
-	if got := udpAsk(t, self.String()+":"+strconv.Itoa(pUDP)); got != "udp-ok" {
-		t.Errorf("udp %s:%d: %q", self, pUDP, got)
+	if pu.packets(t, 0) != 0 || pu.packets(t, 1) != 0 || pu.packets(t, 2) == 0 {
+		t.Errorf("UDP packets to the published port %d (127.0.0.1) %d (%s), to the container %d: want all straight to the container",
+			pu.packets(t, 0), pu.packets(t, 1), self, pu.packets(t, 2))
 	}
 
-	d.Must(t, "rm", "-f", "loc")
-	if got := entries(t, ids); len(got) != 1 || !strings.HasPrefix(got[0], "0.0.0.0:") {
-		t.Errorf("map entries after rm: %q", got)
-	}
+	d.Must(t, "rm", "-f", "loc", "udp")
+	checkEntries(t, ids, "after rm", entry(any4, pAll, "tcp", ipAll, 8081))
 
 	// kill -9: the program goes with the process; the NAT carries the
 	// port; a restart attaches a new program and refills its map.
@@ -295,9 +325,7 @@ func TestSocketRedirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids = redirectPrograms(t, d)
-	if got := entries(t, ids); len(got) != 1 || got[0] != "0.0.0.0:"+strconv.Itoa(int(pAll))+"->"+ipAll.String()+":8081" {
-		t.Errorf("map entries after restart: %q", got)
-	}
+	checkEntries(t, ids, "after restart", entry(any4, pAll, "tcp", ipAll, 8081))
 	before := pc.packets(t, 1)
 	if got := readFrom(t, "127.0.0.1:"+strconv.Itoa(int(pAll))); got != "all" {
 		t.Errorf("127.0.0.1:%d after restart: %q", pAll, got)
@@ -328,7 +356,7 @@ func TestSocketRedirectOff(t *testing.T) {
 	netechoImage(t, d)
 	d.Must(t, "run", "-d", "--name", "loc", "-p", "127.0.0.1:"+strconv.Itoa(int(p))+":8080", "berth-netecho", "-tcp", ":8080", "-reply", "local")
 	ip := containerIP(t, d, "loc")
-	pc := countPackets(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p), netip.AddrPortFrom(ip, 8080))
+	pc := countPackets(t, unix.IPPROTO_TCP, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p), netip.AddrPortFrom(ip, 8080))
 	if got := readFrom(t, "127.0.0.1:"+strconv.Itoa(int(p))); got != "local" {
 		t.Errorf("127.0.0.1:%d: %q", p, got)
 	}
@@ -351,12 +379,9 @@ func TestSocketRedirectIPv6(t *testing.T) {
 	d.Must(t, "run", "-d", "--name", "r6", "-p", strconv.Itoa(int(p))+":8080", "berth-netecho", "-tcp", ":8080", "-reply", "r6")
 	ip6 := netip.MustParseAddr(inspectField(t, d, "r6", `{{.NetworkSettings.Networks.bridge.GlobalIPv6Address}}`))
 	ip4 := containerIP(t, d, "r6")
-	want := "0.0.0.0:" + strconv.Itoa(int(p)) + "->" + ip4.String() + ":8080 [::]:" + strconv.Itoa(int(p)) + "->[" + ip6.String() + "]:8080"
-	if got := strings.Join(entries(t, ids), " "); got != want {
-		t.Errorf("map entries %q, want %q", got, want)
-	}
+	checkEntries(t, ids, "", entry(netip.IPv4Unspecified(), p, "tcp", ip4, 8080), entry(netip.IPv6Unspecified(), p, "tcp", ip6, 8080))
 	gw6 := add6(v6, 1)
-	pc := countPackets(t, netip.AddrPortFrom(netip.IPv6Loopback(), p), netip.AddrPortFrom(gw6, p), netip.AddrPortFrom(ip6, 8080))
+	pc := countPackets(t, unix.IPPROTO_TCP, netip.AddrPortFrom(netip.IPv6Loopback(), p), netip.AddrPortFrom(gw6, p), netip.AddrPortFrom(ip6, 8080))
 	for _, a := range []netip.Addr{netip.IPv6Loopback(), gw6} {
 		if got := readFrom(t, netip.AddrPortFrom(a, p).String()); got != "r6" {
 			t.Errorf("[%s]:%d: %q", a, p, got)
@@ -365,5 +390,18 @@ func TestSocketRedirectIPv6(t *testing.T) {
 	if pc.packets(t, 0) != 0 || pc.packets(t, 1) != 0 || pc.packets(t, 2) == 0 {
 		t.Errorf("packets to [::1]:%d %d, to [%s]:%d %d, to the container %d: want all straight to the container",
 			p, pc.packets(t, 0), gw6, p, pc.packets(t, 1), pc.packets(t, 2))
+	}
+}
+
+// TestSocketRedirectOffConfigFile: daemon.json's no-socket-redirect is
+// the flag's twin.
+func TestSocketRedirectOffConfigFile(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "daemon.json")
+	if err := os.WriteFile(cfg, []byte(`{"no-socket-redirect": true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := startDaemon(t, "--config-file", cfg)
+	if !strings.Contains(d.Log(), "socket redirect of published ports: off") {
+		t.Errorf("berthd did not log the redirect off:\n%s", d.Log())
 	}
 }
