@@ -12,6 +12,9 @@ const (
 	ctxUserIP6   = 8  // the same for IPv6: four 32-bit words
 	ctxUserPort  = 24 // port in network order, in the low 16 bits
 	ctxProtocol  = 36
+	ctxMsgSrcIP4 = 40 // sendmsg4's source address (0: the route's)
+	afInet       = 2
+	afInet6      = 10
 	ipprotoTCP   = 6
 	ipprotoUDP   = 17
 	loopbackNet  = 127 // first octet of 127.0.0.0/8, every address of it is local
@@ -52,6 +55,7 @@ const (
 	stackCookie   = -24 // origins key
 	stackOrigin   = -40 // origins value
 	stackRevKey   = -56 // rev key
+	stackSockaddr = -72 // bpf_bind's sockaddr_in
 	revKeySize    = 16
 	revValueSize  = 8
 	revName       = "berth_rev"
@@ -129,6 +133,40 @@ func redirect4(hostCookie uint64, sendmsg bool, services, locals, origins, rev *
 	)
 	// Full LRU maps cost the answers' addresses, not the connection:
 	// the rewrite happens whatever the updates said.
+	// The backend sees the client's address as with the DNAT: the
+	// address dialled when it is not a loopback one (whose DNAT is
+	// masqueraded to the bridge's address, which the route picks).
+	if sendmsg {
+		insns = append(insns,
+			asm.Mov.Reg(asm.R1, asm.R7),
+			asm.And.Imm(asm.R1, 0xff),
+			asm.JEq.Imm(asm.R1, loopbackNet, "sourced"),
+			asm.LoadMem(asm.R2, asm.R6, ctxMsgSrcIP4, asm.Word),
+			asm.JNE.Imm(asm.R2, 0, "sourced"), // the socket's own
+			asm.StoreMem(asm.R6, ctxMsgSrcIP4, asm.R7, asm.Word),
+			asm.Mov.Imm(asm.R0, 0).WithSymbol("sourced"),
+		)
+	} else {
+		insns = append(insns,
+			asm.Mov.Reg(asm.R1, asm.R7),
+			asm.And.Imm(asm.R1, 0xff),
+			asm.JEq.Imm(asm.R1, loopbackNet, "bound"),
+			// sockaddr_in{AF_INET, port 0, dialled}: bound without a
+			// port (the kernel picks it at connect); a socket the
+			// program bound already fails the bind, and keeps its own.
+			asm.StoreImm(asm.RFP, stackSockaddr, afInet, asm.Half),
+			asm.StoreImm(asm.RFP, stackSockaddr+2, 0, asm.Half),
+			asm.StoreMem(asm.RFP, stackSockaddr+4, asm.R7, asm.Word),
+			asm.StoreImm(asm.RFP, stackSockaddr+8, 0, asm.Word),
+			asm.StoreImm(asm.RFP, stackSockaddr+12, 0, asm.Word),
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, stackSockaddr),
+			asm.Mov.Imm(asm.R3, 16),
+			asm.FnBind.Call(),
+			asm.Mov.Imm(asm.R0, 0).WithSymbol("bound"),
+		)
+	}
 	if !sendmsg {
 		insns = append(insns, update(origins, stackCookie, stackOrigin)...)
 		insns = append(insns,
@@ -227,12 +265,14 @@ func getpeername4(origins *ebpf.Map) asm.Instructions {
 
 // Stack layout of connect6.
 const (
-	s6Key    = -24 // services6 key: addr 16, port 2, proto 1, pad 1
-	s6Key4   = -32 // services key of a v4-mapped destination
-	s6Local  = -48 // locals6 / locals key
-	s6Cookie = -56
-	s6Origin = -96    // origins6 value: dialled addr 16, port 4, backend addr 16, port 4
-	v4Mapped = -65536 // 0x0000ffff in network order, as a little-endian word (0xffff0000)
+	s6Key         = -24 // services6 key: addr 16, port 2, proto 1, pad 1
+	s6Key4        = -32 // services key of a v4-mapped destination
+	s6Local       = -48 // locals6 / locals key
+	s6Cookie      = -56
+	s6Origin      = -96        // origins6 value: dialled addr 16, port 4, backend addr 16, port 4
+	s6Sockaddr    = -128       // bpf_bind's sockaddr_in6 (28 bytes)
+	loopback6Word = 0x01000000 // the last word of ::1 as a little-endian word
+	v4Mapped      = -65536     // 0x0000ffff in network order, as a little-endian word (0xffff0000)
 )
 
 // connect6 is connect4 for IPv6 sockets: an IPv6 destination is looked
@@ -321,6 +361,36 @@ func connect6(hostCookie uint64, services, locals, services6, locals6, origins6 
 	rewrite := copyWords(asm.RFP, s6Origin, asm.R6, ctxUserIP6, 4)
 	rewrite[0] = rewrite[0].WithSymbol("rewrite")
 	insns = append(insns, rewrite...)
+	// Bound to the IPv6 address dialled, as connect4 does, unless it is
+	// ::1, link-local (it would need its interface) or v4-mapped.
+	insns = append(insns,
+		asm.LoadMem(asm.R2, asm.RFP, s6Origin, asm.Word),
+		asm.Mov.Reg(asm.R1, asm.R2),
+		asm.And.Imm(asm.R1, 0xc0ff),
+		asm.JEq.Imm(asm.R1, 0x80fe, "bound6"), // fe80::/10
+		asm.JNE.Imm(asm.R2, 0, "bind6"),
+		asm.LoadMem(asm.R2, asm.RFP, s6Origin+4, asm.Word),
+		asm.JNE.Imm(asm.R2, 0, "bind6"),
+		asm.LoadMem(asm.R2, asm.RFP, s6Origin+8, asm.Word),
+		asm.JEq.Imm32(asm.R2, v4Mapped, "bound6"),
+		asm.JNE.Imm(asm.R2, 0, "bind6"),
+		asm.LoadMem(asm.R2, asm.RFP, s6Origin+12, asm.Word),
+		asm.JEq.Imm(asm.R2, loopback6Word, "bound6"),
+		// sockaddr_in6{AF_INET6, port 0, flowinfo 0, dialled, scope 0}
+		asm.StoreImm(asm.RFP, s6Sockaddr, afInet6, asm.Half).WithSymbol("bind6"),
+		asm.StoreImm(asm.RFP, s6Sockaddr+2, 0, asm.Half),
+		asm.StoreImm(asm.RFP, s6Sockaddr+4, 0, asm.Word),
+	)
+	insns = append(insns, copyWords(asm.RFP, s6Sockaddr+8, asm.RFP, s6Origin, 4)...)
+	insns = append(insns,
+		asm.StoreImm(asm.RFP, s6Sockaddr+24, 0, asm.Word),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, s6Sockaddr),
+		asm.Mov.Imm(asm.R3, 28),
+		asm.FnBind.Call(),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("bound6"),
+	)
 	insns = append(insns,
 		asm.LoadMem(asm.R2, asm.R6, ctxUserPort, asm.Word),
 		asm.StoreMem(asm.RFP, s6Origin+16, asm.R2, asm.Word),

@@ -134,6 +134,21 @@ func hostAddr(t *testing.T) netip.Addr {
 	return netip.Addr{}
 }
 
+// hostAddr6 is a global IPv6 address of the host (invalid: none).
+func hostAddr6(t *testing.T) netip.Addr {
+	t.Helper()
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.IsGlobalUnicast() && a.Flags&unix.IFA_F_TENTATIVE == 0 {
+			return ip
+		}
+	}
+	return netip.Addr{}
+}
+
 func open(t *testing.T) *Redirector {
 	t.Helper()
 	testutil.RequireRoot(t)
@@ -194,6 +209,16 @@ func TestRedirect(t *testing.T) {
 			t.Errorf("wildcard via %s: %q peer %s %v", d, line, peer, err)
 		}
 	}
+	// Dialled on the host's own address, the socket is bound to it: the
+	// backend sees it as the source, as with the DNAT.
+	if c, err := net.Dial("tcp4", netip.AddrPortFrom(self, pAll).String()); err != nil {
+		t.Error(err)
+	} else {
+		if got := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr(); got != self {
+			t.Errorf("source of a connection dialled to %s: %s", self, got)
+		}
+		c.Close()
+	}
 	// TEST-NET-1 is no address of this host: not redirected.
 	if line, _, err := ask(netip.MustParseAddrPort("192.0.2.1:" + itoa(pAll))); err == nil && line == "backend" {
 		t.Errorf("a wildcard entry took a remote address")
@@ -239,7 +264,8 @@ func TestRedirect(t *testing.T) {
 	}
 }
 
-// serveUDP answers every datagram on a fresh 127.0.0.1 port with line.
+// serveUDP answers every datagram on a fresh 127.0.0.1 port with line
+// and the sender's address.
 func serveUDP(t *testing.T, line string) netip.AddrPort {
 	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -254,7 +280,7 @@ func serveUDP(t *testing.T, line string) netip.AddrPort {
 			if err != nil {
 				return
 			}
-			pc.WriteTo([]byte(line+"\n"), from)
+			pc.WriteTo([]byte(line+" "+from.(*net.UDPAddr).AddrPort().Addr().String()+"\n"), from)
 		}
 	}()
 	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
@@ -283,8 +309,10 @@ func TestRedirectUDP(t *testing.T) {
 		c.Write([]byte("ping"))
 		b := make([]byte, 100)
 		n, err := c.Read(b)
-		if err != nil || strings.TrimSpace(string(b[:n])) != "udp-backend" {
-			t.Errorf("connected UDP to %s: %q %v", dialled, b[:n], err)
+		// The backend sees the address dialled as the source, as with
+		// the DNAT (127.0.0.1 here: the backend is on the loopback).
+		if want := "udp-backend " + ip; err != nil || strings.TrimSpace(string(b[:n])) != want {
+			t.Errorf("connected UDP to %s: %q %v, want %q", dialled, b[:n], err, want)
 		}
 		if got := c.RemoteAddr().(*net.UDPAddr).AddrPort(); got != dialled {
 			t.Errorf("connected UDP peer %s, want %s", got, dialled)
@@ -300,7 +328,7 @@ func TestRedirectUDP(t *testing.T) {
 			t.Fatal(err)
 		}
 		n, from, err := pc.ReadFrom(b)
-		if err != nil || strings.TrimSpace(string(b[:n])) != "udp-backend" || from.(*net.UDPAddr).AddrPort() != dialled {
+		if err != nil || strings.TrimSpace(string(b[:n])) != "udp-backend "+ip || from.(*net.UDPAddr).AddrPort() != dialled {
 			t.Errorf("unconnected UDP to %s: %q from %v, %v", dialled, b[:n], from, err)
 		}
 		pc.Close()
@@ -335,6 +363,19 @@ func TestRedirect6(t *testing.T) {
 	} {
 		if line, peer, err := ask(d); err != nil || line != want || peer != d {
 			t.Errorf("%s: %q peer %s %v, want %q", d, line, peer, err, want)
+		}
+	}
+	// On a global IPv6 address of the host, the socket is bound to it.
+	if self6 := hostAddr6(t); self6.IsValid() {
+		d := netip.AddrPortFrom(self6, pAll)
+		c, err := net.Dial("tcp6", d.String())
+		if err != nil {
+			t.Error(err)
+		} else {
+			if got := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr(); got != self6 {
+				t.Errorf("source of a connection dialled to %s: %s", d, got)
+			}
+			c.Close()
 		}
 	}
 	// 2001:db8:: is documentation space, no address of this host.

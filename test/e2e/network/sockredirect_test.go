@@ -276,6 +276,17 @@ func TestSocketRedirect(t *testing.T) {
 		c.Close()
 	}
 
+	// Dialled on the host's address, the container sees that address
+	// as the client's, as with the DNAT.
+	if c, err := hostDial(self.String() + ":" + strconv.Itoa(int(pAll))); err != nil {
+		t.Error(err)
+	} else {
+		if got := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr(); got != self {
+			t.Errorf("source of a redirected connection to %s: %s", self, got)
+		}
+		c.Close()
+	}
+
 	// In a container 127.0.0.1:P is its own loopback.
 	if out := d.Must(t, "run", "--rm", "busybox", "sh", "-c",
 		"echo own | nc -l -p "+strconv.Itoa(int(pLocal))+" & sleep 0.5; nc -w 3 127.0.0.1 "+strconv.Itoa(int(pLocal))+" </dev/null"); !strings.Contains(out, "own") {
