@@ -9,15 +9,21 @@
 // cgroup/getpeername4 and 6 show the client the address it dialled.
 // IPv4 UDP is redirected too: connect4 for connected sockets,
 // sendmsg4 per datagram for unconnected ones, and recvmsg4 shows the
-// replies as coming from the address the client sent to.
+// replies as coming from the address the client sent to. A socket that
+// dialled one of the host's own addresses (not a loopback one) is bound
+// to it, so that the container sees the client address the DNAT would
+// show it.
+//
+// It needs Linux 5.8 (bpf_link for cgroups, bpf_get_netns_cookie in
+// these programs, the getpeername hooks) and a cgroup2 mount.
 //
 // It is an accelerator only: the nftables DNAT rules stay in place and
 // carry everything it does not (other hosts, containers, IPv6 UDP, and
-// every connection while no program is attached). The programs and maps are
-// not pinned: they belong to the daemon's file descriptors and vanish
-// with its process, killed or not, so nothing is ever left behind; a
-// restarted daemon loads them again and refills the maps from its
-// state (Sync).
+// every connection while no program is attached). The programs and
+// maps are not pinned: they and their bpf_links belong to the daemon's
+// file descriptors and vanish with its process, killed or not, so
+// nothing is ever left behind; a restarted daemon loads them again and
+// refills the maps from its state (Sync).
 package sockredirect
 
 import (
@@ -111,7 +117,7 @@ func Open() (*Redirector, error) {
 	if err := r.watchLocals(); err != nil {
 		return nil, fmt.Errorf("socket redirect: %w", err)
 	}
-	for _, p := range []struct {
+	specs := []struct {
 		name   string
 		attach ebpf.AttachType
 		prog   *ebpf.ProgramSpec
@@ -122,16 +128,29 @@ func Open() (*Redirector, error) {
 		{peername6Name, ebpf.AttachCgroupInet6GetPeername, &ebpf.ProgramSpec{Instructions: getpeername6(r.origins6)}},
 		{sendmsgName, ebpf.AttachCGroupUDP4Sendmsg, &ebpf.ProgramSpec{Instructions: sendmsg4(cookie, r.services, r.locals, r.rev)}},
 		{recvmsgName, ebpf.AttachCGroupUDP4Recvmsg, &ebpf.ProgramSpec{Instructions: recvmsg4(r.rev)}},
-	} {
+	}
+	for _, p := range specs {
 		p.prog.Name, p.prog.Type, p.prog.AttachType, p.prog.License = p.name, ebpf.CGroupSockAddr, p.attach, "GPL"
 		prog, err := ebpf.NewProgram(p.prog)
 		if err != nil {
 			return nil, fmt.Errorf("socket redirect: load %s: %w", p.name, err)
 		}
 		r.progs = append(r.progs, prog)
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: root, Attach: p.attach, Program: prog})
+	}
+	cg, err := os.Open(root)
+	if err != nil {
+		return nil, fmt.Errorf("socket redirect: %w", err)
+	}
+	defer cg.Close()
+	// The programs that translate back (getpeername, recvmsg) go first,
+	// so that no socket is redirected before its answers are.
+	for _, i := range []int{1, 3, 5, 0, 2, 4} {
+		// A bpf_link only (no fallback to the legacy attach): it ends
+		// with the daemon's process, where a legacy attachment would
+		// outlive it with a map nobody updates.
+		l, err := link.AttachRawLink(link.RawLinkOptions{Target: int(cg.Fd()), Program: r.progs[i], Attach: specs[i].attach})
 		if err != nil {
-			return nil, fmt.Errorf("socket redirect: attach %s to %s: %w", p.name, root, err)
+			return nil, fmt.Errorf("socket redirect: attach %s to %s: %w", specs[i].name, root, err)
 		}
 		r.links = append(r.links, l)
 	}
