@@ -31,6 +31,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -375,19 +376,26 @@ func Cgroup2Root() (string, error) {
 		return "", err
 	}
 	defer f.Close()
+	return cgroup2Root(f)
+}
+
+// cgroup2Root finds the cgroup2 root mount in a mountinfo file.
+func cgroup2Root(r io.Reader) (string, error) {
 	var found []string
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		// id parent major:minor root mountpoint options... - fstype source superoptions
 		pre, post, ok := strings.Cut(sc.Text(), " - ")
 		fields, after := strings.Fields(pre), strings.Fields(post)
+		// A mount of a subtree (root other than /, as in a cgroup
+		// namespace) would cover only part of the host's sockets.
 		if !ok || len(fields) < 5 || len(after) < 1 || after[0] != "cgroup2" || fields[3] != "/" {
 			continue
 		}
 		found = append(found, strings.ReplaceAll(fields[4], `\040`, " "))
 	}
 	if err := sc.Err(); err != nil {
-		return "", fmt.Errorf("read /proc/self/mountinfo: %w", err)
+		return "", fmt.Errorf("read mountinfo: %w", err)
 	}
 	if len(found) == 0 {
 		return "", errors.New("no cgroup2 hierarchy is mounted")

@@ -520,3 +520,22 @@ func randHex(n int) string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// TestCgroup2Root: the cgroup2 mount of pure-v2 and hybrid hosts; none
+// (v1 only, or only a subtree) is an error.
+func TestCgroup2Root(t *testing.T) {
+	for _, c := range []struct{ name, mountinfo, want string }{
+		{"v2", "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate\n", "/sys/fs/cgroup"},
+		{"hybrid", "25 24 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n" +
+			"26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n" +
+			"28 25 0:25 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory\n", "/sys/fs/cgroup/unified"},
+		{"elsewhere", "40 24 0:40 / /mnt/cg\\040two rw - cgroup2 none rw\n", "/mnt/cg two"},
+		{"v1 only", "28 25 0:25 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory\n", ""},
+		{"subtree", "35 24 0:30 /berth /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n", ""},
+	} {
+		got, err := cgroup2Root(strings.NewReader(c.mountinfo))
+		if got != c.want || (err != nil) != (c.want == "") {
+			t.Errorf("%s: %q %v, want %q", c.name, got, err, c.want)
+		}
+	}
+}
