@@ -39,6 +39,9 @@ type EngineConfig struct {
 	// Archive is the busybox docker-archive loaded into every engine as
 	// busybox:latest.
 	Archive string
+	// BerthdArgs are extra berthd flags (e.g. --no-socket-redirect, to
+	// measure published ports without the BPF fast path).
+	BerthdArgs []string
 }
 
 // EngineSystems returns berth (berthd with the berth CLI), berthd with the
@@ -123,7 +126,7 @@ func startBerthd(cfg EngineConfig, name, prefix string) (*engine, error) {
 		return nil, err
 	}
 	cgroup := "/" + prefix
-	d, err := berthd.Launch(filepath.Join(cfg.BinDir, "berthd"), dir, "--cgroup-parent", cgroup)
+	d, err := berthd.Launch(filepath.Join(cfg.BinDir, "berthd"), dir, append([]string{"--cgroup-parent", cgroup}, cfg.BerthdArgs...)...)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

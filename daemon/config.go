@@ -61,6 +61,9 @@ type Config struct {
 	// FirewallBackend is dockerd 28's --firewall-backend: "nftables",
 	// "iptables", or empty for nftables where the kernel has it.
 	FirewallBackend string `json:"firewall-backend,omitempty"`
+	// NoSocketRedirect turns off the BPF fast path of published ports
+	// for connections made on the host (network/sockredirect).
+	NoSocketRedirect bool `json:"no-socket-redirect,omitempty"`
 	// IPv6 gives the default bridge IPv6 (dockerd's --ipv6), on
 	// FixedCIDRv6 or a /64 of the daemon's ULA pool.
 	IPv6        bool   `json:"ipv6,omitempty"`
@@ -95,6 +98,7 @@ var fileKeys = map[string]string{
 	"bridge":              "bridge",
 	"bip":                 "bip",
 	"firewall-backend":    "firewall-backend",
+	"no-socket-redirect":  "no-socket-redirect",
 	"ipv6":                "ipv6",
 	"fixed-cidr-v6":       "fixed-cidr-v6",
 	"max-build-context":   "max-build-context",
@@ -122,6 +126,7 @@ func InstallFlags(fs *pflag.FlagSet, cfg *Config) {
 	fs.StringVarP(&cfg.Bridge, "bridge", "b", "", "Attach containers to a network bridge (default berth0, or a name derived from --data-root; \"none\" disables the default bridge network)")
 	fs.StringVar(&cfg.BridgeIP, "bip", "", "Specify network bridge IP")
 	fs.StringVar(&cfg.FirewallBackend, "firewall-backend", "", `Firewall backend ("nftables"|"iptables"; default nftables where the kernel has it)`)
+	fs.BoolVar(&cfg.NoSocketRedirect, "no-socket-redirect", false, "Leave published ports to the NAT rules only, without the BPF redirect of the host's own connections")
 	fs.BoolVar(&cfg.IPv6, "ipv6", false, "Enable IPv6 networking on the default bridge")
 	fs.StringVar(&cfg.FixedCIDRv6, "fixed-cidr-v6", "", "IPv6 subnet of the default bridge (default: a /64 of the daemon's ULA pool)")
 	fs.StringVar(&cfg.UsernsRemap, "userns-remap", "", "User/Group setting for user namespaces")

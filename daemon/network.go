@@ -17,6 +17,7 @@ import (
 	"github.com/berth-dev/berth/daemon/events"
 	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/network"
+	"github.com/berth-dev/berth/network/sockredirect"
 )
 
 // openNetworks opens the network manager: its state under the data root,
@@ -27,6 +28,7 @@ func openNetworks(cfg Config, log *slog.Logger) (*network.Manager, error) {
 	if bridge == "" {
 		bridge = network.DefaultBridgeName(cfg.DataRoot, DefaultDataRoot)
 	}
+	redirect := openSocketRedirect(cfg, log)
 	m, err := network.Open(network.Options{
 		Root:     filepath.Join(cfg.DataRoot, "network"),
 		ExecRoot: filepath.Join(cfg.ExecRoot, "netns"),
@@ -38,11 +40,33 @@ func openNetworks(cfg Config, log *slog.Logger) (*network.Manager, error) {
 		BridgeIPv6:      cfg.IPv6,
 		BridgeCIDRv6:    cfg.FixedCIDRv6,
 		Logf:            func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
+		Redirect:        redirect,
 	})
 	if err != nil {
+		if redirect != nil {
+			redirect.Close()
+		}
 		return nil, fmt.Errorf("open networks: %w", err)
 	}
 	return m, nil
+}
+
+// openSocketRedirect loads the published ports' fast path for the
+// host's own connections unless --no-socket-redirect, and says once
+// whether it runs: it is never needed for correctness (the DNAT rules
+// carry every published port), so failing to load it is no error.
+func openSocketRedirect(cfg Config, log *slog.Logger) *sockredirect.Redirector {
+	if cfg.NoSocketRedirect {
+		log.Info("socket redirect of published ports: off (--no-socket-redirect); they use the NAT rules only")
+		return nil
+	}
+	r, err := sockredirect.Open()
+	if err != nil {
+		log.Info("socket redirect of published ports: inactive; they use the NAT rules only", "reason", err.Error())
+		return nil
+	}
+	log.Info(fmt.Sprintf("socket redirect of published ports: active (cgroup %s, program ids %v)", r.Cgroup, r.ProgramIDs()))
+	return r
 }
 
 // containerNetworks adapts the network manager to what container/service

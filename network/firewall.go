@@ -25,7 +25,10 @@ func (m *Manager) firewallLocked() error {
 		}
 		bridges = append(bridges, b)
 	}
-	return m.fw.Apply(bridges, m.mappingsLocked())
+	mappings := m.mappingsLocked()
+	err := m.fw.Apply(bridges, mappings)
+	m.redirectLocked(mappings)
+	return err
 }
 
 // TableName is the nftables table of a daemon whose data root is

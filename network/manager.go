@@ -34,6 +34,7 @@ import (
 	"github.com/berth-dev/berth/network/firewall"
 	"github.com/berth-dev/berth/network/ipam"
 	"github.com/berth-dev/berth/network/link"
+	"github.com/berth-dev/berth/network/sockredirect"
 )
 
 // Drivers of the networks berth knows.
@@ -80,6 +81,10 @@ type Options struct {
 	HostResolvConf string
 	// Logf reports what goes wrong in the background.
 	Logf func(format string, args ...any)
+	// Redirect, when set, is the socket-level fast path of published
+	// ports for the host's own connections (network/sockredirect): the
+	// Manager fills it with the ports it publishes and closes it.
+	Redirect *sockredirect.Redirector
 }
 
 // Network is one network's record.
@@ -455,6 +460,10 @@ func (m *Manager) Close() error {
 	if len(m.st.Sandboxes) == 0 {
 		// Running containers keep their rules while berthd is away.
 		errs = append(errs, m.fw.Remove())
+	}
+	if m.opts.Redirect != nil {
+		// The NAT rules carry the published ports while berthd is away.
+		errs = append(errs, m.opts.Redirect.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -16,6 +16,8 @@ type engineFlags struct {
 	runN, concurrentN, memN, profileN int
 	buildN                            int
 	named                             bool
+	// berthdArgs are extra berthd flags (-berthd-args).
+	berthdArgs []string
 }
 
 // runEngine measures the engines: berthd (with the berth and the docker
@@ -30,7 +32,7 @@ func runEngine(b *strings.Builder, f engineFlags, work, only string) error {
 	if err != nil {
 		return err
 	}
-	cfg := bench.EngineConfig{BinDir: bin, Archive: img.Archive}
+	cfg := bench.EngineConfig{BinDir: bin, Archive: img.Archive, BerthdArgs: f.berthdArgs}
 	systems := filter(bench.EngineSystems(cfg), only)
 	runRm, concurrent := bench.Engine(cfg, f.named)
 	b.WriteString("## Engine: berthd vs dockerd 20.10 vs podman\n\n")

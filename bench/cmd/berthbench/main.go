@@ -40,7 +40,9 @@ func main() {
 	flag.IntVar(&nf.dnsN, "net-dns-n", 5, "iterations of the network suite's DNS runs")
 	flag.IntVar(&nf.lookups, "net-lookups", 200, "lookups per DNS run")
 	flag.DurationVar(&nf.duration, "net-duration", 3*time.Second, "length of each wrk run (whole seconds)")
+	berthdArgs := flag.String("berthd-args", "", "extra berthd flags, space-separated (e.g. --no-socket-redirect)")
 	flag.Parse()
+	eng.berthdArgs = strings.Fields(*berthdArgs)
 	eng.binDir = filepath.Dir(*berth)
 	if err := run(*n, *pullN, eng, nf, *berth, *out, *only, *suites); err != nil {
 		fmt.Fprintln(os.Stderr, "berthbench:", err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,13 +45,21 @@ func runNetwork(b *strings.Builder, f engineFlags, nf netFlags, work, only strin
 		return fmt.Errorf("benchnet image: %w", err)
 	}
 	cfg := bench.NetConfig{
-		EngineConfig: bench.EngineConfig{BinDir: bin, Archive: img.Archive},
+		EngineConfig: bench.EngineConfig{BinDir: bin, Archive: img.Archive, BerthdArgs: f.berthdArgs},
 		Server:       server, Image: "benchnet", Wrk: wrk, Duration: nf.duration,
 	}
 	hostAddr := hostIPv4()
 	before := rulesetHas()
 	b.WriteString("## Network: berthd vs dockerd 20.10 vs podman vs the host network\n\n")
 	fmt.Fprintf(b, "Every container runs bench/cmd/benchnet (a static Go HTTP server, FROM scratch) on a user-defined bridge network of its engine (berth 10.199.1.0/24, docker 10.199.2.0/24, podman 10.199.3.0/24 with its own --network-config-dir). docker = a private dockerd 20.10 with `--iptables=false`: published ports go through its userland proxy (docker-proxy), as they do for 127.0.0.1 with iptables on too. podman 4.3 = netavark's DNAT (iptables) and aardvark-dns. host = the same server as a host process, the physical limit. For throughput, wrk (one thread) is pinned to CPU 0 and the server to CPU 1 (taskset; `--cpuset-cpus` in containers); %s per wrk run. The rates follow whatever else the machine runs; the CPU tables count the CPU time wrk, the server and docker-proxy spent per request and per MiB (from /proc/PID/stat; kernel work in their context, as the loopback's, the veth's and the bridge's receive path, included; work deferred to ksoftirqd not), which other load skews much less.\n\n", nf.duration)
+	if slices.Contains(f.berthdArgs, "--no-socket-redirect") {
+		b.WriteString("berth's published ports: nftables DNAT only (berthd `--no-socket-redirect`).\n\n")
+	} else {
+		b.WriteString("berth's published ports: nftables DNAT, and for the host's own TCP connections berthd's socket redirect (cgroup/connect4 and connect6 BPF programs connecting straight to the container, no NAT; berthd logs whether it could load them).\n\n")
+	}
+	if len(f.berthdArgs) > 0 {
+		fmt.Fprintf(b, "berthd flags: `%s`.\n\n", strings.Join(f.berthdArgs, " "))
+	}
 	netOnly := filter(bench.NetworkSystems(cfg, false), only)
 	withHost := filter(bench.NetworkSystems(cfg, true), only)
 	if nf.startN > 0 {
