@@ -129,9 +129,12 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 	cmd := &exec.Cmd{
 		// Executing a sealed copy: the container can never write the
 		// runtime binary through /proc/<pid>/exe (CVE-2019-5736).
-		Path:       "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(int(exe.Fd())),
-		Args:       []string{"berth-runtime", "init"},
-		Env:        []string{nsenter.EnvInitPipe + "=" + strconv.Itoa(sockFd), "GOGC=off"},
+		Path: "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(int(exe.Fd())),
+		Args: []string{"berth-runtime", "init"},
+		// The container process runs one goroutine: a second P would only
+		// start threads to spin and park (a clone and context switches
+		// each, dear on a virtualised host) before its execve.
+		Env:        []string{nsenter.EnvInitPipe + "=" + strconv.Itoa(sockFd), "GOGC=off", "GOMAXPROCS=1"},
 		Stdin:      io.in,
 		Stdout:     io.out,
 		Stderr:     io.err,
