@@ -165,7 +165,7 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 	hooks := spec.Hooks
 	hasRuntimeHooks := hooks != nil && (len(hooks.Prestart) > 0 || len(hooks.CreateRuntime) > 0)
 	req.config = &initConfig{
-		ID: o.ID, Spec: initSpec(spec), Rootfs: rootfs, Bundle: bundle, NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring, Seccomp: filter,
+		ID: o.ID, Spec: newInitSpec(spec), Rootfs: rootfs, Bundle: bundle, NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring, Seccomp: filter,
 		SyncHooks: hasRuntimeHooks, CgroupNS: req.cloneFlags&unix.CLONE_NEWCGROUP != 0,
 		NewUserNS: req.cloneFlags&unix.CLONE_NEWUSER != 0 || hasNSType(spec, specs.UserNamespace),
 	}
@@ -337,22 +337,61 @@ func withDefaultDevices(spec *specs.Spec) *specs.LinuxResources {
 }
 
 // initSpec is the part of the spec the container process acts on. The
-// rest (resources, seccomp, namespaces) the runtime has already applied;
-// leaving it out spares the process decoding it: decoding JSON into a type
-// for the first time is a large share of a Go process's start-up.
-func initSpec(spec *specs.Spec) *specs.Spec {
-	s := &specs.Spec{
+// rest (resources, seccomp, namespaces) the runtime has already applied.
+// It travels as its own small type, not as a specs.Spec: encoding/json
+// builds its codec for a struct type's whole tree the first time it meets
+// it, and specs.Spec's tree (every resource, Windows, VM, ...) was a fifth
+// of the container process's own CPU time.
+type initSpec struct {
+	Process           *specs.Process      `json:"process,omitempty"`
+	Root              *specs.Root         `json:"root,omitempty"`
+	Hostname          string              `json:"hostname,omitempty"`
+	Domainname        string              `json:"domainname,omitempty"`
+	Mounts            []specs.Mount       `json:"mounts,omitempty"`
+	Annotations       map[string]string   `json:"annotations,omitempty"`
+	CreateContainer   []specs.Hook        `json:"createContainer,omitempty"`
+	StartContainer    []specs.Hook        `json:"startContainer,omitempty"`
+	Linux             bool                `json:"linux,omitempty"` // the spec has a linux section
+	Sysctl            map[string]string   `json:"sysctl,omitempty"`
+	MaskedPaths       []string            `json:"maskedPaths,omitempty"`
+	ReadonlyPaths     []string            `json:"readonlyPaths,omitempty"`
+	RootfsPropagation string              `json:"rootfsPropagation,omitempty"`
+	Devices           []specs.LinuxDevice `json:"devices,omitempty"`
+}
+
+func newInitSpec(spec *specs.Spec) *initSpec {
+	s := &initSpec{
 		Process: spec.Process, Root: spec.Root, Hostname: spec.Hostname, Domainname: spec.Domainname,
 		Mounts: spec.Mounts, Annotations: spec.Annotations,
 	}
-	if h := spec.Hooks; h != nil && (len(h.CreateContainer) > 0 || len(h.StartContainer) > 0) {
-		s.Hooks = &specs.Hooks{CreateContainer: h.CreateContainer, StartContainer: h.StartContainer}
+	if h := spec.Hooks; h != nil {
+		s.CreateContainer, s.StartContainer = h.CreateContainer, h.StartContainer
 	}
 	if l := spec.Linux; l != nil {
-		s.Linux = &specs.Linux{
-			Sysctl: l.Sysctl, MaskedPaths: l.MaskedPaths, ReadonlyPaths: l.ReadonlyPaths,
-			RootfsPropagation: l.RootfsPropagation, Devices: l.Devices,
-		}
+		s.Linux = true
+		s.Sysctl, s.MaskedPaths, s.ReadonlyPaths = l.Sysctl, l.MaskedPaths, l.ReadonlyPaths
+		s.RootfsPropagation, s.Devices = l.RootfsPropagation, l.Devices
 	}
 	return s
+}
+
+// spec rebuilds the specs.Spec the container process's setup reads.
+func (s *initSpec) spec() *specs.Spec {
+	spec := &specs.Spec{
+		Process: s.Process, Root: s.Root, Hostname: s.Hostname, Domainname: s.Domainname,
+		Mounts: s.Mounts, Annotations: s.Annotations,
+	}
+	if spec.Root == nil {
+		spec.Root = &specs.Root{}
+	}
+	if len(s.CreateContainer) > 0 || len(s.StartContainer) > 0 {
+		spec.Hooks = &specs.Hooks{CreateContainer: s.CreateContainer, StartContainer: s.StartContainer}
+	}
+	if s.Linux {
+		spec.Linux = &specs.Linux{
+			Sysctl: s.Sysctl, MaskedPaths: s.MaskedPaths, ReadonlyPaths: s.ReadonlyPaths,
+			RootfsPropagation: s.RootfsPropagation, Devices: s.Devices,
+		}
+	}
+	return spec
 }

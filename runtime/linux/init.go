@@ -50,7 +50,10 @@ func initMain(sock *os.File) error {
 }
 
 func initContainer(sock *os.File, cfg *initConfig) error {
-	spec := cfg.Spec
+	if cfg.Spec == nil {
+		return errors.New("init config without a spec")
+	}
+	spec := cfg.Spec.spec()
 	// Keyrings are not namespaced: without a session keyring of its own the
 	// container would share the caller's keys.
 	if !cfg.NoNewKeyring {
@@ -58,7 +61,7 @@ func initContainer(sock *os.File, cfg *initConfig) error {
 			return fmt.Errorf("join a new session keyring: %w", err)
 		}
 	}
-	if err := setupRootfs(sock, cfg); err != nil {
+	if err := setupRootfs(sock, cfg, spec); err != nil {
 		return err
 	}
 	p := spec.Process
@@ -125,8 +128,7 @@ func initContainer(sock *os.File, cfg *initConfig) error {
 	return proc.exec(cfg.PreserveFds)
 }
 
-func setupRootfs(sock *os.File, cfg *initConfig) error {
-	spec := cfg.Spec
+func setupRootfs(sock *os.File, cfg *initConfig, spec *specs.Spec) error {
 	propagation := ""
 	if spec.Linux != nil {
 		propagation = spec.Linux.RootfsPropagation

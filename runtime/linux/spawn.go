@@ -22,7 +22,7 @@ import (
 type initConfig struct {
 	ID           string            `json:"id"`
 	Exec         bool              `json:"exec"` // join a running container instead of creating one
-	Spec         *specs.Spec       `json:"spec"`
+	Spec         *initSpec         `json:"spec"`
 	Process      *specs.Process    `json:"process"`
 	Rootfs       string            `json:"rootfs"`
 	Bundle       string            `json:"bundle"`

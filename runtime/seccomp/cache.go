@@ -15,7 +15,7 @@ import (
 
 // cacheFormat changes whenever Compile could turn the same config into a
 // different program, so that older cache entries are never used.
-const cacheFormat = "berth-seccomp-cache/1"
+const cacheFormat = "berth-seccomp-cache/2"
 
 // CompileCached is Compile with the program kept in dir, keyed by the
 // config, salt (the runtime's version) and libseccomp's version: an engine

@@ -27,7 +27,9 @@ func TestFilterJSONRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(f.prog, g.prog) || f.flags != g.flags || len(g.prog) == 0 {
 		t.Fatalf("round trip changed the program: %d vs %d instructions", len(f.prog), len(g.prog))
 	}
-	if err := json.Unmarshal([]byte(`{"prog":[]}`), &g); err == nil {
-		t.Fatal("an empty program decoded without error")
+	for _, bad := range []string{`{"bpf":""}`, `{"bpf":"AAAA"}`, `{"prog":[[6,0,0,0]]}`} {
+		if err := json.Unmarshal([]byte(bad), &g); err == nil {
+			t.Fatalf("%s decoded without error", bad)
+		}
 	}
 }
