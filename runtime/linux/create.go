@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/runtime/cgroups"
+	"github.com/berth-dev/berth/runtime/rawio"
 	"github.com/berth-dev/berth/runtime/seccomp"
 )
 
@@ -211,7 +212,7 @@ func writePidFile(path string, pid int) error {
 
 func loadSpec(bundle string) (*specs.Spec, error) {
 	path := filepath.Join(bundle, "config.json")
-	b, err := os.ReadFile(path)
+	b, err := rawio.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read bundle config: %w", err)
 	}

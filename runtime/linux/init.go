@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-dev/berth/runtime/caps"
 	"github.com/berth-dev/berth/runtime/nsenter"
+	"github.com/berth-dev/berth/runtime/rawio"
 	"github.com/berth-dev/berth/runtime/seccomp"
 )
 
@@ -83,7 +84,7 @@ func initContainer(sock *os.File, cfg *initConfig) error {
 	if spec.Linux != nil {
 		for k, v := range spec.Linux.Sysctl {
 			path := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
-			if err := os.WriteFile(path, []byte(v), 0); err != nil {
+			if err := rawio.WriteFile(path, []byte(v)); err != nil {
 				return fmt.Errorf("sysctl %s=%s: %w", k, v, err)
 			}
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-dev/berth/runtime/cgroups"
 	"github.com/berth-dev/berth/runtime/nsenter"
+	"github.com/berth-dev/berth/runtime/rawio"
 	"github.com/berth-dev/berth/runtime/seccomp"
 )
 
@@ -212,7 +213,7 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 		}
 	}
 	if req.oomScoreAdj != nil {
-		if err := os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(strconv.Itoa(*req.oomScoreAdj)), 0); err != nil {
+		if err := rawio.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(strconv.Itoa(*req.oomScoreAdj))); err != nil {
 			return nil, fmt.Errorf("set oom_score_adj %d: %w", *req.oomScoreAdj, err)
 		}
 	}
@@ -261,12 +262,12 @@ func writeIDMaps(pid int, uids, gids []specs.LinuxIDMapping) error {
 	}
 	base := "/proc/" + strconv.Itoa(pid) + "/"
 	if len(uids) > 0 {
-		if err := os.WriteFile(base+"uid_map", format(uids), 0); err != nil {
+		if err := rawio.WriteFile(base+"uid_map", format(uids)); err != nil {
 			return fmt.Errorf("write uid_map: %w", err)
 		}
 	}
 	if len(gids) > 0 {
-		if err := os.WriteFile(base+"gid_map", format(gids), 0); err != nil {
+		if err := rawio.WriteFile(base+"gid_map", format(gids)); err != nil {
 			return fmt.Errorf("write gid_map: %w", err)
 		}
 	}

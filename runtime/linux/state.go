@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/runtime/cgroups"
+	"github.com/berth-dev/berth/runtime/rawio"
 )
 
 // Status values, as the OCI runtime spec names them (plus runc's "paused").
@@ -74,7 +75,7 @@ func Load(root, id string) (*State, error) {
 		return nil, err
 	}
 	dir := filepath.Join(root, id)
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	b, err := rawio.ReadFile(filepath.Join(dir, stateFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			if _, derr := os.Stat(dir); derr == nil {
@@ -154,7 +155,7 @@ func (s *State) initAlive() bool {
 
 // procStat returns a process's state letter and start time (clock ticks).
 func procStat(pid int) (byte, uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	b, err := rawio.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, 0, err
 	}

@@ -8,9 +8,10 @@ import (
 	"os"
 	"path/filepath"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/berth-dev/berth/runtime/rawio"
 )
 
 // cacheFormat changes whenever Compile could turn the same config into a
@@ -37,7 +38,7 @@ func CompileCached(c *specs.LinuxSeccomp, dir, salt string) (*Filter, error) {
 	fmt.Fprintf(h, "%s\x00%s\x00%d.%d.%d\x00", cacheFormat, salt, maj, min, micro)
 	h.Write(cfg)
 	path := filepath.Join(dir, hex.EncodeToString(h.Sum(nil)))
-	if b, err := os.ReadFile(path); err == nil {
+	if b, err := rawio.ReadFile(path); err == nil {
 		f := new(Filter)
 		if f.UnmarshalJSON(b) == nil {
 			return f, nil
