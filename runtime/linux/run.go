@@ -135,7 +135,14 @@ func Exec(o ExecOptions) (int, error) {
 		return -1, err
 	}
 	req := &spawnRequest{preserve: o.PreserveFds, oomScoreAdj: o.Process.OOMScoreAdj}
-	for _, ns := range s.Config.Linux.Namespaces {
+	spec, err := s.Spec()
+	if err != nil {
+		return -1, err
+	}
+	if spec.Linux == nil {
+		return -1, fmt.Errorf("container %q: config has no linux section", o.ID)
+	}
+	for _, ns := range spec.Linux.Namespaces {
 		req.joins = append(req.joins, nsPath{flag: nsFlags[ns.Type], path: "/proc/" + strconv.Itoa(s.InitPid) + "/ns/" + nsProcName[ns.Type]})
 	}
 	if req.cgroup, err = cgroups.Load(s.CgroupPaths); err != nil {
@@ -159,7 +166,7 @@ func Exec(o ExecOptions) (int, error) {
 			req.console = tty.child
 		}
 	}
-	filter, err := seccomp.CompileCached(s.Config.Linux.Seccomp, seccompCache(o.Root), Version)
+	filter, err := seccomp.CompileCached(spec.Linux.Seccomp, seccompCache(o.Root), Version)
 	if err != nil {
 		return -1, fmt.Errorf("container %q: seccomp: %w", o.ID, err)
 	}
