@@ -149,6 +149,10 @@ func walkPids(dir string) ([]int, error) {
 // only accept rmdir (their files cannot be unlinked). EBUSY, which the kernel
 // returns briefly after the last task exits, is retried for about a second.
 func removeTree(dir string) error {
+	// Most cgroups have no children: try the rmdir before listing.
+	if err := syscall.Rmdir(dir); err == nil || err == syscall.ENOENT {
+		return nil
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
