@@ -44,6 +44,16 @@ func initMain(sock *os.File) error {
 	if err := json.Unmarshal(payload, cfg); err != nil {
 		return fmt.Errorf("decode init config: %w", err)
 	}
+	if cfg.HasSeccomp {
+		b, err := expectMsg(sock, msgSeccomp)
+		if err != nil {
+			return err
+		}
+		cfg.Seccomp = new(seccomp.Filter)
+		if err := cfg.Seccomp.UnmarshalBinary(b); err != nil {
+			return err
+		}
+	}
 	if cfg.Exec {
 		return initExec(sock, cfg)
 	}

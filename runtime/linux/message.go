@@ -18,6 +18,7 @@ const (
 	msgHooks     = 101 // init -> runtime: run prestart/createRuntime hooks now
 	msgHooksDone = 102 // runtime -> init
 	msgReady     = 103 // init -> runtime: set up; waiting for start (or exec'ing)
+	msgSeccomp   = 104 // runtime -> init: the compiled seccomp filter (binary), after msgConfig
 )
 
 const maxMessage = 16 << 20

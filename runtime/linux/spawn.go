@@ -28,7 +28,8 @@ type initConfig struct {
 	Rootfs       string            `json:"rootfs"`
 	Bundle       string            `json:"bundle"`
 	NoPivot      bool              `json:"no_pivot"`
-	Seccomp      *seccomp.Filter   `json:"seccomp"` // compiled by the runtime, loaded by init
+	Seccomp      *seccomp.Filter   `json:"-"`           // compiled by the runtime, loaded by init; sent as msgSeccomp
+	HasSeccomp   bool              `json:"has_seccomp"` // a msgSeccomp follows the config
 	NoNewKeyring bool              `json:"no_new_keyring"`
 	FifoFd       int               `json:"fifo_fd"`    // -1: exec at once
 	ConsoleFd    int               `json:"console_fd"` // -1: no terminal socket
@@ -226,8 +227,18 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 			return nil, fmt.Errorf("set oom_score_adj %d: %w", *req.oomScoreAdj, err)
 		}
 	}
+	req.config.HasSeccomp = req.config.Seccomp != nil
 	if err := writeJSON(parent, msgConfig, req.config); err != nil {
 		return nil, fmt.Errorf("send config: %w", err)
+	}
+	if f := req.config.Seccomp; f != nil {
+		b, err := f.MarshalBinary()
+		if err == nil {
+			err = writeMsg(parent, msgSeccomp, b)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("send seccomp filter: %w", err)
+		}
 	}
 	for {
 		typ, payload, err := readMsg(parent)

@@ -16,7 +16,7 @@ import (
 
 // cacheFormat changes whenever Compile could turn the same config into a
 // different program, so that older cache entries are never used.
-const cacheFormat = "berth-seccomp-cache/2"
+const cacheFormat = "berth-seccomp-cache/3"
 
 // CompileCached is Compile with the program kept in dir, keyed by the
 // config, salt (the runtime's version) and libseccomp's version: an engine
@@ -40,7 +40,7 @@ func CompileCached(c *specs.LinuxSeccomp, dir, salt string) (*Filter, error) {
 	path := filepath.Join(dir, hex.EncodeToString(h.Sum(nil)))
 	if b, err := rawio.ReadFile(path); err == nil {
 		f := new(Filter)
-		if f.UnmarshalJSON(b) == nil {
+		if f.UnmarshalBinary(b) == nil {
 			return f, nil
 		}
 	}
@@ -55,7 +55,7 @@ func CompileCached(c *specs.LinuxSeccomp, dir, salt string) (*Filter, error) {
 // store writes f at path atomically: a concurrent reader sees the whole
 // program or nothing.
 func store(dir, path string, f *Filter) {
-	b, err := f.MarshalJSON()
+	b, err := f.MarshalBinary()
 	if err != nil {
 		return
 	}
