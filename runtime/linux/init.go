@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/runtime/caps"
+	"github.com/berth-dev/berth/runtime/mountinfo"
 	"github.com/berth-dev/berth/runtime/nsenter"
 	"github.com/berth-dev/berth/runtime/rawio"
 	"github.com/berth-dev/berth/runtime/seccomp"
@@ -144,10 +144,16 @@ func setupRootfs(sock *os.File, cfg *initConfig, spec *specs.Spec) error {
 	if spec.Linux != nil {
 		propagation = spec.Linux.RootfsPropagation
 	}
-	if err := prepareRoot(cfg.Rootfs, propagation); err != nil {
+	// Still the host's mount table: read once, for the rootfs's parent
+	// mount and the cgroup hierarchies.
+	hostMounts, err := mountinfo.Read()
+	if err != nil {
 		return err
 	}
-	r, err := openRootfs(cfg.Rootfs, cfg.CgroupPaths, cfg.CgroupNS)
+	if err := prepareRoot(cfg.Rootfs, propagation, hostMounts); err != nil {
+		return err
+	}
+	r, err := openRootfs(cfg.Rootfs, cfg.CgroupPaths, cfg.CgroupNS, hostMounts)
 	if err != nil {
 		return err
 	}
@@ -404,21 +410,43 @@ func withHome(env []string, uid uint32) []string {
 		}
 	}
 	home := "/"
-	if f, err := os.OpenFile("/etc/passwd", os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
-		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
-			data, _ := io.ReadAll(io.LimitReader(f, 1<<20))
-			want := strconv.FormatUint(uint64(uid), 10)
-			for _, line := range strings.Split(string(data), "\n") {
-				// name:password:uid:gid:gecos:home:shell
-				if fl := strings.Split(line, ":"); len(fl) >= 6 && fl[2] == want && fl[5] != "" {
-					home = fl[5]
-					break
-				}
-			}
+	want := strconv.FormatUint(uint64(uid), 10)
+	for _, line := range strings.Split(string(readPasswd()), "\n") {
+		// name:password:uid:gid:gecos:home:shell
+		if fl := strings.Split(line, ":"); len(fl) >= 6 && fl[2] == want && fl[5] != "" {
+			home = fl[5]
+			break
 		}
-		f.Close()
 	}
 	return append(env, "HOME="+home)
+}
+
+// readPasswd returns the first MiB of the container's /etc/passwd if it is
+// a regular file (opened non-blocking: a fifo planted by the image must
+// not hang the runtime), else nil.
+func readPasswd() []byte {
+	fd, err := unix.Open("/etc/passwd", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
+	buf := make([]byte, min(max(st.Size, 512)+1, 1<<20))
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || m <= 0 {
+			break
+		}
+		n += m
+	}
+	return buf[:n]
 }
 
 // lookPath resolves the program the way execvp would, with the

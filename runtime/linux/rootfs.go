@@ -21,7 +21,8 @@ import (
 func procFd(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
 
 // prepareRoot makes the rootfs a private mount point we can pivot into.
-func prepareRoot(root string, propagation string) error {
+// mounts is the host's mount table.
+func prepareRoot(root string, propagation string, mounts []mountinfo.Entry) error {
 	flag := uintptr(unix.MS_SLAVE | unix.MS_REC)
 	if propagation != "" {
 		p, ok := propagationFlags[propagation]
@@ -34,7 +35,7 @@ func prepareRoot(root string, propagation string) error {
 		return fmt.Errorf("set propagation of / to %s: %w", propagation, err)
 	}
 	// pivot_root refuses a new root whose parent mount is shared.
-	if err := makeParentMountPrivate(root); err != nil {
+	if err := makeParentMountPrivate(root, mounts); err != nil {
 		return err
 	}
 	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -43,11 +44,7 @@ func prepareRoot(root string, propagation string) error {
 	return nil
 }
 
-func makeParentMountPrivate(path string) error {
-	mounts, err := mountinfo.Read()
-	if err != nil {
-		return err
-	}
+func makeParentMountPrivate(path string, mounts []mountinfo.Entry) error {
 	mp := mountinfo.MountPointOf(mounts, path)
 	if err := unix.Mount("", mp, "", unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mount %s private: %w", mp, err)
@@ -62,14 +59,15 @@ type rootfs struct {
 	dir         *os.File
 	cgroupPaths map[string]string
 	cgroupNS    bool
+	hostMounts  []mountinfo.Entry // the host's mount table, read once
 }
 
-func openRootfs(path string, cgroupPaths map[string]string, cgroupNS bool) (*rootfs, error) {
+func openRootfs(path string, cgroupPaths map[string]string, cgroupNS bool, hostMounts []mountinfo.Entry) (*rootfs, error) {
 	dir, err := os.OpenFile(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open rootfs: %w", err)
 	}
-	return &rootfs{path: path, dir: dir, cgroupPaths: cgroupPaths, cgroupNS: cgroupNS}, nil
+	return &rootfs{path: path, dir: dir, cgroupPaths: cgroupPaths, cgroupNS: cgroupNS, hostMounts: hostMounts}, nil
 }
 
 func (r *rootfs) close() { r.dir.Close() }
@@ -241,17 +239,19 @@ func (r *rootfs) mountOne(m specs.Mount) error {
 var hostFallback = map[string]string{"sysfs": "/sys", "mqueue": "/dev/mqueue"}
 
 func (r *rootfs) bindMount(m specs.Mount, o mountOptions) error {
-	src, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
+	// A plain fd: an *os.File would cost an fstat, fcntls and a netpoller
+	// registration attempt, for each of the dozen cgroup binds as well.
+	src, err := unix.Open(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open bind source: %w", err)
+		return fmt.Errorf("open bind source: %w", &os.PathError{Op: "open", Path: m.Source, Err: err})
 	}
-	defer src.Close()
-	st, err := src.Stat()
-	if err != nil {
-		return err
+	defer unix.Close(src)
+	var st unix.Stat_t
+	if err := unix.Fstat(src, &st); err != nil {
+		return &os.PathError{Op: "stat", Path: m.Source, Err: err}
 	}
 	var target *os.File
-	if st.IsDir() {
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		target, err = r.mkdirIn(m.Destination, 0o755)
 	} else {
 		target, err = r.fileIn(m.Destination)
@@ -260,7 +260,7 @@ func (r *rootfs) bindMount(m specs.Mount, o mountOptions) error {
 		return err
 	}
 	defer target.Close()
-	if err := unix.Mount(procFd(src), procFd(target), "", o.flags&(unix.MS_BIND|unix.MS_REC), ""); err != nil {
+	if err := unix.Mount("/proc/self/fd/"+strconv.Itoa(src), procFd(target), "", o.flags&(unix.MS_BIND|unix.MS_REC), ""); err != nil {
 		return fmt.Errorf("bind: %w", err)
 	}
 	// A bind mount ignores every flag but MS_BIND|MS_REC: apply the rest
@@ -273,16 +273,18 @@ func (r *rootfs) bindMount(m specs.Mount, o mountOptions) error {
 	return r.finishMount(m.Destination, o)
 }
 
-func (r *rootfs) remountBind(dest string, flags uintptr, src *os.File) error {
+// remountBind applies flags to the bind mount at dest; src is an fd on the
+// bind's source.
+func (r *rootfs) remountBind(dest string, flags uintptr, src int) error {
 	f, err := r.reopen(dest)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	err = unix.Mount("", procFd(f), "", unix.MS_BIND|unix.MS_REMOUNT|flags, "")
-	if errors.Is(err, unix.EPERM) && src != nil {
+	if errors.Is(err, unix.EPERM) {
 		var sfs unix.Statfs_t
-		if unix.Fstatfs(int(src.Fd()), &sfs) == nil {
+		if unix.Fstatfs(src, &sfs) == nil {
 			locked := uintptr(sfs.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
 			err = unix.Mount("", procFd(f), "", unix.MS_BIND|unix.MS_REMOUNT|flags|locked, "")
 		}
@@ -326,10 +328,7 @@ func (r *rootfs) mountCgroup(m specs.Mount, o mountOptions) error {
 		return err
 	}
 	defer target.Close()
-	hier, err := cgroupMounts()
-	if err != nil {
-		return err
-	}
+	hier := cgroupMounts(r.hostMounts)
 	flags := o.flags | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	if len(hier) == 1 && hier[0].fstype == "cgroup2" && hier[0].mountpoint == "/sys/fs/cgroup" {
 		if r.cgroupNS {
@@ -397,20 +396,15 @@ func (r *rootfs) bindCgroupDir(dir, dest string, flags uintptr) error {
 
 type cgroupMount struct{ mountpoint, fstype string }
 
-// cgroupMounts lists the host's cgroup hierarchies (the init still sees
-// the host's mount table when it mounts).
-func cgroupMounts() ([]cgroupMount, error) {
-	mounts, err := mountinfo.Read()
-	if err != nil {
-		return nil, err
-	}
+// cgroupMounts lists the host's cgroup hierarchies.
+func cgroupMounts(mounts []mountinfo.Entry) []cgroupMount {
 	var out []cgroupMount
 	for _, m := range mounts {
 		if m.FSType == "cgroup" || m.FSType == "cgroup2" {
 			out = append(out, cgroupMount{mountpoint: m.Mountpoint, fstype: m.FSType})
 		}
 	}
-	return out, nil
+	return out
 }
 
 // pivotRoot makes the rootfs the process's / and detaches the host's
