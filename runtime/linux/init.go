@@ -1,7 +1,6 @@
 package linux
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/berth-dev/berth/runtime/nsenter"
 	"github.com/berth-dev/berth/runtime/rawio"
 	"github.com/berth-dev/berth/runtime/seccomp"
+	"github.com/berth-dev/berth/runtime/wire"
 )
 
 // Init is the Go half of a container process, entered after nsenter.c
@@ -41,7 +41,7 @@ func initMain(sock *os.File) error {
 		return err
 	}
 	cfg := &initConfig{}
-	if err := json.Unmarshal(payload, cfg); err != nil {
+	if err := wire.Unmarshal(payload, cfg); err != nil {
 		return fmt.Errorf("decode init config: %w", err)
 	}
 	if cfg.HasSeccomp {

@@ -17,9 +17,12 @@ import (
 	"github.com/berth-dev/berth/runtime/nsenter"
 	"github.com/berth-dev/berth/runtime/rawio"
 	"github.com/berth-dev/berth/runtime/seccomp"
+	"github.com/berth-dev/berth/runtime/wire"
 )
 
-// initConfig is what the Go half of a container process is told to do.
+// initConfig is what the Go half of a container process is told to do,
+// sent in runtime/wire's binary form (json tags name the fields for
+// humans; `json:"-"` keeps one out of the message).
 type initConfig struct {
 	ID           string            `json:"id"`
 	Exec         bool              `json:"exec"` // join a running container instead of creating one
@@ -228,7 +231,11 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 		}
 	}
 	req.config.HasSeccomp = req.config.Seccomp != nil
-	if err := writeJSON(parent, msgConfig, req.config); err != nil {
+	cfg, err := wire.Marshal(req.config)
+	if err == nil {
+		err = writeMsg(parent, msgConfig, cfg)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("send config: %w", err)
 	}
 	if f := req.config.Seccomp; f != nil {
