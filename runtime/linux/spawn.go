@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -140,21 +141,30 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 	}
 
 	io := req.stdio.orDefault()
-	cmd := &exec.Cmd{
+	files := []uintptr{io.in.Fd(), io.out.Fd(), io.err.Fd()}
+	for _, f := range extra {
+		files = append(files, f.Fd())
+	}
+	// syscall.ForkExec rather than os/exec: os.StartProcess first checks,
+	// once per process, that pidfds work, by starting and reaping an extra
+	// child (a process creation more per runtime call, dear here).
+	first, err := syscall.ForkExec(
 		// Executing a sealed copy: the container can never write the
 		// runtime binary through /proc/<pid>/exe (CVE-2019-5736).
-		Path: "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(int(exe.Fd())),
-		Args: []string{"berth-runtime", "init"},
-		// The container process runs one goroutine: a second P would only
-		// start threads to spin and park (a clone and context switches
-		// each, dear on a virtualised host) before its execve.
-		Env:        []string{nsenter.EnvInitPipe + "=" + strconv.Itoa(sockFd), "GOGC=off", "GOMAXPROCS=1"},
-		Stdin:      io.in,
-		Stdout:     io.out,
-		Stderr:     io.err,
-		ExtraFiles: extra,
-	}
-	if err := cmd.Start(); err != nil {
+		"/proc/"+strconv.Itoa(os.Getpid())+"/fd/"+strconv.Itoa(int(exe.Fd())),
+		[]string{"berth-runtime", "init"},
+		&syscall.ProcAttr{
+			// The container process runs one goroutine: a second P would
+			// only start threads to spin and park (a clone and context
+			// switches each, dear on a virtualised host) before its execve.
+			Env:   []string{nsenter.EnvInitPipe + "=" + strconv.Itoa(sockFd), "GOGC=off", "GOMAXPROCS=1"},
+			Files: files,
+		})
+	// files holds bare numbers: keep their *os.Files (and finalizers) off
+	// until the child has its copies.
+	runtime.KeepAlive(extra)
+	runtime.KeepAlive(io)
+	if err != nil {
 		parent.Close()
 		return nil, fmt.Errorf("start container process: %w", err)
 	}
@@ -163,18 +173,18 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 	defer func() {
 		if retErr != nil {
 			parent.Close()
-			if pid > 0 && pid != cmd.Process.Pid {
+			if pid > 0 && pid != first {
 				unix.Kill(pid, unix.SIGKILL)
 				var ws unix.WaitStatus
 				unix.Wait4(pid, &ws, 0, nil)
 			}
-			cmd.Process.Kill()
-			cmd.Wait()
+			unix.Kill(first, unix.SIGKILL)
+			reap(first)
 		}
 	}()
 
 	if req.cgroup != nil {
-		if err := req.cgroup.Apply(cmd.Process.Pid); err != nil {
+		if err := req.cgroup.Apply(first); err != nil {
 			return nil, err
 		}
 		// Limits hold before any namespace, hook or user code exists.
@@ -198,11 +208,11 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 	for pid == 0 {
 		typ, payload, err := readMsg(parent)
 		if err != nil {
-			return nil, fmt.Errorf("container process exited during namespace setup: %s", describeExit(cmd))
+			return nil, fmt.Errorf("container process exited during namespace setup: %s", reap(first))
 		}
 		switch typ {
 		case nsenter.MsgMapReq:
-			if err := writeIDMaps(cmd.Process.Pid, req.uidMaps, req.gidMaps); err != nil {
+			if err := writeIDMaps(first, req.uidMaps, req.gidMaps); err != nil {
 				return nil, err
 			}
 			if err := writeMsg(parent, nsenter.MsgMapAck, nil); err != nil {
@@ -219,10 +229,10 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 			return nil, fmt.Errorf("unexpected message %d during namespace setup", typ)
 		}
 	}
-	if pid != cmd.Process.Pid {
+	if pid != first {
 		// The intermediate exits right after reporting; reap it.
-		if err := cmd.Wait(); err != nil {
-			return nil, fmt.Errorf("namespace setup: %w", err)
+		if st := reap(first); st != "exit status 0" {
+			return nil, fmt.Errorf("namespace setup: %s", st)
 		}
 	}
 	if req.oomScoreAdj != nil {
@@ -272,11 +282,24 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 	}
 }
 
-func describeExit(cmd *exec.Cmd) string {
-	if err := cmd.Wait(); err != nil {
-		return err.Error()
+// reap waits for child pid and describes how it ended, as os/exec does
+// ("exit status 1", "signal: killed").
+func reap(pid int) string {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Sprintf("wait for process %d: %v", pid, err)
+		}
+		break
 	}
-	return "exit status 0"
+	if ws.Signaled() {
+		return "signal: " + ws.Signal().String()
+	}
+	return "exit status " + strconv.Itoa(ws.ExitStatus())
 }
 
 func writeIDMaps(pid int, uids, gids []specs.LinuxIDMapping) error {
