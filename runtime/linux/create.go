@@ -33,6 +33,7 @@ type CreateOptions struct {
 	Stderr        *os.File
 	console       *os.File    // already-connected console socket (run with a terminal)
 	spec          *specs.Spec // already loaded by the caller
+	rawSpec       []byte      // spec's config.json, as read
 }
 
 // Create builds the container up to the point where only the user's
@@ -49,9 +50,9 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	spec := o.spec
+	spec, raw := o.spec, o.rawSpec
 	if spec == nil {
-		if spec, err = loadSpec(bundle); err != nil {
+		if spec, raw, err = loadSpec(bundle); err != nil {
 			return nil, err
 		}
 	}
@@ -74,6 +75,7 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 		bind := m.Type == "bind" || hasOption(m.Options, "bind") || hasOption(m.Options, "rbind")
 		if bind && m.Source != "" && !filepath.IsAbs(m.Source) {
 			spec.Mounts[i].Source = filepath.Join(bundle, m.Source)
+			raw = nil // the state must record the absolute source
 		}
 	}
 	filter, err := seccomp.CompileCached(spec.Linux.Seccomp, seccompCache(o.Root), Version)
@@ -92,6 +94,10 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
 	s := &State{ID: o.ID, Bundle: bundle, Rootfs: rootfs, Created: time.Now().UTC(), Config: spec, dir: dir}
+	if raw != nil {
+		// The state records the config as read: re-encoding it costs more.
+		s.rawConfig, s.rawCurrent = raw, true
+	}
 	if u, err := user.Current(); err == nil {
 		s.Owner = u.Username
 	}
@@ -210,17 +216,19 @@ func writePidFile(path string, pid int) error {
 	return writeFileAtomic(abs, []byte(strconv.Itoa(pid)), 0o644)
 }
 
-func loadSpec(bundle string) (*specs.Spec, error) {
+// loadSpec reads and decodes the bundle's config.json; it returns the
+// bytes too.
+func loadSpec(bundle string) (*specs.Spec, []byte, error) {
 	path := filepath.Join(bundle, "config.json")
 	b, err := rawio.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read bundle config: %w", err)
+		return nil, nil, fmt.Errorf("read bundle config: %w", err)
 	}
 	spec := &specs.Spec{}
 	if err := json.Unmarshal(b, spec); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", path, err)
+		return nil, nil, fmt.Errorf("parse %s: %w", path, err)
 	}
-	return spec, nil
+	return spec, b, nil
 }
 
 func destroyCgroup(cg cgroups.Manager) {

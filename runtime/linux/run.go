@@ -19,7 +19,7 @@ import (
 // first process, forwarding signals, removes the container and returns the
 // process's exit code.
 func Run(o CreateOptions, detach bool) (int, error) {
-	spec, err := loadSpec(o.Bundle)
+	spec, raw, err := loadSpec(o.Bundle)
 	if err != nil {
 		return -1, err
 	}
@@ -31,7 +31,7 @@ func Run(o CreateOptions, detach bool) (int, error) {
 		defer tty.close()
 		o.console = tty.child
 	}
-	o.spec = spec
+	o.spec, o.rawSpec = spec, raw
 	var sigs chan os.Signal
 	if !detach {
 		sigs = forwardSignals()

@@ -48,9 +48,10 @@ type State struct {
 	// and most commands need no more than the hooks and annotations.
 	Config *specs.Spec `json:"config"`
 
-	rawConfig json.RawMessage // Config as stored, until Spec decodes it
-	lite      *configLite
-	dir       string
+	rawConfig  json.RawMessage // Config as stored (or as read from the bundle)
+	rawCurrent bool            // rawConfig says what Config says: save may write it as it is
+	lite       *configLite
+	dir        string
 }
 
 // configLite is the part of the config that start, delete and state read.
@@ -59,8 +60,10 @@ type configLite struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
-// Spec returns the container's config, decoding it on first use.
+// Spec returns the container's config, decoding it on first use. The
+// caller may change it; save then encodes it.
 func (s *State) Spec() (*specs.Spec, error) {
+	s.rawCurrent = false
 	if s.Config == nil && len(s.rawConfig) > 0 {
 		c := &specs.Spec{}
 		if err := json.Unmarshal(s.rawConfig, c); err != nil {
@@ -139,7 +142,7 @@ func Load(root, id string) (*State, error) {
 		return nil, fmt.Errorf("container %q: corrupt state %s: %w", id, filepath.Join(dir, stateFile), err)
 	}
 	if string(d.Config) != "null" {
-		s.rawConfig = d.Config
+		s.rawConfig, s.rawCurrent = d.Config, true
 	}
 	s.dir = dir
 	return s, nil
@@ -149,7 +152,17 @@ func Load(root, id string) (*State, error) {
 // state lives on /run and means nothing after a power loss, when every
 // container is gone too.
 func (s *State) save() error {
-	b, err := json.Marshal(s)
+	var b []byte
+	var err error
+	if s.rawCurrent {
+		type state State
+		b, err = json.Marshal(struct {
+			*state
+			Config json.RawMessage `json:"config"`
+		}{(*state)(s), s.rawConfig})
+	} else {
+		b, err = json.Marshal(s)
+	}
 	if err != nil {
 		return err
 	}
