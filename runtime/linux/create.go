@@ -224,11 +224,50 @@ func loadSpec(bundle string) (*specs.Spec, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("read bundle config: %w", err)
 	}
-	spec := &specs.Spec{}
-	if err := json.Unmarshal(b, spec); err != nil {
+	spec, err := decodeSpec(b)
+	if err != nil {
 		return nil, nil, fmt.Errorf("parse %s: %w", path, err)
 	}
 	return spec, b, nil
+}
+
+// linuxSpec is specs.Spec without the sections of other platforms
+// (Solaris, Windows, VM, z/OS, FreeBSD), which a Linux runtime ignores:
+// encoding/json builds the codec of every type a struct can hold the first
+// time it decodes one, and those sections are a fifth of specs.Spec's
+// types.
+type linuxSpec struct {
+	Version     string            `json:"ociVersion"`
+	Process     *specs.Process    `json:"process,omitempty"`
+	Root        *specs.Root       `json:"root,omitempty"`
+	Hostname    string            `json:"hostname,omitempty"`
+	Domainname  string            `json:"domainname,omitempty"`
+	Mounts      []specs.Mount     `json:"mounts,omitempty"`
+	Hooks       *specs.Hooks      `json:"hooks,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Linux       *specs.Linux      `json:"linux,omitempty"`
+}
+
+func toLinuxSpec(s *specs.Spec) *linuxSpec {
+	if s == nil {
+		return nil
+	}
+	return &linuxSpec{
+		Version: s.Version, Process: s.Process, Root: s.Root, Hostname: s.Hostname, Domainname: s.Domainname,
+		Mounts: s.Mounts, Hooks: s.Hooks, Annotations: s.Annotations, Linux: s.Linux,
+	}
+}
+
+// decodeSpec decodes a config.json for this runtime.
+func decodeSpec(b []byte) (*specs.Spec, error) {
+	var l linuxSpec
+	if err := json.Unmarshal(b, &l); err != nil {
+		return nil, err
+	}
+	return &specs.Spec{
+		Version: l.Version, Process: l.Process, Root: l.Root, Hostname: l.Hostname, Domainname: l.Domainname,
+		Mounts: l.Mounts, Hooks: l.Hooks, Annotations: l.Annotations, Linux: l.Linux,
+	}, nil
 }
 
 func destroyCgroup(cg cgroups.Manager) {

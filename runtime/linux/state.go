@@ -65,8 +65,8 @@ type configLite struct {
 func (s *State) Spec() (*specs.Spec, error) {
 	s.rawCurrent = false
 	if s.Config == nil && len(s.rawConfig) > 0 {
-		c := &specs.Spec{}
-		if err := json.Unmarshal(s.rawConfig, c); err != nil {
+		c, err := decodeSpec(s.rawConfig)
+		if err != nil {
 			return nil, fmt.Errorf("container %q: corrupt config in %s: %w", s.ID, filepath.Join(s.dir, stateFile), err)
 		}
 		s.Config = c
@@ -152,16 +152,21 @@ func Load(root, id string) (*State, error) {
 // state lives on /run and means nothing after a power loss, when every
 // container is gone too.
 func (s *State) save() error {
+	type state State
 	var b []byte
 	var err error
 	if s.rawCurrent {
-		type state State
 		b, err = json.Marshal(struct {
 			*state
 			Config json.RawMessage `json:"config"`
 		}{(*state)(s), s.rawConfig})
 	} else {
-		b, err = json.Marshal(s)
+		// Through linuxSpec, the type the config was decoded as (its
+		// encoders exist; specs.Spec's other platforms are never set).
+		b, err = json.Marshal(struct {
+			*state
+			Config *linuxSpec `json:"config"`
+		}{(*state)(s), toLinuxSpec(s.Config)})
 	}
 	if err != nil {
 		return err
