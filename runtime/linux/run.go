@@ -135,14 +135,11 @@ func Exec(o ExecOptions) (int, error) {
 		return -1, err
 	}
 	req := &spawnRequest{preserve: o.PreserveFds, oomScoreAdj: o.Process.OOMScoreAdj}
-	spec, err := s.Spec()
+	linux, err := s.execConfig()
 	if err != nil {
 		return -1, err
 	}
-	if spec.Linux == nil {
-		return -1, fmt.Errorf("container %q: config has no linux section", o.ID)
-	}
-	for _, ns := range spec.Linux.Namespaces {
+	for _, ns := range linux.Namespaces {
 		req.joins = append(req.joins, nsPath{flag: nsFlags[ns.Type], path: "/proc/" + strconv.Itoa(s.InitPid) + "/ns/" + nsProcName[ns.Type]})
 	}
 	if req.cgroup, err = cgroups.Load(s.CgroupPaths); err != nil {
@@ -166,7 +163,7 @@ func Exec(o ExecOptions) (int, error) {
 			req.console = tty.child
 		}
 	}
-	filter, err := seccomp.CompileCached(spec.Linux.Seccomp, seccompCache(o.Root), Version)
+	filter, err := seccomp.CompileCached(linux.Seccomp, seccompCache(o.Root), Version)
 	if err != nil {
 		return -1, fmt.Errorf("container %q: seccomp: %w", o.ID, err)
 	}

@@ -77,6 +77,36 @@ func (s *State) Spec() (*specs.Spec, error) {
 	return s.Config, nil
 }
 
+// execLinux is the part of linux that exec needs.
+type execLinux struct {
+	Namespaces []specs.LinuxNamespace `json:"namespaces,omitempty"`
+	Seccomp    *specs.LinuxSeccomp    `json:"seccomp,omitempty"`
+}
+
+// execConfig returns the namespaces and seccomp config of the container,
+// decoding only them (not the whole spec's type tree).
+func (s *State) execConfig() (*execLinux, error) {
+	if s.Config != nil {
+		if s.Config.Linux == nil {
+			return nil, fmt.Errorf("container %q: config has no linux section", s.ID)
+		}
+		return &execLinux{Namespaces: s.Config.Linux.Namespaces, Seccomp: s.Config.Linux.Seccomp}, nil
+	}
+	var c struct {
+		Linux *execLinux `json:"linux"`
+	}
+	if len(s.rawConfig) == 0 {
+		return nil, fmt.Errorf("container %q has no config yet", s.ID)
+	}
+	if err := json.Unmarshal(s.rawConfig, &c); err != nil {
+		return nil, fmt.Errorf("container %q: corrupt config in %s: %w", s.ID, filepath.Join(s.dir, stateFile), err)
+	}
+	if c.Linux == nil {
+		return nil, fmt.Errorf("container %q: config has no linux section", s.ID)
+	}
+	return c.Linux, nil
+}
+
 // configLite returns the hooks and annotations without decoding the rest
 // of the config. A config that does not decode has none.
 func (s *State) configLite() *configLite {
