@@ -237,10 +237,14 @@ func cmdExec(g *globals, args []string) error {
 		if err != nil {
 			return err
 		}
-		if s.Config == nil || s.Config.Process == nil {
+		spec, err := s.Spec()
+		if err != nil {
+			return err
+		}
+		if spec.Process == nil {
 			return fmt.Errorf("container %q has no process config", id)
 		}
-		cp := *s.Config.Process
+		cp := *spec.Process
 		p = &cp
 		p.Args = fs.Args()[1:]
 		p.Terminal = *tty

@@ -52,6 +52,11 @@ func main() {
 	if nsenter.IsContainerProcess() {
 		linux.Init() // never returns
 	}
+	// Only a container process needs its thread. The runtime's own main
+	// goroutine blocks often (init socket, wait4, signals); locked, each
+	// block hands its P to another thread and back, a futex round trip and
+	// often a new thread each time.
+	runtime.UnlockOSThread()
 	os.Exit(realMain(os.Args[1:]))
 }
 

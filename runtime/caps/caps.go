@@ -20,13 +20,14 @@ package caps
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/runtime/rawio"
 )
 
 // names maps every capability this package knows to its number.
@@ -86,7 +87,7 @@ func capName(c uint) string {
 
 // lastCap is the highest capability number the running kernel knows.
 var lastCap = sync.OnceValue(func() uint {
-	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
+	if b, err := rawio.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
 		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 8); err == nil {
 			return uint(n)
 		}

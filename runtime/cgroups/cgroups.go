@@ -16,7 +16,6 @@ package cgroups
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -24,6 +23,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/runtime/rawio"
 )
 
 // Manager controls the cgroup(s) of one container.
@@ -215,6 +216,6 @@ func resolve(mnt *mount, own, path string) (string, error) {
 }
 
 func mustRead(p string) string {
-	b, _ := os.ReadFile(p)
+	b, _ := rawio.ReadFile(p)
 	return string(b)
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/berth-dev/berth/runtime/rawio"
 )
 
 // writeFile writes value to dir/name in one write(2), as cgroup files
@@ -17,16 +19,7 @@ import (
 // refused limit tells the user exactly which knob and why.
 func writeFile(dir, name, value string) error {
 	p := filepath.Join(dir, name)
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return fmt.Errorf("write %s: %s: %w", p, value, unwrapErrno(err))
-	}
-	_, err = f.Write([]byte(value))
-	cerr := f.Close()
-	if err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := rawio.WriteFile(p, []byte(value)); err != nil {
 		return fmt.Errorf("write %s: %s: %w", p, value, unwrapErrno(err))
 	}
 	return nil
@@ -42,7 +35,7 @@ func unwrapErrno(err error) error {
 }
 
 func readFile(dir, name string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, name))
+	b, err := rawio.ReadFile(filepath.Join(dir, name))
 	if err != nil {
 		return "", err
 	}
@@ -156,6 +149,10 @@ func walkPids(dir string) ([]int, error) {
 // only accept rmdir (their files cannot be unlinked). EBUSY, which the kernel
 // returns briefly after the last task exits, is retried for about a second.
 func removeTree(dir string) error {
+	// Most cgroups have no children: try the rmdir before listing.
+	if err := syscall.Rmdir(dir); err == nil || err == syscall.ENOENT {
+		return nil
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {

@@ -85,7 +85,13 @@ func (m *manager) Apply(pid int) error {
 // v2 needs the controllers enabled in every ancestor's subtree_control.
 func (m *manager) create() error {
 	for _, d := range m.dirs() {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		// One mkdir for the usual case (the parent exists); MkdirAll's
+		// stat of every level only when it does not.
+		err := unix.Mkdir(d, 0o755)
+		if errors.Is(err, unix.ENOENT) {
+			err = os.MkdirAll(d, 0o755)
+		}
+		if err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("cgroups: create %s: %w", d, unwrapErrno(err))
 		}
 	}
@@ -103,36 +109,42 @@ func (m *manager) create() error {
 // fillCpuset copies cpuset.cpus/mems from the nearest non-empty ancestor
 // down to dir, for every level that is still empty.
 func fillCpuset(dir string) error {
-	var chain []string
+	type level struct{ dir, cpus, mems string }
+	var chain []level
 	for d := dir; ; d = filepath.Dir(d) {
-		if !exists(d, "cpuset.cpus") || d == "/" {
+		if d == "/" || !exists(d, "cpuset.cpus") {
 			break
 		}
 		cpus, _ := readFile(d, "cpuset.cpus")
 		mems, _ := readFile(d, "cpuset.mems")
 		if cpus != "" && mems != "" {
-			break
+			// The nearest filled ancestor: copy its values down.
+			for i := len(chain) - 1; i >= 0; i-- {
+				l := chain[i]
+				for _, f := range [...]struct{ name, cur, want string }{{"cpuset.cpus", l.cpus, cpus}, {"cpuset.mems", l.mems, mems}} {
+					if f.cur != "" {
+						continue
+					}
+					if err := writeFile(l.dir, f.name, f.want); err != nil {
+						return fmt.Errorf("cgroups: %w", err)
+					}
+				}
+				if l.cpus != "" {
+					cpus = l.cpus
+				}
+				if l.mems != "" {
+					mems = l.mems
+				}
+			}
+			return nil
 		}
-		chain = append(chain, d)
+		chain = append(chain, level{d, cpus, mems})
 	}
-	for i := len(chain) - 1; i >= 0; i-- {
-		d := chain[i]
-		parent := filepath.Dir(d)
-		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-			cur, _ := readFile(d, f)
-			if cur != "" {
-				continue
-			}
-			v, err := readFile(parent, f)
-			if err != nil {
-				return fmt.Errorf("cgroups: read %s: %w", filepath.Join(parent, f), unwrapErrno(err))
-			}
-			if err := writeFile(d, f, v); err != nil {
-				return fmt.Errorf("cgroups: %w", err)
-			}
-		}
+	if len(chain) == 0 {
+		return nil
 	}
-	return nil
+	top := filepath.Dir(chain[len(chain)-1].dir)
+	return fmt.Errorf("cgroups: read %s: no cpuset.cpus and cpuset.mems to copy", filepath.Join(top, "cpuset.cpus"))
 }
 
 // enableControllers enables, in every ancestor of dir up to the cgroup2

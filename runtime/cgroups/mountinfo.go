@@ -3,9 +3,10 @@ package cgroups
 import (
 	"errors"
 	"fmt"
-	"github.com/berth-dev/berth/runtime/mountinfo"
-	"os"
 	"strings"
+
+	"github.com/berth-dev/berth/runtime/mountinfo"
+	"github.com/berth-dev/berth/runtime/rawio"
 )
 
 // mount is one cgroup hierarchy as seen in /proc/self/mountinfo.
@@ -24,7 +25,7 @@ type hierarchies struct {
 // discover reads the current mount table. It is not cached: a test (or an
 // admin) may mount a v1 hierarchy, e.g. hugetlb for crun, at any time.
 func discover() (*hierarchies, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	b, err := rawio.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil, fmt.Errorf("cgroups: %w", err)
 	}

@@ -3,11 +3,15 @@ package cgroups
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/runtime/rawio"
 )
 
 // Set writes the limits in r into the existing cgroup(s); call Apply first.
@@ -745,16 +749,32 @@ func normAccess(a string) (string, error) {
 }
 
 // setDevicesV1 replays the rules in order; the kernel's v1 list has the
-// same "later rule wins" meaning when the list starts with a reset.
+// same "later rule wins" meaning when the list starts with a reset. The
+// kernel takes one rule per write(2); devices.allow and devices.deny are
+// each opened once for all of them.
 func setDevicesV1(dir string, rules []specs.LinuxDeviceCgroup) error {
+	files := map[string]*rawio.File{}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
 	for _, d := range rules {
 		file, lines, err := v1DeviceRules(d)
 		if err != nil {
 			return err
 		}
+		p := filepath.Join(dir, file)
 		for _, l := range lines {
-			if err := writeFile(dir, file, l); err != nil {
-				return err
+			f := files[file]
+			if f == nil {
+				if f, err = rawio.Open(p, unix.O_WRONLY, 0); err != nil {
+					return fmt.Errorf("write %s: %s: %w", p, l, unwrapErrno(err))
+				}
+				files[file] = f
+			}
+			if err := f.Write([]byte(l)); err != nil {
+				return fmt.Errorf("write %s: %s: %w", p, l, unwrapErrno(err))
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/runtime/cgroups"
+	"github.com/berth-dev/berth/runtime/rawio"
 	"github.com/berth-dev/berth/runtime/seccomp"
 )
 
@@ -32,6 +33,7 @@ type CreateOptions struct {
 	Stderr        *os.File
 	console       *os.File    // already-connected console socket (run with a terminal)
 	spec          *specs.Spec // already loaded by the caller
+	rawSpec       []byte      // spec's config.json, as read
 }
 
 // Create builds the container up to the point where only the user's
@@ -48,9 +50,9 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	spec := o.spec
+	spec, raw := o.spec, o.rawSpec
 	if spec == nil {
-		if spec, err = loadSpec(bundle); err != nil {
+		if spec, raw, err = loadSpec(bundle); err != nil {
 			return nil, err
 		}
 	}
@@ -73,6 +75,7 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 		bind := m.Type == "bind" || hasOption(m.Options, "bind") || hasOption(m.Options, "rbind")
 		if bind && m.Source != "" && !filepath.IsAbs(m.Source) {
 			spec.Mounts[i].Source = filepath.Join(bundle, m.Source)
+			raw = nil // the state must record the absolute source
 		}
 	}
 	filter, err := seccomp.CompileCached(spec.Linux.Seccomp, seccompCache(o.Root), Version)
@@ -91,6 +94,10 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
 	s := &State{ID: o.ID, Bundle: bundle, Rootfs: rootfs, Created: time.Now().UTC(), Config: spec, dir: dir}
+	if raw != nil {
+		// The state records the config as read: re-encoding it costs more.
+		s.rawConfig, s.rawCurrent = raw, true
+	}
 	if u, err := user.Current(); err == nil {
 		s.Owner = u.Username
 	}
@@ -165,7 +172,7 @@ func create(o CreateOptions, wait bool) (_ *State, retErr error) {
 	hooks := spec.Hooks
 	hasRuntimeHooks := hooks != nil && (len(hooks.Prestart) > 0 || len(hooks.CreateRuntime) > 0)
 	req.config = &initConfig{
-		ID: o.ID, Spec: initSpec(spec), Rootfs: rootfs, Bundle: bundle, NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring, Seccomp: filter,
+		ID: o.ID, Spec: newInitSpec(spec), Rootfs: rootfs, Bundle: bundle, NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring, Seccomp: filter,
 		SyncHooks: hasRuntimeHooks, CgroupNS: req.cloneFlags&unix.CLONE_NEWCGROUP != 0,
 		NewUserNS: req.cloneFlags&unix.CLONE_NEWUSER != 0 || hasNSType(spec, specs.UserNamespace),
 	}
@@ -209,17 +216,58 @@ func writePidFile(path string, pid int) error {
 	return writeFileAtomic(abs, []byte(strconv.Itoa(pid)), 0o644)
 }
 
-func loadSpec(bundle string) (*specs.Spec, error) {
+// loadSpec reads and decodes the bundle's config.json; it returns the
+// bytes too.
+func loadSpec(bundle string) (*specs.Spec, []byte, error) {
 	path := filepath.Join(bundle, "config.json")
-	b, err := os.ReadFile(path)
+	b, err := rawio.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read bundle config: %w", err)
+		return nil, nil, fmt.Errorf("read bundle config: %w", err)
 	}
-	spec := &specs.Spec{}
-	if err := json.Unmarshal(b, spec); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", path, err)
+	spec, err := decodeSpec(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse %s: %w", path, err)
 	}
-	return spec, nil
+	return spec, b, nil
+}
+
+// linuxSpec is specs.Spec without the sections of other platforms
+// (Solaris, Windows, VM, z/OS, FreeBSD), which a Linux runtime ignores:
+// encoding/json builds the codec of every type a struct can hold the first
+// time it decodes one, and those sections are a fifth of specs.Spec's
+// types.
+type linuxSpec struct {
+	Version     string            `json:"ociVersion"`
+	Process     *specs.Process    `json:"process,omitempty"`
+	Root        *specs.Root       `json:"root,omitempty"`
+	Hostname    string            `json:"hostname,omitempty"`
+	Domainname  string            `json:"domainname,omitempty"`
+	Mounts      []specs.Mount     `json:"mounts,omitempty"`
+	Hooks       *specs.Hooks      `json:"hooks,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Linux       *specs.Linux      `json:"linux,omitempty"`
+}
+
+func toLinuxSpec(s *specs.Spec) *linuxSpec {
+	if s == nil {
+		return nil
+	}
+	return &linuxSpec{
+		Version: s.Version, Process: s.Process, Root: s.Root, Hostname: s.Hostname, Domainname: s.Domainname,
+		Mounts: s.Mounts, Hooks: s.Hooks, Annotations: s.Annotations, Linux: s.Linux,
+	}
+}
+
+// decodeSpec decodes a config.json for this runtime.
+func decodeSpec(b []byte) (*specs.Spec, error) {
+	var l linuxSpec
+	if err := json.Unmarshal(b, &l); err != nil {
+		return nil, err
+	}
+	return &specs.Spec{
+		Version: l.Version, Process: l.Process, Root: l.Root, Hostname: l.Hostname, Domainname: l.Domainname,
+		Mounts: l.Mounts, Hooks: l.Hooks, Annotations: l.Annotations, Linux: l.Linux,
+	}, nil
 }
 
 func destroyCgroup(cg cgroups.Manager) {
@@ -337,22 +385,61 @@ func withDefaultDevices(spec *specs.Spec) *specs.LinuxResources {
 }
 
 // initSpec is the part of the spec the container process acts on. The
-// rest (resources, seccomp, namespaces) the runtime has already applied;
-// leaving it out spares the process decoding it: decoding JSON into a type
-// for the first time is a large share of a Go process's start-up.
-func initSpec(spec *specs.Spec) *specs.Spec {
-	s := &specs.Spec{
+// rest (resources, seccomp, namespaces) the runtime has already applied.
+// It travels as its own small type, not as a specs.Spec: encoding/json
+// builds its codec for a struct type's whole tree the first time it meets
+// it, and specs.Spec's tree (every resource, Windows, VM, ...) was a fifth
+// of the container process's own CPU time.
+type initSpec struct {
+	Process           *specs.Process      `json:"process,omitempty"`
+	Root              *specs.Root         `json:"root,omitempty"`
+	Hostname          string              `json:"hostname,omitempty"`
+	Domainname        string              `json:"domainname,omitempty"`
+	Mounts            []specs.Mount       `json:"mounts,omitempty"`
+	Annotations       map[string]string   `json:"annotations,omitempty"`
+	CreateContainer   []specs.Hook        `json:"createContainer,omitempty"`
+	StartContainer    []specs.Hook        `json:"startContainer,omitempty"`
+	Linux             bool                `json:"linux,omitempty"` // the spec has a linux section
+	Sysctl            map[string]string   `json:"sysctl,omitempty"`
+	MaskedPaths       []string            `json:"maskedPaths,omitempty"`
+	ReadonlyPaths     []string            `json:"readonlyPaths,omitempty"`
+	RootfsPropagation string              `json:"rootfsPropagation,omitempty"`
+	Devices           []specs.LinuxDevice `json:"devices,omitempty"`
+}
+
+func newInitSpec(spec *specs.Spec) *initSpec {
+	s := &initSpec{
 		Process: spec.Process, Root: spec.Root, Hostname: spec.Hostname, Domainname: spec.Domainname,
 		Mounts: spec.Mounts, Annotations: spec.Annotations,
 	}
-	if h := spec.Hooks; h != nil && (len(h.CreateContainer) > 0 || len(h.StartContainer) > 0) {
-		s.Hooks = &specs.Hooks{CreateContainer: h.CreateContainer, StartContainer: h.StartContainer}
+	if h := spec.Hooks; h != nil {
+		s.CreateContainer, s.StartContainer = h.CreateContainer, h.StartContainer
 	}
 	if l := spec.Linux; l != nil {
-		s.Linux = &specs.Linux{
-			Sysctl: l.Sysctl, MaskedPaths: l.MaskedPaths, ReadonlyPaths: l.ReadonlyPaths,
-			RootfsPropagation: l.RootfsPropagation, Devices: l.Devices,
-		}
+		s.Linux = true
+		s.Sysctl, s.MaskedPaths, s.ReadonlyPaths = l.Sysctl, l.MaskedPaths, l.ReadonlyPaths
+		s.RootfsPropagation, s.Devices = l.RootfsPropagation, l.Devices
 	}
 	return s
+}
+
+// spec rebuilds the specs.Spec the container process's setup reads.
+func (s *initSpec) spec() *specs.Spec {
+	spec := &specs.Spec{
+		Process: s.Process, Root: s.Root, Hostname: s.Hostname, Domainname: s.Domainname,
+		Mounts: s.Mounts, Annotations: s.Annotations,
+	}
+	if spec.Root == nil {
+		spec.Root = &specs.Root{}
+	}
+	if len(s.CreateContainer) > 0 || len(s.StartContainer) > 0 {
+		spec.Hooks = &specs.Hooks{CreateContainer: s.CreateContainer, StartContainer: s.StartContainer}
+	}
+	if s.Linux {
+		spec.Linux = &specs.Linux{
+			Sysctl: s.Sysctl, MaskedPaths: s.MaskedPaths, ReadonlyPaths: s.ReadonlyPaths,
+			RootfsPropagation: s.RootfsPropagation, Devices: s.Devices,
+		}
+	}
+	return spec
 }

@@ -1,10 +1,8 @@
 package linux
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,8 +12,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/runtime/caps"
+	"github.com/berth-dev/berth/runtime/mountinfo"
 	"github.com/berth-dev/berth/runtime/nsenter"
+	"github.com/berth-dev/berth/runtime/rawio"
 	"github.com/berth-dev/berth/runtime/seccomp"
+	"github.com/berth-dev/berth/runtime/wire"
 )
 
 // Init is the Go half of a container process, entered after nsenter.c
@@ -40,8 +41,18 @@ func initMain(sock *os.File) error {
 		return err
 	}
 	cfg := &initConfig{}
-	if err := json.Unmarshal(payload, cfg); err != nil {
+	if err := wire.Unmarshal(payload, cfg); err != nil {
 		return fmt.Errorf("decode init config: %w", err)
+	}
+	if cfg.HasSeccomp {
+		b, err := expectMsg(sock, msgSeccomp)
+		if err != nil {
+			return err
+		}
+		cfg.Seccomp = new(seccomp.Filter)
+		if err := cfg.Seccomp.UnmarshalBinary(b); err != nil {
+			return err
+		}
 	}
 	if cfg.Exec {
 		return initExec(sock, cfg)
@@ -50,7 +61,10 @@ func initMain(sock *os.File) error {
 }
 
 func initContainer(sock *os.File, cfg *initConfig) error {
-	spec := cfg.Spec
+	if cfg.Spec == nil {
+		return errors.New("init config without a spec")
+	}
+	spec := cfg.Spec.spec()
 	// Keyrings are not namespaced: without a session keyring of its own the
 	// container would share the caller's keys.
 	if !cfg.NoNewKeyring {
@@ -58,7 +72,7 @@ func initContainer(sock *os.File, cfg *initConfig) error {
 			return fmt.Errorf("join a new session keyring: %w", err)
 		}
 	}
-	if err := setupRootfs(sock, cfg); err != nil {
+	if err := setupRootfs(sock, cfg, spec); err != nil {
 		return err
 	}
 	p := spec.Process
@@ -80,7 +94,7 @@ func initContainer(sock *os.File, cfg *initConfig) error {
 	if spec.Linux != nil {
 		for k, v := range spec.Linux.Sysctl {
 			path := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
-			if err := os.WriteFile(path, []byte(v), 0); err != nil {
+			if err := rawio.WriteFile(path, []byte(v)); err != nil {
 				return fmt.Errorf("sysctl %s=%s: %w", k, v, err)
 			}
 		}
@@ -125,16 +139,21 @@ func initContainer(sock *os.File, cfg *initConfig) error {
 	return proc.exec(cfg.PreserveFds)
 }
 
-func setupRootfs(sock *os.File, cfg *initConfig) error {
-	spec := cfg.Spec
+func setupRootfs(sock *os.File, cfg *initConfig, spec *specs.Spec) error {
 	propagation := ""
 	if spec.Linux != nil {
 		propagation = spec.Linux.RootfsPropagation
 	}
-	if err := prepareRoot(cfg.Rootfs, propagation); err != nil {
+	// Still the host's mount table: read once, for the rootfs's parent
+	// mount and the cgroup hierarchies.
+	hostMounts, err := mountinfo.Read()
+	if err != nil {
 		return err
 	}
-	r, err := openRootfs(cfg.Rootfs, cfg.CgroupPaths, cfg.CgroupNS)
+	if err := prepareRoot(cfg.Rootfs, propagation, hostMounts); err != nil {
+		return err
+	}
+	r, err := openRootfs(cfg.Rootfs, cfg.CgroupPaths, cfg.CgroupNS, hostMounts)
 	if err != nil {
 		return err
 	}
@@ -391,21 +410,43 @@ func withHome(env []string, uid uint32) []string {
 		}
 	}
 	home := "/"
-	if f, err := os.OpenFile("/etc/passwd", os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
-		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
-			data, _ := io.ReadAll(io.LimitReader(f, 1<<20))
-			want := strconv.FormatUint(uint64(uid), 10)
-			for _, line := range strings.Split(string(data), "\n") {
-				// name:password:uid:gid:gecos:home:shell
-				if fl := strings.Split(line, ":"); len(fl) >= 6 && fl[2] == want && fl[5] != "" {
-					home = fl[5]
-					break
-				}
-			}
+	want := strconv.FormatUint(uint64(uid), 10)
+	for _, line := range strings.Split(string(readPasswd()), "\n") {
+		// name:password:uid:gid:gecos:home:shell
+		if fl := strings.Split(line, ":"); len(fl) >= 6 && fl[2] == want && fl[5] != "" {
+			home = fl[5]
+			break
 		}
-		f.Close()
 	}
 	return append(env, "HOME="+home)
+}
+
+// readPasswd returns the first MiB of the container's /etc/passwd if it is
+// a regular file (opened non-blocking: a fifo planted by the image must
+// not hang the runtime), else nil.
+func readPasswd() []byte {
+	fd, err := unix.Open("/etc/passwd", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
+	buf := make([]byte, min(max(st.Size, 512)+1, 1<<20))
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || m <= 0 {
+			break
+		}
+		n += m
+	}
+	return buf[:n]
 }
 
 // lookPath resolves the program the way execvp would, with the

@@ -26,7 +26,7 @@ func Start(root, id string) error {
 	if err := s.openFifo(); err != nil {
 		return fmt.Errorf("start container %q: %w", id, err)
 	}
-	if h := s.Config.Hooks; h != nil && len(h.Poststart) > 0 {
+	if h := s.configLite().Hooks; h != nil && len(h.Poststart) > 0 {
 		if err := runHooks("poststart", h.Poststart, s.OCIState()); err != nil {
 			// The spec says a failing poststart hook is a warning, the
 			// container keeps running; runc kills it. We follow runc.
@@ -144,13 +144,13 @@ func (s *State) destroy() error {
 			}
 		}
 	}
-	if s.Config != nil && s.Config.Hooks != nil && len(s.Config.Hooks.Poststop) > 0 {
+	if h := s.configLite().Hooks; h != nil && len(h.Poststop) > 0 {
 		st := s.OCIState()
 		st.Status = Stopped
 		// Every poststop hook runs; failures are reported, not fatal.
-		for i, h := range s.Config.Hooks.Poststop {
-			if err := runHooks(fmt.Sprintf("poststop#%d", i), s.Config.Hooks.Poststop[i:i+1], st); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", h.Path, err))
+		for i, hook := range h.Poststop {
+			if err := runHooks(fmt.Sprintf("poststop#%d", i), h.Poststop[i:i+1], st); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", hook.Path, err))
 			}
 		}
 	}
@@ -304,10 +304,17 @@ func Update(root, id string, r *specs.LinuxResources) error {
 	if err := cg.Set(r); err != nil {
 		return fmt.Errorf("update container %q: %w", id, err)
 	}
-	if s.Config.Linux.Resources == nil {
-		s.Config.Linux.Resources = &specs.LinuxResources{}
+	spec, err := s.Spec()
+	if err != nil {
+		return err
 	}
-	mergeResources(s.Config.Linux.Resources, r)
+	if spec.Linux == nil {
+		spec.Linux = &specs.Linux{}
+	}
+	if spec.Linux.Resources == nil {
+		spec.Linux.Resources = &specs.LinuxResources{}
+	}
+	mergeResources(spec.Linux.Resources, r)
 	return s.save()
 }
 

@@ -2,7 +2,6 @@ package linux
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,10 +13,11 @@ import (
 // container process: u32 type, u32 length, payload. The first messages are
 // read by nsenter.c; the rest by the Go half of the container process.
 const (
-	msgConfig    = 100 // runtime -> init: initConfig JSON
+	msgConfig    = 100 // runtime -> init: initConfig (runtime/wire)
 	msgHooks     = 101 // init -> runtime: run prestart/createRuntime hooks now
 	msgHooksDone = 102 // runtime -> init
 	msgReady     = 103 // init -> runtime: set up; waiting for start (or exec'ing)
+	msgSeccomp   = 104 // runtime -> init: the compiled seccomp filter (binary), after msgConfig
 )
 
 const maxMessage = 16 << 20
@@ -29,14 +29,6 @@ func writeMsg(w io.Writer, typ uint32, payload []byte) error {
 	copy(buf[8:], payload)
 	_, err := w.Write(buf)
 	return err
-}
-
-func writeJSON(w io.Writer, typ uint32, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return writeMsg(w, typ, b)
 }
 
 func readMsg(r io.Reader) (uint32, []byte, error) {

@@ -21,7 +21,8 @@ import (
 func procFd(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
 
 // prepareRoot makes the rootfs a private mount point we can pivot into.
-func prepareRoot(root string, propagation string) error {
+// mounts is the host's mount table.
+func prepareRoot(root string, propagation string, mounts []mountinfo.Entry) error {
 	flag := uintptr(unix.MS_SLAVE | unix.MS_REC)
 	if propagation != "" {
 		p, ok := propagationFlags[propagation]
@@ -34,7 +35,7 @@ func prepareRoot(root string, propagation string) error {
 		return fmt.Errorf("set propagation of / to %s: %w", propagation, err)
 	}
 	// pivot_root refuses a new root whose parent mount is shared.
-	if err := makeParentMountPrivate(root); err != nil {
+	if err := makeParentMountPrivate(root, mounts); err != nil {
 		return err
 	}
 	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -43,11 +44,7 @@ func prepareRoot(root string, propagation string) error {
 	return nil
 }
 
-func makeParentMountPrivate(path string) error {
-	mounts, err := mountinfo.Read()
-	if err != nil {
-		return err
-	}
+func makeParentMountPrivate(path string, mounts []mountinfo.Entry) error {
 	mp := mountinfo.MountPointOf(mounts, path)
 	if err := unix.Mount("", mp, "", unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mount %s private: %w", mp, err)
@@ -62,14 +59,15 @@ type rootfs struct {
 	dir         *os.File
 	cgroupPaths map[string]string
 	cgroupNS    bool
+	hostMounts  []mountinfo.Entry // the host's mount table, read once
 }
 
-func openRootfs(path string, cgroupPaths map[string]string, cgroupNS bool) (*rootfs, error) {
+func openRootfs(path string, cgroupPaths map[string]string, cgroupNS bool, hostMounts []mountinfo.Entry) (*rootfs, error) {
 	dir, err := os.OpenFile(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open rootfs: %w", err)
 	}
-	return &rootfs{path: path, dir: dir, cgroupPaths: cgroupPaths, cgroupNS: cgroupNS}, nil
+	return &rootfs{path: path, dir: dir, cgroupPaths: cgroupPaths, cgroupNS: cgroupNS, hostMounts: hostMounts}, nil
 }
 
 func (r *rootfs) close() { r.dir.Close() }
@@ -78,6 +76,9 @@ func (r *rootfs) close() { r.dir.Close() }
 // component (symlinks included) as if the rootfs were /, and returns a
 // handle on the directory.
 func (r *rootfs) mkdirIn(dest string, mode os.FileMode) (*os.File, error) {
+	if f, err := r.mkdirFast(dest, mode); err == nil {
+		return f, nil
+	}
 	f, err := pathrs.MkdirAllHandle(r.dir, dest, mode)
 	if err != nil {
 		return nil, fmt.Errorf("create mount point %s in rootfs: %w", dest, err)
@@ -85,9 +86,87 @@ func (r *rootfs) mkdirIn(dest string, mode os.FileMode) (*os.File, error) {
 	return f, nil
 }
 
+// mkdirFast is mkdirIn for the usual case, through openat2 alone: the
+// directory exists, or only plain directories are missing under an
+// existing one. Anything unusual on the way (a symlink where a directory
+// is to be made, a race, no openat2) is an error here and left to
+// pathrs.MkdirAllHandle, whose every lookup also reads the handle's path
+// back from a private procfs: a third of a container's mount work.
+func (r *rootfs) mkdirFast(dest string, mode os.FileMode) (*os.File, error) {
+	dir := filepath.Clean("/" + dest)
+	var missing []string
+	var fd int
+	for {
+		var err error
+		fd, err = r.openat2(dir, unix.O_DIRECTORY)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.ENOENT) || dir == "/" {
+			return nil, err
+		}
+		missing = append(missing, filepath.Base(dir))
+		dir = filepath.Dir(dir)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		// The name did not exist a moment ago: it is made here, and opened
+		// without following anything, or this path gives up.
+		err := unix.Mkdirat(fd, missing[i], uint32(mode.Perm()))
+		if err == nil {
+			var next int
+			next, err = openat2Retry(fd, missing[i], &unix.OpenHow{
+				Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+				Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+			})
+			unix.Close(fd)
+			fd = next
+		} else {
+			unix.Close(fd)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return os.NewFile(uintptr(fd), dest), nil
+}
+
+// openat2 opens path (O_PATH) inside the rootfs, resolved as if the rootfs
+// were /: the kernel keeps every step, ".." and symlinks included, under
+// it.
+func (r *rootfs) openat2(path string, flags uint64) (int, error) {
+	return openat2Retry(int(r.dir.Fd()), path, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC | flags,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+}
+
+// openat2Retry is openat2(2), tried again when the kernel reports that a
+// concurrent rename or mount may have disturbed a scoped lookup.
+func openat2Retry(dirfd int, path string, how *unix.OpenHow) (int, error) {
+	for i := 0; ; i++ {
+		fd, err := unix.Openat2(dirfd, path, how)
+		if err == nil || !errors.Is(err, unix.EAGAIN) || i == 32 {
+			return fd, err
+		}
+	}
+}
+
+// openIn opens dest inside the rootfs (as pathrs.OpenatInRoot does, minus
+// its read-back of the handle's name from procfs).
+func (r *rootfs) openIn(dest string) (*os.File, error) {
+	fd, err := r.openat2(dest, 0)
+	if errors.Is(err, unix.ENOSYS) {
+		return pathrs.OpenatInRoot(r.dir, dest)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "openat2", Path: dest, Err: err}
+	}
+	return os.NewFile(uintptr(fd), dest), nil
+}
+
 // fileIn creates an empty file dest inside the rootfs (for binding files).
 func (r *rootfs) fileIn(dest string) (*os.File, error) {
-	if f, err := pathrs.OpenatInRoot(r.dir, dest); err == nil {
+	if f, err := r.openIn(dest); err == nil {
 		return f, nil
 	}
 	parent, err := r.mkdirIn(filepath.Dir(filepath.Clean("/"+dest)), 0o755)
@@ -103,13 +182,13 @@ func (r *rootfs) fileIn(dest string) (*os.File, error) {
 	if err == nil {
 		unix.Close(fd)
 	}
-	return pathrs.OpenatInRoot(r.dir, dest)
+	return r.openIn(dest)
 }
 
 // reopen returns a fresh handle on dest: after a mount, the old handle
 // still names the directory underneath it.
 func (r *rootfs) reopen(dest string) (*os.File, error) {
-	f, err := pathrs.OpenatInRoot(r.dir, dest)
+	f, err := r.openIn(dest)
 	if err != nil {
 		return nil, fmt.Errorf("reopen mount point %s: %w", dest, err)
 	}
@@ -160,17 +239,19 @@ func (r *rootfs) mountOne(m specs.Mount) error {
 var hostFallback = map[string]string{"sysfs": "/sys", "mqueue": "/dev/mqueue"}
 
 func (r *rootfs) bindMount(m specs.Mount, o mountOptions) error {
-	src, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
+	// A plain fd: an *os.File would cost an fstat, fcntls and a netpoller
+	// registration attempt, for each of the dozen cgroup binds as well.
+	src, err := unix.Open(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open bind source: %w", err)
+		return fmt.Errorf("open bind source: %w", &os.PathError{Op: "open", Path: m.Source, Err: err})
 	}
-	defer src.Close()
-	st, err := src.Stat()
-	if err != nil {
-		return err
+	defer unix.Close(src)
+	var st unix.Stat_t
+	if err := unix.Fstat(src, &st); err != nil {
+		return &os.PathError{Op: "stat", Path: m.Source, Err: err}
 	}
 	var target *os.File
-	if st.IsDir() {
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		target, err = r.mkdirIn(m.Destination, 0o755)
 	} else {
 		target, err = r.fileIn(m.Destination)
@@ -179,7 +260,7 @@ func (r *rootfs) bindMount(m specs.Mount, o mountOptions) error {
 		return err
 	}
 	defer target.Close()
-	if err := unix.Mount(procFd(src), procFd(target), "", o.flags&(unix.MS_BIND|unix.MS_REC), ""); err != nil {
+	if err := unix.Mount("/proc/self/fd/"+strconv.Itoa(src), procFd(target), "", o.flags&(unix.MS_BIND|unix.MS_REC), ""); err != nil {
 		return fmt.Errorf("bind: %w", err)
 	}
 	// A bind mount ignores every flag but MS_BIND|MS_REC: apply the rest
@@ -192,16 +273,18 @@ func (r *rootfs) bindMount(m specs.Mount, o mountOptions) error {
 	return r.finishMount(m.Destination, o)
 }
 
-func (r *rootfs) remountBind(dest string, flags uintptr, src *os.File) error {
+// remountBind applies flags to the bind mount at dest; src is an fd on the
+// bind's source.
+func (r *rootfs) remountBind(dest string, flags uintptr, src int) error {
 	f, err := r.reopen(dest)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	err = unix.Mount("", procFd(f), "", unix.MS_BIND|unix.MS_REMOUNT|flags, "")
-	if errors.Is(err, unix.EPERM) && src != nil {
+	if errors.Is(err, unix.EPERM) {
 		var sfs unix.Statfs_t
-		if unix.Fstatfs(int(src.Fd()), &sfs) == nil {
+		if unix.Fstatfs(src, &sfs) == nil {
 			locked := uintptr(sfs.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
 			err = unix.Mount("", procFd(f), "", unix.MS_BIND|unix.MS_REMOUNT|flags|locked, "")
 		}
@@ -245,10 +328,7 @@ func (r *rootfs) mountCgroup(m specs.Mount, o mountOptions) error {
 		return err
 	}
 	defer target.Close()
-	hier, err := cgroupMounts()
-	if err != nil {
-		return err
-	}
+	hier := cgroupMounts(r.hostMounts)
 	flags := o.flags | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	if len(hier) == 1 && hier[0].fstype == "cgroup2" && hier[0].mountpoint == "/sys/fs/cgroup" {
 		if r.cgroupNS {
@@ -316,20 +396,15 @@ func (r *rootfs) bindCgroupDir(dir, dest string, flags uintptr) error {
 
 type cgroupMount struct{ mountpoint, fstype string }
 
-// cgroupMounts lists the host's cgroup hierarchies (the init still sees
-// the host's mount table when it mounts).
-func cgroupMounts() ([]cgroupMount, error) {
-	mounts, err := mountinfo.Read()
-	if err != nil {
-		return nil, err
-	}
+// cgroupMounts lists the host's cgroup hierarchies.
+func cgroupMounts(mounts []mountinfo.Entry) []cgroupMount {
 	var out []cgroupMount
 	for _, m := range mounts {
 		if m.FSType == "cgroup" || m.FSType == "cgroup2" {
 			out = append(out, cgroupMount{mountpoint: m.Mountpoint, fstype: m.FSType})
 		}
 	}
-	return out, nil
+	return out
 }
 
 // pivotRoot makes the rootfs the process's / and detaches the host's

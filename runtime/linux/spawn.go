@@ -5,29 +5,35 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/runtime/cgroups"
 	"github.com/berth-dev/berth/runtime/nsenter"
+	"github.com/berth-dev/berth/runtime/rawio"
 	"github.com/berth-dev/berth/runtime/seccomp"
+	"github.com/berth-dev/berth/runtime/wire"
 )
 
-// initConfig is what the Go half of a container process is told to do.
+// initConfig is what the Go half of a container process is told to do,
+// sent in runtime/wire's binary form (json tags name the fields for
+// humans; `json:"-"` keeps one out of the message).
 type initConfig struct {
 	ID           string            `json:"id"`
 	Exec         bool              `json:"exec"` // join a running container instead of creating one
-	Spec         *specs.Spec       `json:"spec"`
+	Spec         *initSpec         `json:"spec"`
 	Process      *specs.Process    `json:"process"`
 	Rootfs       string            `json:"rootfs"`
 	Bundle       string            `json:"bundle"`
 	NoPivot      bool              `json:"no_pivot"`
-	Seccomp      *seccomp.Filter   `json:"seccomp"` // compiled by the runtime, loaded by init
+	Seccomp      *seccomp.Filter   `json:"-"`           // compiled by the runtime, loaded by init; sent as msgSeccomp
+	HasSeccomp   bool              `json:"has_seccomp"` // a msgSeccomp follows the config
 	NoNewKeyring bool              `json:"no_new_keyring"`
 	FifoFd       int               `json:"fifo_fd"`    // -1: exec at once
 	ConsoleFd    int               `json:"console_fd"` // -1: no terminal socket
@@ -95,6 +101,15 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 	if err != nil {
 		return nil, fmt.Errorf("init socket: %w", err)
 	}
+	// Non-blocking, so that os.File reads it through the netpoller: while
+	// the container process sets up (most of a create), the runtime's
+	// goroutine is parked instead of blocked in read(2), which would keep
+	// the Go runtime's sysmon thread polling it every 20-40µs.
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, fmt.Errorf("init socket: %w", err)
+	}
 	parent := os.NewFile(uintptr(fds[0]), "init-parent")
 	child := os.NewFile(uintptr(fds[1]), "init-child")
 	defer child.Close()
@@ -126,18 +141,30 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 	}
 
 	io := req.stdio.orDefault()
-	cmd := &exec.Cmd{
+	files := []uintptr{io.in.Fd(), io.out.Fd(), io.err.Fd()}
+	for _, f := range extra {
+		files = append(files, f.Fd())
+	}
+	// syscall.ForkExec rather than os/exec: os.StartProcess first checks,
+	// once per process, that pidfds work, by starting and reaping an extra
+	// child (a process creation more per runtime call, dear here).
+	first, err := syscall.ForkExec(
 		// Executing a sealed copy: the container can never write the
 		// runtime binary through /proc/<pid>/exe (CVE-2019-5736).
-		Path:       "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(int(exe.Fd())),
-		Args:       []string{"berth-runtime", "init"},
-		Env:        []string{nsenter.EnvInitPipe + "=" + strconv.Itoa(sockFd), "GOGC=off"},
-		Stdin:      io.in,
-		Stdout:     io.out,
-		Stderr:     io.err,
-		ExtraFiles: extra,
-	}
-	if err := cmd.Start(); err != nil {
+		"/proc/"+strconv.Itoa(os.Getpid())+"/fd/"+strconv.Itoa(int(exe.Fd())),
+		[]string{"berth-runtime", "init"},
+		&syscall.ProcAttr{
+			// The container process runs one goroutine: a second P would
+			// only start threads to spin and park (a clone and context
+			// switches each, dear on a virtualised host) before its execve.
+			Env:   []string{nsenter.EnvInitPipe + "=" + strconv.Itoa(sockFd), "GOGC=off", "GOMAXPROCS=1"},
+			Files: files,
+		})
+	// files holds bare numbers: keep their *os.Files (and finalizers) off
+	// until the child has its copies.
+	runtime.KeepAlive(extra)
+	runtime.KeepAlive(io)
+	if err != nil {
 		parent.Close()
 		return nil, fmt.Errorf("start container process: %w", err)
 	}
@@ -146,18 +173,18 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 	defer func() {
 		if retErr != nil {
 			parent.Close()
-			if pid > 0 && pid != cmd.Process.Pid {
+			if pid > 0 && pid != first {
 				unix.Kill(pid, unix.SIGKILL)
 				var ws unix.WaitStatus
 				unix.Wait4(pid, &ws, 0, nil)
 			}
-			cmd.Process.Kill()
-			cmd.Wait()
+			unix.Kill(first, unix.SIGKILL)
+			reap(first)
 		}
 	}()
 
 	if req.cgroup != nil {
-		if err := req.cgroup.Apply(cmd.Process.Pid); err != nil {
+		if err := req.cgroup.Apply(first); err != nil {
 			return nil, err
 		}
 		// Limits hold before any namespace, hook or user code exists.
@@ -181,11 +208,11 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 	for pid == 0 {
 		typ, payload, err := readMsg(parent)
 		if err != nil {
-			return nil, fmt.Errorf("container process exited during namespace setup: %s", describeExit(cmd))
+			return nil, fmt.Errorf("container process exited during namespace setup: %s", reap(first))
 		}
 		switch typ {
 		case nsenter.MsgMapReq:
-			if err := writeIDMaps(cmd.Process.Pid, req.uidMaps, req.gidMaps); err != nil {
+			if err := writeIDMaps(first, req.uidMaps, req.gidMaps); err != nil {
 				return nil, err
 			}
 			if err := writeMsg(parent, nsenter.MsgMapAck, nil); err != nil {
@@ -202,19 +229,33 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 			return nil, fmt.Errorf("unexpected message %d during namespace setup", typ)
 		}
 	}
-	if pid != cmd.Process.Pid {
+	if pid != first {
 		// The intermediate exits right after reporting; reap it.
-		if err := cmd.Wait(); err != nil {
-			return nil, fmt.Errorf("namespace setup: %w", err)
+		if st := reap(first); st != "exit status 0" {
+			return nil, fmt.Errorf("namespace setup: %s", st)
 		}
 	}
 	if req.oomScoreAdj != nil {
-		if err := os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(strconv.Itoa(*req.oomScoreAdj)), 0); err != nil {
+		if err := rawio.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(strconv.Itoa(*req.oomScoreAdj))); err != nil {
 			return nil, fmt.Errorf("set oom_score_adj %d: %w", *req.oomScoreAdj, err)
 		}
 	}
-	if err := writeJSON(parent, msgConfig, req.config); err != nil {
+	req.config.HasSeccomp = req.config.Seccomp != nil
+	cfg, err := wire.Marshal(req.config)
+	if err == nil {
+		err = writeMsg(parent, msgConfig, cfg)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("send config: %w", err)
+	}
+	if f := req.config.Seccomp; f != nil {
+		b, err := f.MarshalBinary()
+		if err == nil {
+			err = writeMsg(parent, msgSeccomp, b)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("send seccomp filter: %w", err)
+		}
 	}
 	for {
 		typ, payload, err := readMsg(parent)
@@ -241,11 +282,24 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 	}
 }
 
-func describeExit(cmd *exec.Cmd) string {
-	if err := cmd.Wait(); err != nil {
-		return err.Error()
+// reap waits for child pid and describes how it ended, as os/exec does
+// ("exit status 1", "signal: killed").
+func reap(pid int) string {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Sprintf("wait for process %d: %v", pid, err)
+		}
+		break
 	}
-	return "exit status 0"
+	if ws.Signaled() {
+		return "signal: " + ws.Signal().String()
+	}
+	return "exit status " + strconv.Itoa(ws.ExitStatus())
 }
 
 func writeIDMaps(pid int, uids, gids []specs.LinuxIDMapping) error {
@@ -258,12 +312,12 @@ func writeIDMaps(pid int, uids, gids []specs.LinuxIDMapping) error {
 	}
 	base := "/proc/" + strconv.Itoa(pid) + "/"
 	if len(uids) > 0 {
-		if err := os.WriteFile(base+"uid_map", format(uids), 0); err != nil {
+		if err := rawio.WriteFile(base+"uid_map", format(uids)); err != nil {
 			return fmt.Errorf("write uid_map: %w", err)
 		}
 	}
 	if len(gids) > 0 {
-		if err := os.WriteFile(base+"gid_map", format(gids), 0); err != nil {
+		if err := rawio.WriteFile(base+"gid_map", format(gids)); err != nil {
 			return fmt.Errorf("write gid_map: %w", err)
 		}
 	}

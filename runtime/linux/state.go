@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/runtime/cgroups"
+	"github.com/berth-dev/berth/runtime/rawio"
 )
 
 // Status values, as the OCI runtime spec names them (plus runc's "paused").
@@ -41,9 +42,84 @@ type State struct {
 	Created     time.Time         `json:"created"`
 	CgroupPaths map[string]string `json:"cgroup_paths"`
 	Owner       string            `json:"owner"`
-	Config      *specs.Spec       `json:"config"`
+	// Config is the spec the container was created with. Load leaves it
+	// nil (see Spec): decoding a whole specs.Spec builds encoding/json's
+	// codec for its entire type tree, a fifth of a delete's CPU time,
+	// and most commands need no more than the hooks and annotations.
+	Config *specs.Spec `json:"config"`
 
-	dir string
+	rawConfig  json.RawMessage // Config as stored (or as read from the bundle)
+	rawCurrent bool            // rawConfig says what Config says: save may write it as it is
+	lite       *configLite
+	dir        string
+}
+
+// configLite is the part of the config that start, delete and state read.
+type configLite struct {
+	Hooks       *specs.Hooks      `json:"hooks,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Spec returns the container's config, decoding it on first use. The
+// caller may change it; save then encodes it.
+func (s *State) Spec() (*specs.Spec, error) {
+	s.rawCurrent = false
+	if s.Config == nil && len(s.rawConfig) > 0 {
+		c, err := decodeSpec(s.rawConfig)
+		if err != nil {
+			return nil, fmt.Errorf("container %q: corrupt config in %s: %w", s.ID, filepath.Join(s.dir, stateFile), err)
+		}
+		s.Config = c
+	}
+	if s.Config == nil {
+		return nil, fmt.Errorf("container %q has no config yet", s.ID)
+	}
+	return s.Config, nil
+}
+
+// execLinux is the part of linux that exec needs.
+type execLinux struct {
+	Namespaces []specs.LinuxNamespace `json:"namespaces,omitempty"`
+	Seccomp    *specs.LinuxSeccomp    `json:"seccomp,omitempty"`
+}
+
+// execConfig returns the namespaces and seccomp config of the container,
+// decoding only them (not the whole spec's type tree).
+func (s *State) execConfig() (*execLinux, error) {
+	if s.Config != nil {
+		if s.Config.Linux == nil {
+			return nil, fmt.Errorf("container %q: config has no linux section", s.ID)
+		}
+		return &execLinux{Namespaces: s.Config.Linux.Namespaces, Seccomp: s.Config.Linux.Seccomp}, nil
+	}
+	var c struct {
+		Linux *execLinux `json:"linux"`
+	}
+	if len(s.rawConfig) == 0 {
+		return nil, fmt.Errorf("container %q has no config yet", s.ID)
+	}
+	if err := json.Unmarshal(s.rawConfig, &c); err != nil {
+		return nil, fmt.Errorf("container %q: corrupt config in %s: %w", s.ID, filepath.Join(s.dir, stateFile), err)
+	}
+	if c.Linux == nil {
+		return nil, fmt.Errorf("container %q: config has no linux section", s.ID)
+	}
+	return c.Linux, nil
+}
+
+// configLite returns the hooks and annotations without decoding the rest
+// of the config. A config that does not decode has none.
+func (s *State) configLite() *configLite {
+	if s.Config != nil {
+		return &configLite{Hooks: s.Config.Hooks, Annotations: s.Config.Annotations}
+	}
+	if s.lite == nil {
+		s.lite = &configLite{}
+		if len(s.rawConfig) > 0 {
+			json.Unmarshal(s.rawConfig, s.lite)
+		}
+	}
+	return s.lite
 }
 
 // badIDRune is false for what runc allows in ids: [A-Za-z0-9_+.-]. (A
@@ -74,7 +150,7 @@ func Load(root, id string) (*State, error) {
 		return nil, err
 	}
 	dir := filepath.Join(root, id)
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	b, err := rawio.ReadFile(filepath.Join(dir, stateFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			if _, derr := os.Stat(dir); derr == nil {
@@ -84,9 +160,19 @@ func Load(root, id string) (*State, error) {
 		}
 		return nil, fmt.Errorf("container %q: read state: %w", id, err)
 	}
+	// The outer Config (depth 0) shadows State's: it is kept as it is.
+	type state State
+	var d struct {
+		*state
+		Config json.RawMessage `json:"config"`
+	}
 	s := &State{}
-	if err := json.Unmarshal(b, s); err != nil {
+	d.state = (*state)(s)
+	if err := json.Unmarshal(b, &d); err != nil {
 		return nil, fmt.Errorf("container %q: corrupt state %s: %w", id, filepath.Join(dir, stateFile), err)
+	}
+	if string(d.Config) != "null" {
+		s.rawConfig, s.rawCurrent = d.Config, true
 	}
 	s.dir = dir
 	return s, nil
@@ -96,7 +182,22 @@ func Load(root, id string) (*State, error) {
 // state lives on /run and means nothing after a power loss, when every
 // container is gone too.
 func (s *State) save() error {
-	b, err := json.Marshal(s)
+	type state State
+	var b []byte
+	var err error
+	if s.rawCurrent {
+		b, err = json.Marshal(struct {
+			*state
+			Config json.RawMessage `json:"config"`
+		}{(*state)(s), s.rawConfig})
+	} else {
+		// Through linuxSpec, the type the config was decoded as (its
+		// encoders exist; specs.Spec's other platforms are never set).
+		b, err = json.Marshal(struct {
+			*state
+			Config *linuxSpec `json:"config"`
+		}{(*state)(s), toLinuxSpec(s.Config)})
+	}
 	if err != nil {
 		return err
 	}
@@ -154,7 +255,7 @@ func (s *State) initAlive() bool {
 
 // procStat returns a process's state letter and start time (clock ticks).
 func procStat(pid int) (byte, uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	b, err := rawio.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, 0, err
 	}
@@ -181,9 +282,7 @@ func (s *State) OCIState() specs.State {
 	if st.Status != Stopped {
 		st.Pid = s.InitPid
 	}
-	if s.Config != nil {
-		st.Annotations = s.Config.Annotations
-	}
+	st.Annotations = s.configLite().Annotations
 	return st
 }
 

@@ -4,10 +4,11 @@ package mountinfo
 
 import (
 	"fmt"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/berth-dev/berth/runtime/rawio"
 )
 
 // Entry is one line of mountinfo (see proc(5)).
@@ -23,7 +24,7 @@ type Entry struct {
 
 // Read parses the calling process's mount table.
 func Read() ([]Entry, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	b, err := rawio.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}

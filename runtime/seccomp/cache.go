@@ -8,14 +8,15 @@ import (
 	"os"
 	"path/filepath"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/berth-dev/berth/runtime/rawio"
 )
 
 // cacheFormat changes whenever Compile could turn the same config into a
 // different program, so that older cache entries are never used.
-const cacheFormat = "berth-seccomp-cache/1"
+const cacheFormat = "berth-seccomp-cache/3"
 
 // CompileCached is Compile with the program kept in dir, keyed by the
 // config, salt (the runtime's version) and libseccomp's version: an engine
@@ -37,9 +38,9 @@ func CompileCached(c *specs.LinuxSeccomp, dir, salt string) (*Filter, error) {
 	fmt.Fprintf(h, "%s\x00%s\x00%d.%d.%d\x00", cacheFormat, salt, maj, min, micro)
 	h.Write(cfg)
 	path := filepath.Join(dir, hex.EncodeToString(h.Sum(nil)))
-	if b, err := os.ReadFile(path); err == nil {
+	if b, err := rawio.ReadFile(path); err == nil {
 		f := new(Filter)
-		if f.UnmarshalJSON(b) == nil {
+		if f.UnmarshalBinary(b) == nil {
 			return f, nil
 		}
 	}
@@ -54,7 +55,7 @@ func CompileCached(c *specs.LinuxSeccomp, dir, salt string) (*Filter, error) {
 // store writes f at path atomically: a concurrent reader sees the whole
 // program or nothing.
 func store(dir, path string, f *Filter) {
-	b, err := f.MarshalJSON()
+	b, err := f.MarshalBinary()
 	if err != nil {
 		return
 	}

@@ -41,7 +41,7 @@ func TestCompileCached(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := other.MarshalJSON()
+	b, _ := other.MarshalBinary()
 	if err := os.WriteFile(entry, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
