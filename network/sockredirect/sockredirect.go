@@ -471,3 +471,32 @@ func (r *Redirector) setLocal(ip net.IP, add bool) {
 		m.Delete(k)
 	}
 }
+
+// attachTypes are the hooks the programs attach to.
+var attachTypes = []ebpf.AttachType{
+	ebpf.AttachCGroupInet4Connect, ebpf.AttachCgroupInet4GetPeername,
+	ebpf.AttachCGroupInet6Connect, ebpf.AttachCgroupInet6GetPeername,
+	ebpf.AttachCGroupUDP4Sendmsg, ebpf.AttachCGroupUDP4Recvmsg,
+}
+
+// Attached reports whether program id is attached to cgroup at any of
+// the hooks this package uses (for checks that nothing is left behind).
+func Attached(cgroup string, id ebpf.ProgramID) (bool, error) {
+	f, err := os.Open(cgroup)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	for _, at := range attachTypes {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: at})
+		if err != nil {
+			return false, fmt.Errorf("query %s programs of %s: %w", at, cgroup, err)
+		}
+		for _, p := range res.Programs {
+			if p.ID == id {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -490,27 +489,14 @@ func TestCloseDetaches(t *testing.T) {
 	}
 }
 
-// attached says whether program id is attached to cgroup for connect4
-// or getpeername4.
+// attached says whether program id is attached to cgroup.
 func attached(t *testing.T, cgroup string, id ebpf.ProgramID) bool {
 	t.Helper()
-	f, err := os.Open(cgroup)
+	ok, err := Attached(cgroup, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCgroupInet4GetPeername} {
-		res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: at})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range res.Programs {
-			if p.ID == id {
-				return true
-			}
-		}
-	}
-	return false
+	return ok
 }
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -53,23 +52,11 @@ func redirectAttached(t *testing.T, id ebpf.ProgramID) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(root)
+	ok, err := sockredirect.Attached(root, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect} {
-		res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: at})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range res.Programs {
-			if p.ID == id {
-				return true
-			}
-		}
-	}
-	return false
+	return ok
 }
 
 // waitGone waits until programs ids are neither attached nor loaded.
