@@ -15,6 +15,7 @@ func TestShimDependencies(t *testing.T) {
 		"github.com/berth-dev/berth/cmd/berth-shim",
 		"github.com/berth-dev/berth/container/shim",
 		"github.com/berth-dev/berth/container/logs",
+		"github.com/berth-dev/berth/internal/replace",
 		"golang.org/x/sys/",
 	}
 	forbidden := []string{"net", "net/http", "crypto/tls", "os/user", "runtime/cgo", "text/template", "html/template"}

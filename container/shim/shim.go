@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/container/logs"
+	"github.com/berth-dev/berth/internal/replace"
 )
 
 var (
@@ -539,7 +540,7 @@ func writeFileAtomic(path string, b []byte) error {
 	tmp := path + ".tmp"
 	err := os.WriteFile(tmp, append(b, '\n'), 0o644)
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = replace.Rename(tmp, path)
 	}
 	if err != nil {
 		os.Remove(tmp)

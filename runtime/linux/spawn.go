@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -140,6 +141,17 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 		return nil, err
 	}
 
+	// The fork itself makes the new pid namespace when nothing has to be
+	// joined or made before it (a user namespace, or a pid or time one
+	// joined or made by nsenter): nsenter then needs no second fork, and
+	// the container process is the one started here, an intermediate
+	// process (and the copy of an address space) less.
+	var forkFlags uint32
+	if req.cloneFlags&unix.CLONE_NEWPID != 0 && req.cloneFlags&(unix.CLONE_NEWUSER|unix.CLONE_NEWTIME) == 0 &&
+		!slices.ContainsFunc(req.joins, func(j nsPath) bool { return j.flag&(unix.CLONE_NEWUSER|unix.CLONE_NEWPID) != 0 }) {
+		forkFlags = unix.CLONE_NEWPID
+	}
+
 	io := req.stdio.orDefault()
 	files := []uintptr{io.in.Fd(), io.out.Fd(), io.err.Fd()}
 	for _, f := range extra {
@@ -159,6 +171,7 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 			// switches each, dear on a virtualised host) before its execve.
 			Env:   []string{nsenter.EnvInitPipe + "=" + strconv.Itoa(sockFd), "GOGC=off", "GOMAXPROCS=1"},
 			Files: files,
+			Sys:   &syscall.SysProcAttr{Cloneflags: uintptr(forkFlags)},
 		})
 	// files holds bare numbers: keep their *os.Files (and finalizers) off
 	// until the child has its copies.
@@ -195,7 +208,7 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 		}
 	}
 	var bs bootstrap
-	bs.u32(nsenter.AttrCloneFlags, req.cloneFlags)
+	bs.u32(nsenter.AttrCloneFlags, req.cloneFlags&^forkFlags)
 	for _, j := range req.joins {
 		bs.join(j.flag, j.path)
 	}
@@ -223,6 +236,9 @@ func spawn(req *spawnRequest) (_ *spawned, retErr error) {
 				return nil, fmt.Errorf("bad pid message")
 			}
 			pid = int(int32(binary.NativeEndian.Uint32(payload)))
+			if forkFlags != 0 {
+				pid = first // it said 1: its pid in its own namespace
+			}
 		case nsenter.MsgError:
 			return nil, fmt.Errorf("%s", payload)
 		default:

@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-dev/berth/internal/replace"
 	"github.com/berth-dev/berth/runtime/cgroups"
 	"github.com/berth-dev/berth/runtime/rawio"
 )
@@ -218,7 +219,7 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		err = os.Chmod(tmp.Name(), mode)
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), path)
+		err = replace.Rename(tmp.Name(), path)
 	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
