@@ -54,10 +54,21 @@ func (s *Service) Remove(ctx context.Context, name string, o RemoveOptions) erro
 			}
 		}
 	}
-	if rec, err = s.store.Update(rec.ID, func(r *store.Container) error {
+	mark := func(r *store.Container) error {
 		r.State.RemovalInProgress, r.State.Restarting, r.State.Running = true, false, false
 		return nil
-	}); err != nil {
+	}
+	// The mark is made durable so that a crash part way never leaves a
+	// container to use whose files are half gone. A --rm container that
+	// ran needs no durable mark: the daemon removes it at its next start
+	// whatever its record says (startAtBoot), which spares `run --rm`
+	// two fsyncs.
+	if rec.HostConfig.AutoRemove && rec.HasBeenStartedBefore {
+		rec, err = s.store.SetState(rec.ID, mark)
+	} else {
+		rec, err = s.store.Update(rec.ID, mark)
+	}
+	if err != nil {
 		return err
 	}
 	return s.finishRemove(ctx, c, rec, o.Volumes)

@@ -251,8 +251,8 @@ func (s *Store) Update(ref string, fn func(c *Container) error) (*Container, err
 }
 
 // SetState is Update for changes of the run state only (started, exited,
-// paused, restarting, health): they are written atomically but not
-// synced to disk. A kill of berthd loses nothing (the page cache
+// paused, restarting, health, and the removal of a --rm container that
+// ran): they are written atomically but not synced to disk. A kill of berthd loses nothing (the page cache
 // survives it); after a power loss no container is running anyway and
 // restore finds the shims gone, whichever state the record had. That
 // keeps two fsyncs off every start and every exit.
