@@ -184,8 +184,11 @@ func MonitorSize(ctx context.Context, s *Streams, resize func(ctx context.Contex
 // SIGWINCH and SIGURG (the Go runtime's) are the process's own business.
 func ForwardSignals(ctx context.Context, kill func(sig string)) {
 	ch := make(chan os.Signal, 128)
-	signal.Notify(ch)
+	// Asking for every signal installs some 60 handlers and starts the
+	// signal thread (a millisecond or two): done beside the requests that
+	// follow rather than before them.
 	go func() {
+		signal.Notify(ch)
 		defer signal.Stop(ch)
 		for {
 			select {
