@@ -34,6 +34,7 @@ import (
 	"github.com/berth-dev/berth/network/firewall"
 	"github.com/berth-dev/berth/network/ipam"
 	"github.com/berth-dev/berth/network/link"
+	"github.com/berth-dev/berth/network/netns"
 	"github.com/berth-dev/berth/network/sockredirect"
 )
 
@@ -205,6 +206,8 @@ type Manager struct {
 
 	// fw programs the rules.
 	fw firewall.Backend
+	// netns has a network namespace ready for the next sandbox.
+	netns netns.Spares
 }
 
 // Open loads the state under opts.Root, (re)creates the predefined
@@ -446,6 +449,7 @@ func (m *Manager) freeSubnetLocked() (netip.Prefix, error) {
 // no device and no rule behind; they come back at the next Open.
 func (m *Manager) Close() error {
 	m.dns.Close()
+	m.netns.Close()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for id := range m.reservations {

@@ -261,7 +261,7 @@ func (m *Manager) Setup(id string) (Setup, error) {
 		delete(m.st.Sandboxes, id)
 		return Setup{}, err
 	}
-	if err := netns.Create(sb.Key); err != nil {
+	if err := m.netns.Create(sb.Key); err != nil {
 		m.teardownLocked(sb)
 		m.saveUnsynced()
 		return Setup{}, fmt.Errorf("container %s: %w", id, err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,12 +17,22 @@ import (
 // Create makes a new network namespace, bind-mounted on path (which must
 // not exist), with its loopback device up.
 func Create(path string) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	ns, err := open()
 	if err != nil {
-		return fmt.Errorf("network namespace file %s: %w", path, err)
+		return err
 	}
-	f.Close()
-	errc := make(chan error, 1)
+	defer ns.Close()
+	return bind(ns, path)
+}
+
+// open makes a network namespace with its loopback up and returns a file
+// that holds it.
+func open() (*os.File, error) {
+	type result struct {
+		f   *os.File
+		err error
+	}
+	ch := make(chan result, 1)
 	go func() {
 		// The thread goes back to its namespace afterwards; if it cannot,
 		// it stays locked and Go ends it with the goroutine (or, for the
@@ -31,29 +42,38 @@ func Create(path string) error {
 		host, err := os.Open(self)
 		if err != nil {
 			runtime.UnlockOSThread()
-			errc <- err
+			ch <- result{err: err}
 			return
 		}
 		defer host.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("unshare network namespace: %w", err)
+			ch <- result{err: fmt.Errorf("unshare network namespace: %w", err)}
 			return
 		}
-		err = unix.Mount(self, path, "", unix.MS_BIND, "")
-		if err != nil {
-			err = fmt.Errorf("bind-mount network namespace on %s: %w", path, err)
-		} else {
-			err = loopbackUp()
+		var f *os.File
+		if err = loopbackUp(); err == nil {
+			f, err = os.Open(self)
 		}
 		if unix.Setns(int(host.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
-		errc <- err
+		ch <- result{f, err}
 	}()
-	if err := <-errc; err != nil {
-		Remove(path)
-		return err
+	r := <-ch
+	return r.f, r.err
+}
+
+// bind bind-mounts the namespace ns holds on path, which must not exist.
+func bind(ns *os.File, path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	if err != nil {
+		return fmt.Errorf("network namespace file %s: %w", path, err)
+	}
+	f.Close()
+	if err := unix.Mount("/proc/self/fd/"+strconv.Itoa(int(ns.Fd())), path, "", unix.MS_BIND, ""); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("bind-mount network namespace on %s: %w", path, err)
 	}
 	return nil
 }
