@@ -37,24 +37,7 @@ func TestCreateDoRemove(t *testing.T) {
 	if host.Ino == inside.Ino {
 		t.Fatalf("the namespace file is the host's namespace (%d %d / %d %d)", host.Dev, host.Ino, inside.Dev, inside.Ino)
 	}
-	var loFlags uint16
-	err := Do(p, func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		ifr, _ := unix.NewIfreq("lo")
-		if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-			return err
-		}
-		loFlags = ifr.Uint16()
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if loFlags&unix.IFF_UP == 0 {
+	if !loUp(t, p) {
 		t.Errorf("lo is down in the new namespace")
 	}
 	var after unix.Stat_t
