@@ -312,13 +312,16 @@ func (s *Service) onExit(c *ctr, st shim.ExitStatus, exited chan struct{}) {
 	if st.FinishedAt.IsZero() {
 		st.FinishedAt = now()
 	}
+	// The run's bundle and mounts go before the record says it ended: a
+	// start that follows a wait for the exit (it does not wait for this
+	// goroutine) must not find the old run's teardown removing its files.
+	s.teardown(c.id)
 	rec, err := s.store.SetState(c.id, func(r *store.Container) error {
 		r.State.Running, r.State.Paused, r.State.Restarting, r.State.Pid = false, false, false, 0
 		r.State.ExitCode, r.State.OOMKilled, r.State.FinishedAt = st.ExitCode, st.OOMKilled, st.FinishedAt.UTC()
 		stoppedHealth(&r.State)
 		return nil
 	})
-	s.teardown(c.id)
 	c.mu.Lock()
 	c.shim, c.exited = nil, nil
 	stopping := c.stopping
