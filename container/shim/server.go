@@ -149,14 +149,13 @@ func (s *shim) start() (int, error) {
 		s.mu.Unlock()
 		return 0, err
 	}
+	// No trimText here: it would delay the answer; the request's
+	// trimLater trims once the shim is quiet.
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.status == StatusCreated {
 		s.status = StatusRunning
 	}
-	s.mu.Unlock()
-	trimText()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	return s.init.pid, nil
 }
 

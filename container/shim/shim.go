@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -241,7 +242,7 @@ func (s *shim) runtimeAt(dir, logPath string, fds [3]int, args ...string) error 
 	argv = append(argv, args...)
 	pid, err := syscall.ForkExec(s.cfg.Runtime, argv, &syscall.ProcAttr{
 		Dir:   dir,
-		Env:   os.Environ(),
+		Env:   runtimeEnv(),
 		Files: []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])},
 	})
 	if err != nil {
@@ -258,6 +259,15 @@ func (s *shim) runtimeAt(dir, logPath string, fds [3]int, args ...string) error 
 		return errors.New(filepath.Base(s.cfg.Runtime) + " " + args[0] + ": killed by signal " + ws.Signal().String())
 	}
 	return errors.New(filepath.Base(s.cfg.Runtime) + " " + args[0] + ": exit status " + strconv.Itoa(ws.ExitStatus()))
+}
+
+// runtimeEnv is the shim's environment for the runtime, with GOMAXPROCS=1:
+// a runtime call does one thing after another, and a Go runtime (berth-runtime,
+// runc) with more Ps starts threads to spin and park, a clone and a
+// context switch each at every start of a container.
+func runtimeEnv() []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GOMAXPROCS=") })
+	return append(env, "GOMAXPROCS=1")
 }
 
 // runtimeError returns the last error message the runtime logged after

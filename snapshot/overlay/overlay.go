@@ -84,6 +84,10 @@ type Snapshotter struct {
 	records map[string]*record
 	nextID  uint64
 	closed  bool
+
+	// trashing counts the deletions of removed snapshots' data still
+	// running in the background.
+	trashing sync.WaitGroup
 }
 
 var (
@@ -179,6 +183,7 @@ func (s *Snapshotter) load() error {
 
 // Close releases the root. Snapshots stay on disk.
 func (s *Snapshotter) Close() error {
+	s.trashing.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -549,7 +554,8 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 }
 
 // Remove deletes the snapshot key: its directory is renamed to trash/ (the
-// commit point), then deleted.
+// commit point), then deleted in the background: a removal (the end of
+// every `run --rm`) need not wait for its files to go.
 func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 	fail := func(err error) error { return fmt.Errorf("remove snapshot %q: %w", key, err) }
 	s.mu.Lock()
@@ -585,7 +591,7 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 	}
 	// The snapshot is gone; if deleting its data fails (still mounted),
 	// Cleanup retries later.
-	_ = os.RemoveAll(trash)
+	s.trashing.Go(func() { _ = os.RemoveAll(trash) })
 	return nil
 }
 
@@ -618,6 +624,7 @@ func (s *Snapshotter) Walk(ctx context.Context, fn snapshot.WalkFunc) error {
 // touches a snapshot that has a record. Entries that cannot be deleted
 // (still mounted) are reported and left for the next Cleanup.
 func (s *Snapshotter) Cleanup(ctx context.Context) error {
+	s.trashing.Wait() // not two deletions of one directory at once
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
