@@ -66,6 +66,14 @@ func run(n, pullN int, eng engineFlags, nf netFlags, berth, out, only, suites st
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "# berthbench %s\n\nhost %s, %d CPUs\n\n", time.Now().UTC().Format(time.RFC3339), host, runtime.NumCPU())
+	// What the host charges for the work every container start repeats:
+	// the floor under the engine's figures, and what differs most between
+	// a virtualised host and bare metal.
+	if c, err := bench.MeasureHostCosts("/bin/true"); err != nil {
+		fmt.Fprintf(&b, "host costs: %v\n\n", err)
+	} else {
+		fmt.Fprintf(&b, "host costs: %s\n\n", c)
+	}
 	for _, suite := range strings.Split(suites, ",") {
 		var err error
 		switch strings.TrimSpace(suite) {
