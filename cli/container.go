@@ -18,12 +18,17 @@ import (
 	"github.com/berth-dev/berth/cli/format"
 )
 
-func (c *Cli) containerCommands() []*cobra.Command {
-	return []*cobra.Command{
-		c.newRunCmd(), c.newCreateCmd(), c.newStartCmd(), c.newStopCmd(), c.newRestartCmd(), c.newKillCmd(),
-		c.newRmCmd("rm"), c.newPsCmd("ps"), c.newLogsCmd(), c.newExecCmd(), c.newAttachCmd(), c.newInspectCmd(),
-		c.newTopCmd(), c.newStatsCmd(), c.newWaitCmd(), c.newRenameCmd(), c.newPauseCmd(), c.newUnpauseCmd(),
-		c.newCpCmd(), c.newExportCmd(), c.newCommitCmd(), c.newUpdateCmd(),
+func (c *Cli) containerCommands() []command {
+	return []command{
+		{"run", c.newRunCmd}, {"create", c.newCreateCmd}, {"start", c.newStartCmd}, {"stop", c.newStopCmd},
+		{"restart", c.newRestartCmd}, {"kill", c.newKillCmd},
+		{"rm", func() *cobra.Command { return c.newRmCmd("rm") }},
+		{"ps", func() *cobra.Command { return c.newPsCmd("ps") }},
+		{"logs", c.newLogsCmd}, {"exec", c.newExecCmd}, {"attach", c.newAttachCmd}, {"inspect", c.newInspectCmd},
+		{"top", c.newTopCmd}, {"stats", c.newStatsCmd}, {"wait", c.newWaitCmd}, {"rename", c.newRenameCmd},
+		{"pause", c.newPauseCmd}, {"unpause", c.newUnpauseCmd}, {"cp", c.newCpCmd}, {"export", c.newExportCmd},
+		{"commit", c.newCommitCmd}, {"update", c.newUpdateCmd}, {"port", c.newPortCmd},
+		{"container", c.containerGroup},
 	}
 }
 
@@ -37,7 +42,8 @@ func (c *Cli) containerGroup() *cobra.Command {
 	g.AddCommand(c.newRunCmd(), c.newCreateCmd(), c.newStartCmd(), c.newStopCmd(), c.newRestartCmd(),
 		c.newKillCmd(), rm, ls, c.newLogsCmd(), c.newExecCmd(), c.newAttachCmd(), c.newContainerInspectCmd(),
 		c.newTopCmd(), c.newStatsCmd(), c.newWaitCmd(), c.newRenameCmd(), c.newPauseCmd(), c.newUnpauseCmd(),
-		c.newCpCmd(), c.newExportCmd(), c.newCommitCmd(), c.newContainerPruneCmd(), c.newUpdateCmd())
+		c.newCpCmd(), c.newExportCmd(), c.newCommitCmd(), c.newContainerPruneCmd(), c.newUpdateCmd(),
+		c.newPortCmd())
 	return g
 }
 

@@ -25,10 +25,13 @@ import (
 // indexServer is the key of Docker Hub's credentials in the config file.
 const indexServer = "https://index.docker.io/v1/"
 
-func (c *Cli) imageCommands() []*cobra.Command {
-	return []*cobra.Command{c.newPullCmd(), c.newPushCmd(), c.newImagesCmd("images"), c.newRmiCmd("rmi"),
-		c.newTagCmd(), c.newSaveCmd(), c.newLoadCmd(), c.newImportCmd(), c.newHistoryCmd(),
-		c.newLoginCmd(), c.newLogoutCmd()}
+func (c *Cli) imageCommands() []command {
+	return []command{{"pull", c.newPullCmd}, {"push", c.newPushCmd},
+		{"images", func() *cobra.Command { return c.newImagesCmd("images") }},
+		{"rmi", func() *cobra.Command { return c.newRmiCmd("rmi") }},
+		{"tag", c.newTagCmd}, {"save", c.newSaveCmd}, {"load", c.newLoadCmd}, {"import", c.newImportCmd},
+		{"history", c.newHistoryCmd}, {"login", c.newLoginCmd}, {"logout", c.newLogoutCmd},
+		{"image", c.imageGroup}, {"build", c.newBuildCmd}}
 }
 
 func (c *Cli) imageGroup() *cobra.Command {

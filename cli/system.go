@@ -20,8 +20,9 @@ import (
 	"github.com/berth-dev/berth/cli/format"
 )
 
-func (c *Cli) systemCommands() []*cobra.Command {
-	return []*cobra.Command{c.newInfoCmd(), c.newVersionCmd(), c.newEventsCmd()}
+func (c *Cli) systemCommands() []command {
+	return []command{{"info", c.newInfoCmd}, {"version", c.newVersionCmd}, {"events", c.newEventsCmd},
+		{"system", c.systemGroup}, {"volume", c.volumeGroup}, {"network", c.networkGroup}}
 }
 
 func (c *Cli) systemGroup() *cobra.Command {
