@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"slices"
 	"syscall"
 	"time"
 )
@@ -38,8 +37,8 @@ func MeasureHostCosts(bin string) (HostCosts, error) {
 		}
 		starts = append(starts, d)
 	}
-	c.PageFault = median(faults)
-	c.ProcessStart = median(starts)
+	c.PageFault = Summarize(faults).Median
+	c.ProcessStart = Summarize(starts).Median
 	return c, nil
 }
 
@@ -90,10 +89,4 @@ func processStart(bin string) (time.Duration, error) {
 		return 0, fmt.Errorf("host costs: %s: %v", bin, ws)
 	}
 	return d, nil
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
 }

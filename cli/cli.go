@@ -160,8 +160,9 @@ func (c *Cli) commands() []command {
 	return slices.Concat(c.containerCommands(), c.imageCommands(), c.systemCommands())
 }
 
-// commandName is the command args name before its own arguments, after the
-// global flags; "" if the global flags cannot be told apart from it.
+// commandName is the name of the command args run: the first argument
+// after the global flags, or "" where the scan cannot tell (a flag it does
+// not know, --help, --version).
 func commandName(args []string) string {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
