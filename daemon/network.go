@@ -118,6 +118,8 @@ func (c containerNetworks) Teardown(id string) error {
 
 func (c containerNetworks) Forget(id string) error { return c.m.Forget(id) }
 
+func (c containerNetworks) Registered(id string) bool { return c.m.Registered(id) }
+
 func (c containerNetworks) Addresses(id string) []netip.Addr { return c.m.Addresses(id) }
 
 func (c containerNetworks) BridgeAddresses(id string) (netip.Addr, netip.Addr) {

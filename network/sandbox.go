@@ -520,6 +520,16 @@ func ifIndex(name string) int {
 	return n
 }
 
+// Registered reports whether Register recorded container id's networks.
+// A container:<id> container never has a record (it joins another's
+// namespace).
+func (m *Manager) Registered(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.st.Requests[id]
+	return ok
+}
+
 // sandboxID is a stable id for a container's sandbox.
 func sandboxID(containerID string) string {
 	return fmt.Sprintf("%x", []byte(containerID[:32]))[:64]

@@ -28,6 +28,9 @@ type Networks interface {
 	Teardown(id string) error
 	// Forget drops the container's records (at removal).
 	Forget(id string) error
+	// Registered reports whether Register recorded the container (never
+	// for --network container:<id>, which has nothing to record).
+	Registered(id string) bool
 	// SandboxKey is the namespace file of a running container ("" if
 	// none): what --network container:<id> joins.
 	SandboxKey(id string) string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 // restore reconciles the records with the shims after a daemon start:
 // running containers are followed again, exits that happened while the
 // daemon was away are recorded (with their restart policy or --rm), and
-// interrupted removals are finished.
+// interrupted removals are finished, and so are creates cut short.
 func (s *Service) restore(ctx context.Context) {
 	all, err := s.store.List(store.ListOptions{All: true})
 	if err != nil {
@@ -31,6 +32,14 @@ func (s *Service) restore(ctx context.Context) {
 			if err := s.finishRemove(ctx, c, rec, false); err != nil {
 				s.opts.Logf("container %s: finish removal: %v", rec.ID, err)
 			}
+		case s.createCutShort(rec):
+			// Its client got no answer; started, it would join the
+			// default network whatever it asked for. It goes, as a
+			// failed create's container does.
+			s.opts.Logf("container %s: its create was cut short (no network record): removing it", rec.ID)
+			if err := s.finishRemove(ctx, c, rec, true); err != nil {
+				s.opts.Logf("container %s: remove: %v", rec.ID, err)
+			}
 		case rec.State.Running && !rec.State.Restarting:
 			s.reattach(ctx, c, rec)
 		case rec.State.Restarting:
@@ -41,6 +50,14 @@ func (s *Service) restore(ctx context.Context) {
 			s.startAtBoot(c, rec)
 		}
 	}
+}
+
+// createCutShort reports whether the daemon died in rec's create between
+// writing its record and registering its networks.
+func (s *Service) createCutShort(rec *store.Container) bool {
+	return s.opts.Networks != nil && !rec.HasBeenStartedBefore &&
+		!strings.HasPrefix(string(rec.HostConfig.NetworkMode), "container:") &&
+		!s.opts.Networks.Registered(rec.ID)
 }
 
 // stopOrphan ends the shim of a start the daemon did not see through (it

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -163,4 +164,64 @@ func TestStopStartKeepsNetworks(t *testing.T) {
 	if _, err := exec("ip", "link", "show", tn.Bridge); err != nil {
 		t.Errorf("bridge %s not back after the restart", tn.Bridge)
 	}
+}
+
+// TestCreateCutShort: berthd killed in a create after the container's
+// record was written but before its networks were (simulated by taking
+// the network record out of the state file while the daemon is down)
+// must not leave a container that a start would put on the default
+// bridge whatever it asked for: the restarted daemon removes it, as a
+// failed create's. Complete creates stay, --network container:<id> ones
+// too (they have no network record).
+func TestCreateCutShort(t *testing.T) {
+	d, _ := startDaemon(t)
+	cut := strings.TrimSpace(d.Must(t, "create", "--network", "none", "--name", "cut", "busybox", "true"))
+	d.Must(t, "create", "--network", "none", "--name", "whole", "busybox", "true")
+	d.Must(t, "create", "--network", "container:whole", "--name", "joiner", "busybox", "true")
+	d.Crash()
+
+	path := filepath.Join(d.DataRoot, "network", "state.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]json.RawMessage
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	var reqs map[string]json.RawMessage
+	if err := json.Unmarshal(st["Requests"], &reqs); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reqs[cut]; !ok {
+		t.Fatalf("no network record of %s in %s", cut, path)
+	}
+	delete(reqs, cut)
+	if st["Requests"], err = json.Marshal(reqs); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := d.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	names := strings.Fields(d.Must(t, "ps", "-a", "--format", "{{.Names}}"))
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"joiner", "whole"}) {
+		t.Errorf("containers after the restart: %v, want joiner and whole", names)
+	}
+	if _, err := os.Stat(filepath.Join(d.DataRoot, "containers", cut)); !os.IsNotExist(err) {
+		t.Errorf("the cut-short container's directory: %v", err)
+	}
+	if !strings.Contains(d.Log(), cut+": its create was cut short") {
+		t.Errorf("the daemon's log does not say why %s went", cut)
+	}
+	// The name is free again.
+	d.Must(t, "create", "--network", "none", "--name", "cut", "busybox", "true")
+	d.Must(t, "rm", "-f", "cut", "joiner", "whole")
 }
