@@ -97,8 +97,8 @@ func (c containerNetworks) publish(action eventtypes.Action, id string, nets map
 
 var _ cservice.Networks = containerNetworks{}
 
-func (c containerNetworks) Register(id, name string, hc *container.HostConfig, exposed mnetwork.PortSet, cfg *mnetwork.NetworkingConfig) error {
-	return c.m.Register(id, name, hc, exposed, cfg)
+func (c containerNetworks) Register(id, name string, ccfg *container.Config, hc *container.HostConfig, cfg *mnetwork.NetworkingConfig) error {
+	return c.m.Register(id, name, ccfg, hc, cfg)
 }
 
 func (c containerNetworks) Setup(id string) (cservice.NetworkSetup, error) {
@@ -119,6 +119,8 @@ func (c containerNetworks) Teardown(id string) error {
 func (c containerNetworks) Forget(id string) error { return c.m.Forget(id) }
 
 func (c containerNetworks) Registered(id string) bool { return c.m.Registered(id) }
+
+func (c containerNetworks) HostGateway() netip.Addr { return c.m.HostGateway() }
 
 func (c containerNetworks) Addresses(id string) []netip.Addr { return c.m.Addresses(id) }
 

@@ -154,6 +154,7 @@ type Sandbox struct {
 type Request struct {
 	ContainerID string
 	Name        string // without the leading slash
+	Hostname    string `json:",omitempty"` // Config.Hostname, a DNS name too
 	Mode        string // HostConfig.NetworkMode
 	// Networks by network ID: aliases, --ip, --mac-address.
 	Networks map[string]*EndpointRequest

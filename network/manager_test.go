@@ -67,7 +67,7 @@ func TestAddressesSurviveRestart(t *testing.T) {
 	hc := &container.HostConfig{NetworkMode: "default"}
 	a, b2 := testID(), testID()
 	for _, id := range []string{a, b2} {
-		if err := m.Register(id, "/c"+id[:4], hc, nil, nil); err != nil {
+		if err := m.Register(id, "/c"+id[:4], &container.Config{}, hc, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

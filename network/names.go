@@ -17,7 +17,8 @@ import (
 type dnsView struct {
 	// nets are the user networks each container is on.
 	nets map[string][]string
-	// names maps network id, then lower-case name, to addresses.
+	// names maps network id, then lower-case name, to addresses; each
+	// name is there also as "name.network" (dockerd answers both).
 	names map[string]map[string][]netip.Addr
 	// links maps a container, then network id, then lower-case alias,
 	// to the lower-case name the alias stands for (--link on a user
@@ -56,9 +57,11 @@ func (m *Manager) refreshDNSLocked() {
 					continue
 				}
 				k := strings.ToLower(name)
-				byName[k] = append(byName[k], ep.IP)
-				if ep.IP6.IsValid() {
-					byName[k] = append(byName[k], ep.IP6)
+				for _, k := range []string{k, k + "." + strings.ToLower(n.Name)} {
+					byName[k] = append(byName[k], ep.IP)
+					if ep.IP6.IsValid() {
+						byName[k] = append(byName[k], ep.IP6)
+					}
 				}
 			}
 		}

@@ -36,8 +36,8 @@ func (m *Manager) modeNetworkLocked(mode string) (*Network, error) {
 // its mode and the settings of NetworkingConfig's endpoints. It checks
 // that the networks exist and that the settings fit them, with dockerd's
 // messages.
-func (m *Manager) Register(id, name string, hc *container.HostConfig, exposed network.PortSet, cfg *network.NetworkingConfig) error {
-	ports, err := portRequests(hc, exposed)
+func (m *Manager) Register(id, name string, ccfg *container.Config, hc *container.HostConfig, cfg *network.NetworkingConfig) error {
+	ports, err := portRequests(hc, ccfg.ExposedPorts)
 	if err != nil {
 		return err
 	}
@@ -46,21 +46,20 @@ func (m *Manager) Register(id, name string, hc *container.HostConfig, exposed ne
 		if cfg != nil && len(cfg.EndpointsConfig) > 0 {
 			return fmt.Errorf("conflicting options: container type network can't be used with multiple networks: %w", errdefs.ErrInvalidArgument)
 		}
-		if len(ports) > 0 {
-			return fmt.Errorf("conflicting options: port publishing and the container type network mode: %w", errdefs.ErrInvalidArgument)
-		}
+		// Its other conflicts (ports, names, resolvers) are refused
+		// before, with the request (spec.ValidateNetworkMode).
 		return nil
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	req := &Request{ContainerID: id, Name: strings.TrimPrefix(name, "/"), Mode: mode, Networks: map[string]*EndpointRequest{}}
+	req := &Request{ContainerID: id, Name: strings.TrimPrefix(name, "/"), Hostname: ccfg.Hostname, Mode: mode, Networks: map[string]*EndpointRequest{}}
 	for _, a := range hc.DNS {
 		req.DNS = append(req.DNS, a.String())
 	}
 	if mode != network.NetworkHost {
 		// As dockerd, host networking discards published ports.
 		req.Ports = ports
-		for p := range exposed {
+		for p := range ccfg.ExposedPorts {
 			req.Exposed = append(req.Exposed, p.String())
 		}
 		slices.Sort(req.Exposed)
@@ -348,10 +347,14 @@ func (m *Manager) joinLocked(sb *Sandbox, n *Network, req *Request, ifName strin
 	}
 	ep.MAC = hw.String()
 	if n.Name != network.NetworkBridge {
-		// User networks' DNS names, as dockerd: name, aliases, short id.
+		// User networks' DNS names, as dockerd: name, aliases, short
+		// id, hostname (which is the short id unless --hostname).
 		ep.DNSNames = append(ep.DNSNames, req.Name)
 		ep.DNSNames = append(ep.DNSNames, er.Aliases...)
 		ep.DNSNames = append(ep.DNSNames, sb.ContainerID[:12])
+		if req.Hostname != "" && !slices.Contains(ep.DNSNames, req.Hostname) {
+			ep.DNSNames = append(ep.DNSNames, req.Hostname)
+		}
 	}
 	gw := n.Pool.Gateway
 	var gw6 netip.Addr
@@ -518,6 +521,18 @@ func (m *Manager) Addresses(id string) []netip.Addr {
 func ifIndex(name string) int {
 	n, _ := strconv.Atoi(strings.TrimPrefix(name, "eth"))
 	return n
+}
+
+// HostGateway is the default bridge's gateway address, which containers
+// reach the host by (dockerd's default for --add-host NAME:host-gateway);
+// invalid without a default bridge.
+func (m *Manager) HostGateway() netip.Addr {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if n := m.byNameLocked(network.NetworkBridge); n != nil && n.Pool != nil {
+		return n.Pool.Gateway
+	}
+	return netip.Addr{}
 }
 
 // Registered reports whether Register recorded container id's networks.

@@ -129,7 +129,7 @@ func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	if versionBefore(r.Context(), "1.44") {
+	if versionBefore(r.Context(), "1.52") {
 		writeJSON(w, http.StatusOK, withLegacyNetworkSettings(resp))
 		return nil
 	}

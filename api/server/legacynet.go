@@ -8,25 +8,40 @@ import (
 )
 
 // legacyInspect is a container's inspect document for clients older than
-// API 1.44, whose NetworkSettings also carried the default bridge
-// endpoint's addresses at the top (docker 20.10's `inspect -f
-// '{{.NetworkSettings.IPAddress}}'` reads them). dockerd fills them from
-// the "bridge" network and leaves them empty elsewhere.
+// API 1.52, whose NetworkSettings also carried the default bridge
+// endpoint's addresses at the top (`docker inspect -f
+// '{{.NetworkSettings.IPAddress}}'` reads them) and a few fields long
+// deprecated (Bridge, HairpinMode, the link-local and secondary
+// addresses), all removed in 1.52. dockerd fills the addresses from the
+// "bridge" network and leaves them empty elsewhere.
 type legacyInspect struct {
 	container.InspectResponse
 	NetworkSettings *legacyNetworkSettings
 }
 
+// legacyAddress is an entry of the secondary address lists, which
+// dockerd leaves null.
+type legacyAddress struct {
+	Addr      string
+	PrefixLen int
+}
+
 type legacyNetworkSettings struct {
 	container.NetworkSettings
-	EndpointID          string
-	Gateway             string
-	GlobalIPv6Address   string
-	GlobalIPv6PrefixLen int
-	IPAddress           string
-	IPPrefixLen         int
-	IPv6Gateway         string
-	MacAddress          string
+	Bridge                 string
+	HairpinMode            bool
+	LinkLocalIPv6Address   string
+	LinkLocalIPv6PrefixLen int
+	SecondaryIPAddresses   []legacyAddress
+	SecondaryIPv6Addresses []legacyAddress
+	EndpointID             string
+	Gateway                string
+	GlobalIPv6Address      string
+	GlobalIPv6PrefixLen    int
+	IPAddress              string
+	IPPrefixLen            int
+	IPv6Gateway            string
+	MacAddress             string
 }
 
 func withLegacyNetworkSettings(resp container.InspectResponse) any {

@@ -73,6 +73,9 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (string, []string
 	if err := validateRestartPolicy(hc.RestartPolicy, hc.AutoRemove); err != nil {
 		return "", nil, err
 	}
+	if err := spec.ValidateNetworkMode(cfg, hc); err != nil {
+		return "", nil, err
+	}
 
 	id := newID()
 	// --entrypoint "" arrives as [""]: it clears the image's entrypoint.

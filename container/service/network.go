@@ -9,6 +9,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 
+	"github.com/berth-dev/berth/container/spec"
 	"github.com/berth-dev/berth/container/store"
 	"github.com/berth-dev/berth/errdefs"
 )
@@ -19,8 +20,9 @@ import (
 // container at removal.
 type Networks interface {
 	// Register checks and records the networks container id joins.
-	// exposed are the container's exposed ports (for -P).
-	Register(id, name string, hc *container.HostConfig, exposed network.PortSet, cfg *network.NetworkingConfig) error
+	// ccfg gives the exposed ports (for -P) and the hostname (a DNS
+	// name on user networks).
+	Register(id, name string, ccfg *container.Config, hc *container.HostConfig, cfg *network.NetworkingConfig) error
 	// Setup builds the container's namespace and endpoints and returns
 	// the namespace file ("" for the host's) and its addresses.
 	Setup(id string) (NetworkSetup, error)
@@ -28,6 +30,9 @@ type Networks interface {
 	Teardown(id string) error
 	// Forget drops the container's records (at removal).
 	Forget(id string) error
+	// HostGateway is the default bridge's gateway address (invalid
+	// without a default bridge): what --add-host NAME:host-gateway names.
+	HostGateway() netip.Addr
 	// Registered reports whether Register recorded the container (never
 	// for --network container:<id>, which has nothing to record).
 	Registered(id string) bool
@@ -49,6 +54,9 @@ type NetworkSetup struct {
 	Addresses []netip.Addr
 	// EmbeddedDNS: the container's resolv.conf names the embedded DNS.
 	EmbeddedDNS bool
+	// Peer is the container whose network --network container:<id>
+	// joins.
+	Peer *spec.NetworkPeer
 }
 
 // networkSetup prepares rec's network before its spec is generated: its
@@ -73,7 +81,8 @@ func (s *Service) networkSetup(ctx context.Context, rec *store.Container) (Netwo
 		if key == "" {
 			return NetworkSetup{}, fmt.Errorf("cannot join network namespace of a non running container: %s: %w", other.ID, errdefs.ErrConflict)
 		}
-		return NetworkSetup{NetNS: key}, nil
+		peer := &spec.NetworkPeer{Dir: s.store.Dir(other.ID), Hostname: other.Config.Hostname, Domainname: other.Config.Domainname}
+		return NetworkSetup{NetNS: key, Peer: peer}, nil
 	}
 	return s.opts.Networks.Setup(rec.ID)
 }
@@ -88,6 +97,14 @@ func (s *Service) networkTeardown(id string) {
 	}
 }
 
+// hostGateway is what --add-host NAME:host-gateway names.
+func (s *Service) hostGateway() netip.Addr {
+	if s.opts.Networks == nil {
+		return netip.Addr{}
+	}
+	return s.opts.Networks.HostGateway()
+}
+
 // networkRegister records rec's network wishes at create.
 func (s *Service) networkRegister(rec *store.Container, cfg *network.NetworkingConfig) error {
 	if s.opts.Networks == nil {
@@ -97,7 +114,7 @@ func (s *Service) networkRegister(rec *store.Container, cfg *network.NetworkingC
 	if err != nil {
 		return err
 	}
-	return s.opts.Networks.Register(rec.ID, rec.Name, rec.HostConfig, rec.Config.ExposedPorts, cfg)
+	return s.opts.Networks.Register(rec.ID, rec.Name, rec.Config, rec.HostConfig, cfg)
 }
 
 // networkForget drops rec's network records at removal.

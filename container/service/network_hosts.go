@@ -27,7 +27,9 @@ func (s *Service) RefreshHosts(id string) error {
 	// A link whose target has stopped since keeps no line, as the
 	// address it named is gone.
 	links, _ := s.linkInputs(rec)
-	b, err := spec.HostsWithLinks(rec.Config.Hostname, rec.Config.Domainname, s.opts.Networks.Addresses(rec.ID), rec.HostConfig.ExtraHosts, links)
+	h := spec.Hosts{Hostname: rec.Config.Hostname, Domainname: rec.Config.Domainname, Addresses: s.opts.Networks.Addresses(rec.ID),
+		ExtraHosts: rec.HostConfig.ExtraHosts, HostGateway: s.opts.Networks.HostGateway(), Links: links}
+	b, err := h.Content()
 	if err != nil {
 		return err
 	}

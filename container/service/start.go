@@ -222,6 +222,7 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (_ *client.S
 	sp, err := spec.Generate(spec.Input{
 		UIDMappings: uidMaps, GIDMappings: gidMaps, UserNSPath: s.joinedUserns(rec, nsPaths),
 		NetNSPath: netSetup.NetNS, Addresses: netSetup.Addresses, EmbeddedDNS: netSetup.EmbeddedDNS, Links: links,
+		HostGateway: s.hostGateway(), NetworkPeer: netSetup.Peer,
 		ID: rec.ID, Config: rec.Config, HostConfig: rec.HostConfig, Image: imgCfg,
 		Rootfs: rootfs, Dir: s.store.Dir(rec.ID), InitBinary: s.opts.Init, CgroupParent: s.opts.CgroupParent,
 		NamespacePaths: nsPaths, IPCShm: ipcShm,

@@ -40,40 +40,69 @@ const defaultHosts = "127.0.0.1\tlocalhost\n" +
 	"ff02::1\tip6-allnodes\n" +
 	"ff02::2\tip6-allrouters\n"
 
-// HostsContent returns the container's /etc/hosts: Docker's localhost
-// lines, one line per container address naming the container's hostname
-// (and FQDN), then the --add-host entries. Without an address (no network,
-// or --network none) dockerd writes no line for the hostname, and neither
-// do we.
-func HostsContent(hostname, domainname string, addrs []netip.Addr, extraHosts []string) ([]byte, error) {
+// HostGatewayName is the --add-host value that stands for the host, as
+// seen from containers (dockerd's "host-gateway").
+const HostGatewayName = "host-gateway"
+
+// Hosts is what a container's /etc/hosts names.
+type Hosts struct {
+	Hostname, Domainname string
+	// Addresses are the container's own, named by its hostname.
+	Addresses []netip.Addr
+	// ExtraHosts are --add-host's "name:ip" (or "name=ip") entries.
+	ExtraHosts []string
+	// HostGateway is what an ExtraHosts ip of HostGatewayName stands
+	// for: the default bridge's gateway (invalid without one).
+	HostGateway netip.Addr
+	// Links are the legacy links of a container on the default bridge.
+	Links []Link
+}
+
+// Content returns /etc/hosts as dockerd writes it: Docker's localhost
+// lines, the --add-host entries, the links' lines, then one line per
+// container address naming the container's hostname (and FQDN). Without
+// an address (--network none) dockerd writes no line for the hostname,
+// and neither do we.
+func (h Hosts) Content() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString(defaultHosts)
-	names := hostname
-	if domainname != "" && hostname != "" {
-		names = hostname + "." + domainname + " " + hostname
-	}
-	for _, a := range addrs {
-		if names != "" {
-			fmt.Fprintf(&b, "%s\t%s\n", a, names)
-		}
-	}
-	for _, e := range extraHosts {
+	for _, e := range h.ExtraHosts {
 		host, ip, err := parseExtraHost(e)
 		if err != nil {
 			return nil, err
 		}
+		if ip == HostGatewayName {
+			if !h.HostGateway.IsValid() {
+				return nil, invalid("unable to derive the IP value for host-gateway")
+			}
+			ip = h.HostGateway.String()
+		}
 		fmt.Fprintf(&b, "%s\t%s\n", ip, host)
+	}
+	b.Write(linksHosts(h.Links))
+	names := h.Hostname
+	if h.Domainname != "" && h.Hostname != "" {
+		names = h.Hostname + "." + h.Domainname + " " + h.Hostname
+	}
+	for _, a := range h.Addresses {
+		if names != "" {
+			fmt.Fprintf(&b, "%s\t%s\n", a, names)
+		}
 	}
 	return b.Bytes(), nil
 }
 
-// parseExtraHost splits an --add-host entry, "name:ip" or "name=ip".
+// parseExtraHost splits an --add-host entry, "name:ip" or "name=ip"; ip
+// may be HostGatewayName.
 func parseExtraHost(e string) (string, string, error) {
 	sep := strings.IndexAny(e, ":=")
 	if sep <= 0 {
 		return "", "", invalid("invalid extra host %q: expected host:ip", e)
 	}
 	host, ip := e[:sep], strings.Trim(e[sep+1:], "[]")
+	if ip == HostGatewayName {
+		return host, ip, nil
+	}
 	if _, err := netip.ParseAddr(ip); err != nil {
 		return "", "", invalid("invalid IP address in add-host: %q", ip)
 	}
@@ -180,18 +209,27 @@ func onlyStub(b []byte) bool {
 // writeFiles writes hosts, hostname and resolv.conf into dir.
 func writeFiles(dir string, in *Input, hostname, domainname string) error {
 	hc := in.HostConfig
+	h := Hosts{Hostname: hostname, Domainname: domainname, Addresses: in.Addresses,
+		ExtraHosts: hc.ExtraHosts, HostGateway: in.HostGateway, Links: in.Links}
 	var hosts, resolv []byte
 	var err error
 	if hc.NetworkMode == "host" {
-		// Host networking shares the host's names and resolvers verbatim.
-		if hosts, err = os.ReadFile("/etc/hosts"); err != nil {
-			return fmt.Errorf("read host /etc/hosts: %w", err)
+		// Host networking shares the host's names and resolvers
+		// verbatim; dockerd builds the hosts file only for --add-host
+		// entries, without the host's lines.
+		if len(hc.ExtraHosts) == 0 {
+			hosts, err = os.ReadFile("/etc/hosts")
+			if err != nil {
+				return fmt.Errorf("read host /etc/hosts: %w", err)
+			}
+		} else if hosts, err = h.Content(); err != nil {
+			return err
 		}
 		if resolv, err = readHostResolvConf(in.hostResolvConf()); err != nil {
 			return err
 		}
 	} else {
-		if hosts, err = HostsWithLinks(hostname, domainname, in.Addresses, hc.ExtraHosts, in.Links); err != nil {
+		if hosts, err = h.Content(); err != nil {
 			return err
 		}
 		host, err := readHostResolvConf(in.hostResolvConf())

@@ -146,14 +146,3 @@ func linksHosts(links []Link) []byte {
 	}
 	return []byte(b.String())
 }
-
-// HostsWithLinks is a container's whole /etc/hosts: HostsContent, then
-// the lines of its legacy links (what start writes, and what network
-// connect and disconnect write again).
-func HostsWithLinks(hostname, domainname string, addrs []netip.Addr, extraHosts []string, links []Link) ([]byte, error) {
-	b, err := HostsContent(hostname, domainname, addrs, extraHosts)
-	if err != nil {
-		return nil, err
-	}
-	return append(b, linksHosts(links)...), nil
-}

@@ -93,6 +93,19 @@ type Input struct {
 	// Links are the container's legacy links (default bridge): their
 	// /etc/hosts lines and environment variables.
 	Links []Link
+	// HostGateway is the address --add-host NAME:host-gateway names.
+	HostGateway netip.Addr
+	// NetworkPeer, with --network container:<id>, is that container: as
+	// with dockerd, this one takes its hostname and shares its hosts,
+	// hostname and resolv.conf files.
+	NetworkPeer *NetworkPeer
+}
+
+// NetworkPeer is the container whose network namespace a container joins.
+type NetworkPeer struct {
+	// Dir holds its hosts, hostname and resolv.conf files.
+	Dir                  string
+	Hostname, Domainname string
 }
 
 func (in *Input) hostResolvConf() string {
@@ -112,12 +125,17 @@ func hostCgroupV2() bool {
 }
 
 // SetDefaults fills the fields dockerd fills at create, so that inspect
-// shows them: Hostname (the id's first 12 characters), ShmSize, IpcMode,
+// shows them: Hostname (the id's first 12 characters, the host's name
+// with host networking), ShmSize, IpcMode,
 // CgroupnsMode (private on a cgroup v2 host, host on v1, as dockerd),
 // NetworkMode, RestartPolicy, and MemorySwap (twice Memory when unset).
 func SetDefaults(id string, cfg *container.Config, hc *container.HostConfig) {
-	if cfg.Hostname == "" && hc.NetworkMode != "host" && len(id) >= 12 {
-		cfg.Hostname = id[:12]
+	if cfg.Hostname == "" {
+		if hc.NetworkMode == "host" {
+			cfg.Hostname, _ = osHostname()
+		} else if len(id) >= 12 {
+			cfg.Hostname = id[:12]
+		}
 	}
 	if hc.ShmSize == 0 {
 		hc.ShmSize = DefaultShmSize
@@ -140,6 +158,30 @@ func SetDefaults(id string, cfg *container.Config, hc *container.HostConfig) {
 	if hc.Memory > 0 && hc.MemorySwap == 0 {
 		hc.MemorySwap = 2 * hc.Memory
 	}
+}
+
+// ValidateNetworkMode refuses what dockerd refuses at create with
+// --network container:<id>, in its order: a container that shares
+// another's network has that one's hostname, names, resolvers and ports.
+// It checks the request as sent, before SetDefaults and the image's
+// config (whose EXPOSE does not count).
+func ValidateNetworkMode(cfg *container.Config, hc *container.HostConfig) error {
+	if !hc.NetworkMode.IsContainer() {
+		return nil
+	}
+	switch {
+	case cfg.Hostname != "":
+		return invalid("conflicting options: hostname and the network mode")
+	case len(hc.DNS) > 0:
+		return invalid("conflicting options: dns and the network mode")
+	case len(hc.ExtraHosts) > 0:
+		return invalid("conflicting options: custom host-to-IP mapping and the network mode")
+	case len(hc.PortBindings) > 0 || hc.PublishAllPorts:
+		return invalid("conflicting options: port publishing and the container type network mode")
+	case len(cfg.ExposedPorts) > 0:
+		return invalid("conflicting options: port exposing and the container type network mode")
+	}
+	return nil
 }
 
 // Validate checks what can be checked without the rootfs, with dockerd's
@@ -307,7 +349,11 @@ func Generate(in Input) (*specs.Spec, error) {
 	sec, _ := securityOpts(hc.SecurityOpt)
 
 	hostname, domainname := cfg.Hostname, cfg.Domainname
-	if hc.UTSMode.IsHost() || hc.NetworkMode == "host" {
+	filesDir := in.Dir
+	if p := in.NetworkPeer; p != nil {
+		hostname, domainname, filesDir = p.Hostname, p.Domainname, p.Dir
+	}
+	if hc.UTSMode.IsHost() {
 		hostname, _ = osHostname()
 		domainname = ""
 	}
@@ -339,8 +385,10 @@ func Generate(in Input) (*specs.Spec, error) {
 		mounts = append(mounts, specs.Mount{Destination: InitPath, Type: "bind", Source: in.InitBinary, Options: []string{"bind", "ro"}})
 		args = append([]string{InitPath, "--"}, args...)
 	}
-	if err := writeFiles(in.Dir, &in, hostname, domainname); err != nil {
-		return nil, err
+	if in.NetworkPeer == nil {
+		if err := writeFiles(in.Dir, &in, hostname, domainname); err != nil {
+			return nil, err
+		}
 	}
 	fileOpts := []string{"rbind", "rprivate"}
 	if hc.ReadonlyRootfs {
@@ -349,7 +397,7 @@ func Generate(in Input) (*specs.Spec, error) {
 	for _, f := range []struct{ dst, name string }{
 		{"/etc/resolv.conf", ResolvConfFile}, {"/etc/hostname", HostnameFile}, {"/etc/hosts", HostsFile},
 	} {
-		mounts = append(mounts, specs.Mount{Destination: f.dst, Type: "bind", Source: filepath.Join(in.Dir, f.name), Options: slices.Clone(fileOpts)})
+		mounts = append(mounts, specs.Mount{Destination: f.dst, Type: "bind", Source: filepath.Join(filesDir, f.name), Options: slices.Clone(fileOpts)})
 	}
 	mounts = withUserMounts(mounts, nDefault, &in, &hc)
 

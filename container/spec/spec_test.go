@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -501,14 +503,62 @@ func TestResolvConfAndHosts(t *testing.T) {
 	dns := mustAddrs(t, "1.1.1.1")
 	eq(t, "--dns", string(ResolvConfContent(host, dns, nil, []string{"ndots:1"})), "nameserver 1.1.1.1\nsearch example.com\noptions ndots:1\n")
 	eq(t, "--dns-search .", string(ResolvConfContent(host, nil, []string{"."}, nil)), "nameserver 8.8.8.8\nnameserver 8.8.4.4\noptions ndots:2\n")
-	hosts, err := HostsContent("foo", "bar.com", mustAddrs(t, "172.17.0.2"), []string{"db:10.0.0.5"})
+	hosts, err := Hosts{Hostname: "foo", Domainname: "bar.com", Addresses: mustAddrs(t, "172.17.0.2"), ExtraHosts: []string{"db:10.0.0.5"}}.Content()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(string(hosts), "ff02::2\tip6-allrouters\n172.17.0.2\tfoo.bar.com foo\n10.0.0.5\tdb\n") {
+	// dockerd's order: --add-host entries, links, then the container's own lines.
+	if !strings.HasSuffix(string(hosts), "ff02::2\tip6-allrouters\n10.0.0.5\tdb\n172.17.0.2\tfoo.bar.com foo\n") {
 		t.Errorf("hosts:\n%s", hosts)
 	}
-	if _, err := HostsContent("foo", "", nil, []string{"nocolon"}); !errdefs.IsInvalidArgument(err) {
+	if _, err := (Hosts{Hostname: "foo", ExtraHosts: []string{"nocolon"}}).Content(); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("bad --add-host: %v", err)
+	}
+	gw := netip.MustParseAddr("172.17.0.1")
+	hosts, err = Hosts{Hostname: "foo", ExtraHosts: []string{"gw:host-gateway", "gw2=host-gateway"}, HostGateway: gw}.Content()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(string(hosts), "ip6-allrouters\n172.17.0.1\tgw\n172.17.0.1\tgw2\n") {
+		t.Errorf("host-gateway:\n%s", hosts)
+	}
+	if _, err := (Hosts{ExtraHosts: []string{"gw:host-gateway"}}).Content(); err == nil || !strings.Contains(err.Error(), "unable to derive the IP value for host-gateway") {
+		t.Errorf("host-gateway without a default bridge: %v", err)
+	}
+}
+
+// TestValidateNetworkMode: with --network container:<id>, dockerd's
+// conflicts are refused in its order, and the image's EXPOSE (merged
+// later) does not count.
+func TestValidateNetworkMode(t *testing.T) {
+	mode := container.NetworkMode("container:web")
+	for _, c := range []struct {
+		cfg  container.Config
+		hc   container.HostConfig
+		want string
+	}{
+		{container.Config{Hostname: "h"}, container.HostConfig{DNS: mustAddrs(t, "1.1.1.1")}, "conflicting options: hostname and the network mode"},
+		{container.Config{}, container.HostConfig{DNS: mustAddrs(t, "1.1.1.1")}, "conflicting options: dns and the network mode"},
+		{container.Config{}, container.HostConfig{ExtraHosts: []string{"a:1.2.3.4"}}, "conflicting options: custom host-to-IP mapping and the network mode"},
+		{container.Config{ExposedPorts: network.PortSet{network.MustParsePort("80/tcp"): {}}}, container.HostConfig{PortBindings: network.PortMap{network.MustParsePort("80/tcp"): nil}}, "conflicting options: port publishing and the container type network mode"},
+		{container.Config{}, container.HostConfig{PublishAllPorts: true}, "conflicting options: port publishing and the container type network mode"},
+		{container.Config{ExposedPorts: network.PortSet{network.MustParsePort("80/tcp"): {}}}, container.HostConfig{}, "conflicting options: port exposing and the container type network mode"},
+		{container.Config{}, container.HostConfig{DNSSearch: []string{"x"}}, ""},
+	} {
+		c.hc.NetworkMode = mode
+		err := ValidateNetworkMode(&c.cfg, &c.hc)
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("--dns-search: %v", err)
+			}
+			continue
+		}
+		if !errdefs.IsInvalidArgument(err) || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("got %v, want %q", err, c.want)
+		}
+	}
+	hc := container.HostConfig{NetworkMode: "bridge", DNS: mustAddrs(t, "1.1.1.1")}
+	if err := ValidateNetworkMode(&container.Config{Hostname: "h"}, &hc); err != nil {
+		t.Errorf("bridge mode: %v", err)
 	}
 }

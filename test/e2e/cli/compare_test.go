@@ -130,7 +130,7 @@ func testPsInspectLogsAsDocker(t *testing.T) {
 	}
 	// The whole document. On berthd, berth speaks API 1.56 and docker
 	// 20.10 speaks 1.41, for which NetworkSettings also carries the
-	// default bridge endpoint's addresses at the top (API < 1.44).
+	// default bridge endpoint's addresses at the top (API < 1.52).
 	bi, di := berth(t, "inspect", running), dockerOut(t, "inspect", running)
 	if cur.name == "berthd" {
 		bi, di = inspectDoc(t, bi, false), inspectDoc(t, di, true)
@@ -340,7 +340,7 @@ func jsonEqual(a, b string) bool {
 }
 
 // inspectDoc is an inspect document with its keys sorted, without the
-// top-level NetworkSettings fields of API < 1.44 when dropLegacy.
+// top-level NetworkSettings fields of API < 1.52 when dropLegacy.
 func inspectDoc(t *testing.T, doc string, dropLegacy bool) string {
 	t.Helper()
 	var v []map[string]any
@@ -349,7 +349,8 @@ func inspectDoc(t *testing.T, doc string, dropLegacy bool) string {
 	}
 	for _, c := range v {
 		if ns, ok := c["NetworkSettings"].(map[string]any); ok && dropLegacy {
-			for _, k := range []string{"EndpointID", "Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPAddress", "IPPrefixLen", "IPv6Gateway", "MacAddress"} {
+			for _, k := range []string{"Bridge", "HairpinMode", "LinkLocalIPv6Address", "LinkLocalIPv6PrefixLen", "SecondaryIPAddresses", "SecondaryIPv6Addresses",
+				"EndpointID", "Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPAddress", "IPPrefixLen", "IPv6Gateway", "MacAddress"} {
 				delete(ns, k)
 			}
 		}

@@ -2,12 +2,18 @@ package network_test
 
 import (
 	"bufio"
+	"context"
+	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/testutil/berthd"
 )
 
 // TestDefaultBridge: a container on the default bridge gets an address
@@ -35,6 +41,19 @@ func TestDefaultBridge(t *testing.T) {
 	// top of NetworkSettings too.
 	if got := strings.TrimSpace(d.Must(t, "inspect", "-f", "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.Gateway}} {{.NetworkSettings.MacAddress}}", "web")); got != ip.String()+" "+br.Gateway+" "+br.MacAddress {
 		t.Errorf("top-level NetworkSettings for API 1.41: %q, want %s %s %s", got, ip, br.Gateway, br.MacAddress)
+	}
+	// So do clients up to API 1.51 (docker 28 speaks 1.50); 1.52 dropped
+	// the fields.
+	for _, c := range []struct {
+		version string
+		legacy  bool
+	}{{"1.50", true}, {"1.51", true}, {"1.52", false}} {
+		ns := rawInspect(t, d, c.version, "web")["NetworkSettings"].(map[string]any)
+		_, hasHairpin := ns["HairpinMode"]
+		if c.legacy && (ns["IPAddress"] != ip.String() || ns["Gateway"] != br.Gateway || ns["IPPrefixLen"] != float64(24) || ns["EndpointID"] != br.EndpointID || !hasHairpin) ||
+			!c.legacy && (ns["IPAddress"] != nil || hasHairpin) {
+			t.Errorf("API %s: NetworkSettings %v", c.version, ns)
+		}
 	}
 	if !strings.HasPrefix(web.NetworkSettings.SandboxKey, d.ExecRoot) {
 		t.Errorf("SandboxKey %q not under the exec root %s", web.NetworkSettings.SandboxKey, d.ExecRoot)
@@ -144,4 +163,23 @@ func TestNetworkEvents(t *testing.T) {
 	if c0, c1 := strings.Fields(lines[0])[3], strings.Fields(lines[1])[3]; c0 != c1 || len(c0) != 64 {
 		t.Errorf("network events name containers %q and %q", c0, c1)
 	}
+}
+
+// rawInspect is GET /v<version>/containers/<name>/json as a client of
+// that API version receives it.
+func rawInspect(t *testing.T, d *berthd.Daemon, version, name string) map[string]any {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", d.Socket)
+	}}}
+	resp, err := c.Get("http://berthd/v" + version + "/containers/" + name + "/json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("inspect %s at API %s: %d %v", name, version, resp.StatusCode, err)
+	}
+	return doc
 }

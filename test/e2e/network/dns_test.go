@@ -2,6 +2,7 @@ package network_test
 
 import (
 	"net"
+	"slices"
 	"strings"
 	"testing"
 
@@ -37,7 +38,7 @@ func TestEmbeddedDNS(t *testing.T) {
 	t.Cleanup(func() { up.Shutdown() })
 
 	d.Must(t, "run", "-d", "--name", "web1", "--network", "dnsnet", "--network-alias", "svc", "busybox", "sleep", "600")
-	d.Must(t, "run", "-d", "--name", "web2", "--network", "dnsnet", "--network-alias", "svc", "busybox", "sleep", "600")
+	d.Must(t, "run", "-d", "--name", "web2", "--network", "dnsnet", "--network-alias", "svc", "--hostname", "host2", "busybox", "sleep", "600")
 	ip1 := inspect(t, d, "web1").NetworkSettings.Networks["dnsnet"].IPAddress
 	ip2 := inspect(t, d, "web2").NetworkSettings.Networks["dnsnet"].IPAddress
 	if a := inspect(t, d, "web1").NetworkSettings.Networks["dnsnet"]; len(a.Aliases) != 1 || a.Aliases[0] != "svc" {
@@ -63,6 +64,19 @@ func TestEmbeddedDNS(t *testing.T) {
 	}
 	if !strings.Contains(parts[4], "1 packets received") {
 		t.Errorf("ping web2 by name: %q", parts[4])
+	}
+	// As dockerd: the hostname is a name too, and every name answers
+	// with the network's name appended.
+	if es := inspect(t, d, "web2").NetworkSettings.Networks["dnsnet"]; !slices.Contains(es.DNSNames, "host2") {
+		t.Errorf("web2's DNSNames: %v", es.DNSNames)
+	}
+	for _, name := range []string{"host2", "web2.dnsnet", "host2.dnsnet", "WEB2.DNSNET"} {
+		if out, err := d.Docker("exec", "web1", "nslookup", name); err != nil || !strings.Contains(out, "Address: "+ip2) {
+			t.Errorf("nslookup %s from web1: %v %q", name, err, out)
+		}
+	}
+	if out, err := d.Docker("exec", "web1", "nslookup", "svc.dnsnet"); err != nil || !strings.Contains(out, ip1) || !strings.Contains(out, ip2) {
+		t.Errorf("nslookup svc.dnsnet from web1: %v %q", err, out)
 	}
 	// kill -9 of berthd: after its restart, the running containers'
 	// resolver answers again.

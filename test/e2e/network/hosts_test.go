@@ -35,3 +35,26 @@ func TestConnectUpdatesHosts(t *testing.T) {
 		t.Errorf("hosts after disconnect from bridge:\n%s", h)
 	}
 }
+
+// TestAddHostGateway: --add-host NAME:host-gateway
+// names the default bridge's gateway, the host as containers reach it,
+// on the default bridge and on a user network alike; entries come before
+// the container's own line, as dockerd writes them.
+func TestAddHostGateway(t *testing.T) {
+	d, tn := startDaemon(t)
+	un := newTestNet(t, "bg")
+	t.Cleanup(func() { d.Docker("network", "rm", "gnet") })
+	d.Must(t, "network", "create", "--subnet", un.Subnet.String(), "-o", "com.docker.network.bridge.name="+un.Bridge, "gnet")
+	gw := tn.Gateway().String()
+	for _, network := range []string{"bridge", "gnet"} {
+		out := d.Must(t, "run", "--rm", "--network", network, "--hostname", "me", "--add-host", "host.docker.internal:host-gateway", "--add-host", "gw2:host-gateway", "busybox", "cat", "/etc/hosts")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) < 3 || lines[len(lines)-3] != gw+"\thost.docker.internal" || lines[len(lines)-2] != gw+"\tgw2" || !strings.HasSuffix(lines[len(lines)-1], "\tme") {
+			t.Errorf("--network %s: /etc/hosts:\n%s", network, out)
+		}
+	}
+	// The address answers: the host is reachable there.
+	if out := d.Must(t, "run", "--rm", "--add-host", "gw:host-gateway", "busybox", "ping", "-c", "1", "-W", "2", "gw"); !strings.Contains(out, "1 packets received") {
+		t.Errorf("ping host-gateway: %q", out)
+	}
+}

@@ -194,11 +194,37 @@ func TestNetworkModes(t *testing.T) {
 	if out := d.Must(t, "run", "--rm", "--network", "host", "busybox", "ip", "-o", "link"); !strings.Contains(out, tn.Bridge) {
 		t.Errorf("--network host does not see the host's %s: %q", tn.Bridge, out)
 	}
-	d.Must(t, "run", "-d", "--name", "base", "busybox", "sh", "-c", "echo shared > /tmp/i; exec nc -ll -p 9100 -e cat /tmp/i")
+	// Host networking keeps its own UTS namespace: --hostname holds, as
+	// with dockerd; --add-host makes a hosts file of its own.
+	if out := d.Must(t, "run", "--rm", "--network", "host", "--hostname", "hostmode", "busybox", "sh", "-c", "hostname; cat /etc/hostname"); out != "hostmode\nhostmode\n" {
+		t.Errorf("--network host --hostname: %q", out)
+	}
+	if out := d.Must(t, "run", "--rm", "--network", "host", "--add-host", "extra:192.0.2.9", "busybox", "cat", "/etc/hosts"); !strings.HasPrefix(out, "127.0.0.1\tlocalhost\n") || !strings.HasSuffix(out, "192.0.2.9\textra\n") {
+		t.Errorf("--network host --add-host: /etc/hosts:\n%s", out)
+	}
+
+	d.Must(t, "run", "-d", "--name", "base", "--hostname", "basehost", "--dns-search", "example.org", "busybox", "sh", "-c", "echo shared > /tmp/i; exec nc -ll -p 9100 -e cat /tmp/i")
 	ip := inspect(t, d, "base").NetworkSettings.Networks["bridge"].IPAddress
 	out := d.Must(t, "run", "--rm", "--network", "container:base", "busybox", "sh", "-c", "ip -4 -o addr show eth0; nc 127.0.0.1 9100 </dev/null")
 	if !strings.Contains(out, ip+"/24") || !strings.Contains(out, "shared") {
 		t.Errorf("container:base: %q", out)
+	}
+	// It takes base's hostname and shares its hosts and resolv.conf.
+	want := d.Must(t, "exec", "base", "sh", "-c", "hostname; cat /etc/hosts /etc/resolv.conf")
+	if got := d.Must(t, "run", "--rm", "--network", "container:base", "busybox", "sh", "-c", "hostname; cat /etc/hosts /etc/resolv.conf"); got != want || !strings.Contains(got, ip+"\tbasehost\n") || !strings.Contains(got, "search example.org") {
+		t.Errorf("container:base: hostname and files:\n%s\nwant base's:\n%s", got, want)
+	}
+	for _, c := range []struct{ flag, value, msg string }{
+		{"--hostname", "x", "conflicting options: hostname and the network mode"},
+		{"--dns", "192.0.2.53", "conflicting options: dns and the network mode"},
+		{"--add-host", "a:192.0.2.1", "conflicting options: custom host-to-IP mapping and the network mode"},
+		{"--expose", "80", "conflicting options: port exposing and the container type network mode"},
+		{"-p", "8080:80", "conflicting options: port publishing and the container type network mode"},
+	} {
+		out, code := d.DockerCode(t, "run", "--rm", "--network", "container:base", c.flag, c.value, "busybox", "true")
+		if code != 125 || !strings.Contains(out, c.msg) {
+			t.Errorf("--network container:base %s %s: exit %d, %q; want 125 and %q", c.flag, c.value, code, out, c.msg)
+		}
 	}
 	d.Must(t, "stop", "-t", "1", "base")
 	if out, err := d.Docker("run", "--rm", "--network", "container:base", "busybox", "true"); err == nil || !strings.Contains(out, "non running container") {
