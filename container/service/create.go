@@ -183,6 +183,9 @@ func adaptConfig(cfg *container.Config, hc *container.HostConfig) []string {
 	if hc.PidsLimit != nil && *hc.PidsLimit <= 0 {
 		hc.PidsLimit = nil
 	}
+	if hc.NetworkMode.IsHost() && len(hc.PortBindings) > 0 {
+		warnings = append(warnings, "Published ports are discarded when using host network mode")
+	}
 	if hc.BlkioWeight > 0 && !blkioWeightSupported() {
 		warnings = append(warnings, "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.")
 		hc.BlkioWeight = 0

@@ -199,6 +199,9 @@ func TestNetworkModes(t *testing.T) {
 	if out := d.Must(t, "run", "--rm", "--network", "host", "--hostname", "hostmode", "busybox", "sh", "-c", "hostname; cat /etc/hostname"); out != "hostmode\nhostmode\n" {
 		t.Errorf("--network host --hostname: %q", out)
 	}
+	if out := d.Must(t, "run", "--rm", "--network", "host", "-p", "8080:80", "busybox", "true"); !strings.Contains(out, "WARNING: Published ports are discarded when using host network mode") {
+		t.Errorf("--network host -p: no warning: %q", out)
+	}
 	if out := d.Must(t, "run", "--rm", "--network", "host", "--add-host", "extra:192.0.2.9", "busybox", "cat", "/etc/hosts"); !strings.HasPrefix(out, "127.0.0.1\tlocalhost\n") || !strings.HasSuffix(out, "192.0.2.9\textra\n") {
 		t.Errorf("--network host --add-host: /etc/hosts:\n%s", out)
 	}
