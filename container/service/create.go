@@ -78,11 +78,12 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (string, []string
 	}
 
 	id := newID()
-	// --entrypoint "" arrives as [""]: it clears the image's entrypoint.
-	if len(cfg.Entrypoint) == 1 && cfg.Entrypoint[0] == "" {
-		cfg.Entrypoint = []string{}
-	}
 	spec.MergeImageConfig(cfg, imgCfg)
+	// --entrypoint "" arrives as [""]: the merge took neither the image's
+	// entrypoint nor its cmd (as dockerd's); the empty string goes.
+	if len(cfg.Entrypoint) == 1 && cfg.Entrypoint[0] == "" {
+		cfg.Entrypoint = nil
+	}
 	imgHealth, err := s.imageHealthcheck(ctx, img.ID.String())
 	if err != nil {
 		return "", nil, err

@@ -42,6 +42,7 @@ func (s *Service) withRootfs(ctx context.Context, name string, fn func(rootfs st
 		unlock()
 		return nil, err
 	}
+	mounts = s.withInitLayer(mounts)
 	dir, err := os.MkdirTemp(filepath.Join(s.opts.ExecRoot, "containers"), "mnt-")
 	if err != nil {
 		unlock()

@@ -94,6 +94,9 @@ type ctr struct {
 	pending  []*pendingAttach
 	removed  bool
 	stopping bool // a stop or kill by the user: no restart policy
+	// restarting: the run ends for a restart by the user, so --rm does
+	// not remove the container (dockerd's HasBeenManuallyRestarted).
+	restarting bool
 	// starting is closed when the start under way has recorded its
 	// outcome: the process may talk (and a user answer with a signal)
 	// before the record says it runs.
@@ -114,6 +117,9 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 		if err := os.MkdirAll(d, 0o710); err != nil {
 			return nil, fmt.Errorf("container service: %w", err)
 		}
+	}
+	if err := makeInitLayer(filepath.Join(opts.ExecRoot, "init-layer")); err != nil {
+		return nil, fmt.Errorf("container service: %w", err)
 	}
 	if err := openToRemappedRoot(opts); err != nil {
 		return nil, fmt.Errorf("container service: %w", err)

@@ -189,18 +189,18 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (_ *client.S
 	if err != nil {
 		return nil, fmt.Errorf("container %s: rootfs: %w", rec.ID, err)
 	}
+	mounts = s.withInitLayer(mounts)
 	if err := s.openDirsToRemapped(rec); err != nil {
 		return nil, fmt.Errorf("container %s: %w", rec.ID, err)
 	}
 	if rec.HostConfig.AutoRemove {
 		mounts = volatileUpper(mounts)
+		if err := acceptVolatile(mounts); err != nil {
+			return nil, fmt.Errorf("container %s: %w", rec.ID, err)
+		}
 	}
 	if err := s.mountRootfs(rec, mounts, rootfs, filepath.Join(bundle, "idmap")); err != nil {
 		return nil, fmt.Errorf("container %s: mount rootfs: %w", rec.ID, err)
-	}
-	imgCfg, err := s.imageConfig(ctx, rec.Image)
-	if err != nil {
-		return nil, err
 	}
 	nsPaths, ipcShm, err := s.joinedNamespaces(rec)
 	if err != nil {
@@ -223,7 +223,9 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (_ *client.S
 		UIDMappings: uidMaps, GIDMappings: gidMaps, UserNSPath: s.joinedUserns(rec, nsPaths),
 		NetNSPath: netSetup.NetNS, Addresses: netSetup.Addresses, EmbeddedDNS: netSetup.EmbeddedDNS, Links: links,
 		HostGateway: s.hostGateway(), NetworkPeer: netSetup.Peer,
-		ID: rec.ID, Config: rec.Config, HostConfig: rec.HostConfig, Image: imgCfg,
+		// The record's config was merged with the image's at create (a
+		// second merge would undo --entrypoint "").
+		ID: rec.ID, Config: rec.Config, HostConfig: rec.HostConfig,
 		Rootfs: rootfs, Dir: s.store.Dir(rec.ID), InitBinary: s.opts.Init, CgroupParent: s.opts.CgroupParent,
 		NamespacePaths: nsPaths, IPCShm: ipcShm,
 		Mounts: userMounts, RootfsPropagation: rootProp,
@@ -325,7 +327,7 @@ func (s *Service) onExit(c *ctr, st shim.ExitStatus, exited chan struct{}) {
 	})
 	c.mu.Lock()
 	c.shim, c.exited = nil, nil
-	stopping := c.stopping
+	stopping, restarting := c.stopping, c.restarting
 	c.mu.Unlock()
 	if exited != nil {
 		close(exited)
@@ -344,7 +346,7 @@ func (s *Service) onExit(c *ctr, st shim.ExitStatus, exited chan struct{}) {
 		go s.restartLater(c, rec)
 		return
 	}
-	if rec.HostConfig.AutoRemove {
+	if rec.HostConfig.AutoRemove && !restarting {
 		if err := s.Remove(context.Background(), c.id, RemoveOptions{Force: true, Volumes: true}); err != nil && !errdefs.IsNotFound(err) {
 			s.opts.Logf("container %s: --rm: %v", c.id, err)
 		}

@@ -159,7 +159,15 @@ func (s *Service) Restart(ctx context.Context, name, signal string, timeout *int
 		return err
 	}
 	defer unlock()
-	if err := s.stop(ctx, c, signal, timeout); err != nil && !errdefs.IsNotModified(err) {
+	c.mu.Lock()
+	c.restarting = true
+	c.mu.Unlock()
+	err = s.stop(ctx, c, signal, timeout)
+	// The exit's onExit has read the flag by now (stop waits for it).
+	c.mu.Lock()
+	c.restarting = false
+	c.mu.Unlock()
+	if err != nil && !errdefs.IsNotModified(err) {
 		return err
 	}
 	if rec, err = s.store.Get(rec.ID); err != nil {

@@ -1,6 +1,9 @@
 package service
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +36,27 @@ func volatileUpper(mounts []snapshot.Mount) []snapshot.Mount {
 		out[i].Options = append(slices.Clone(m.Options), "volatile")
 	}
 	return out
+}
+
+// acceptVolatile removes the marker overlayfs leaves in the work dir of
+// a volatile mount ("work/incompat/volatile"), without which it refuses
+// to mount the layer again (EINVAL): a --rm container restarted (docker
+// restart) mounts its layer a second time. The marker tells of data that
+// may not have reached the disk; that matters after a host crash only,
+// and a --rm container does not outlive one (the daemon removes it at
+// its next start).
+func acceptVolatile(mounts []snapshot.Mount) error {
+	for _, m := range mounts {
+		if m.Type != "overlay" || !slices.Contains(m.Options, "volatile") {
+			continue
+		}
+		if work, ok := m.Option("workdir"); ok {
+			if err := os.RemoveAll(filepath.Join(work, "work", "incompat", "volatile")); err != nil {
+				return fmt.Errorf("clear the volatile marker of %s: %w", work, err)
+			}
+		}
+	}
+	return nil
 }
 
 // volatileSupported reports whether the kernel is 5.10 or newer, where

@@ -37,12 +37,13 @@ const InitPath = "/sbin/docker-init"
 type Input struct {
 	// ID is the container's 64-hex id.
 	ID string
-	// Config and HostConfig are the container's, as created (Config
-	// already merged with the image's config or not: Generate merges a
-	// copy again, which changes nothing when it already was).
+	// Config and HostConfig are the container's, as created.
 	Config     *container.Config
 	HostConfig *container.HostConfig
-	// Image is the image's config (entrypoint, cmd, env, user, workdir).
+	// Image, when set, is an image config that Generate merges into a
+	// copy of Config (entrypoint, cmd, env, user, workdir). A container
+	// record is merged at create and passes none: merging it again would
+	// bring back an entrypoint that --entrypoint "" cleared.
 	Image ocispec.ImageConfig
 	// Rootfs is the container's mounted root filesystem: users and groups
 	// are resolved against its /etc files and the working directory is

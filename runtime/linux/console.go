@@ -50,9 +50,8 @@ func setupConsole(sockFd int, size *specs.Box, devConsole bool) error {
 			return err
 		}
 	}
-	if _, err := unix.Setsid(); err != nil {
-		return fmt.Errorf("setsid: %w", err)
-	}
+	// The process is a session leader already (nsenter's setsid): the
+	// terminal becomes its controlling one.
 	for i := 0; i < 3; i++ {
 		if err := unix.Dup3(slave, i, 0); err != nil {
 			return fmt.Errorf("dup pty to fd %d: %w", i, err)

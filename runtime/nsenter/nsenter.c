@@ -109,6 +109,16 @@ static void expect_msg(uint32_t want)
 	}
 }
 
+// become_session_leader puts the container's process in a session and
+// process group of its own, as runc does: in its caller's group, a
+// "kill 0" from the container (a shell's trap "kill 0" EXIT) would signal
+// the caller's whole group, the container's shim included.
+static void become_session_leader(void)
+{
+	if (setsid() < 0)
+		bail("nsenter: setsid");
+}
+
 struct nsjoin {
 	uint32_t type;
 	int fd;
@@ -235,6 +245,7 @@ void berth_nsenter(void)
 	free(data);
 
 	if (!fork_needed) {
+		become_session_leader();
 		int32_t self = getpid();
 		send_msg(BERTH_MSG_PID, &self, sizeof(self));
 		berth_stage = 1;
@@ -246,6 +257,7 @@ void berth_nsenter(void)
 	if (child < 0)
 		bail("clone container process");
 	if (child == 0) {
+		become_session_leader();
 		berth_stage = 1;
 		return;
 	}

@@ -1,8 +1,13 @@
 package daemon_test
 
 import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -132,6 +137,31 @@ func TestLiveRestore(t *testing.T) {
 	}
 }
 
+// TestKillZeroStaysInside: a container's processes run in a session and
+// process group of their own (pgrp = sid = 1 inside, as runc's), so a
+// "kill 0" from the container (a shell's trap "kill 0" EXIT) signals the
+// container's group only. In the shim's group, it killed the shim: the
+// container was reported exited 255 while its process ran on, orphaned,
+// out of reach of rm -f.
+func TestKillZeroStaysInside(t *testing.T) {
+	d := withBusybox(t)
+	d.Must(t, "run", "-d", "--name", "k0", "busybox", "sh", "-c", "sleep 1; kill -HUP 0; sleep 1; echo survived")
+	// Fields 1, 5 and 6 of stat: pid, process group, session.
+	out := d.Must(t, "exec", "k0", "sh", "-c", "cut -d' ' -f1,5,6 /proc/1/stat /proc/$$/stat")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || lines[0] != "1 1 1" {
+		t.Errorf("init's pid, process group and session: %q, want 1 1 1", out)
+	} else if f := strings.Fields(lines[1]); len(f) != 3 || f[0] != f[1] || f[0] != f[2] {
+		t.Errorf("an exec'd process does not lead a session of its own: %q", lines[1])
+	}
+	if out := d.Must(t, "wait", "k0"); out != "0\n" {
+		t.Errorf("exit code after kill 0: %q, want 0 (a shim killed by it reports 255)", out)
+	}
+	if out := d.Must(t, "logs", "k0"); out != "survived\n" {
+		t.Errorf("logs: %q", out)
+	}
+}
+
 // TestContainerFiles: top, stats, diff, cp both ways, update, commit and
 // export through the docker CLI.
 func TestContainerFiles(t *testing.T) {
@@ -149,6 +179,15 @@ func TestContainerFiles(t *testing.T) {
 		if !strings.Contains(diff, want) {
 			t.Errorf("diff lacks %q:\n%s", want, diff)
 		}
+	}
+	// The runtime's mount points and /.dockerenv are in the init layer,
+	// below the writable one: the diff does not show them (dockerd's
+	// does not), and a container can tell it is one.
+	if strings.Contains(diff, "/etc") || strings.Contains(diff, "/dev") || strings.Contains(diff, "dockerenv") {
+		t.Errorf("diff shows the init layer:\n%s", diff)
+	}
+	if out := d.Must(t, "exec", "box", "ls", "-l", "/.dockerenv", "/etc/mtab"); !strings.Contains(out, "-rwxr-xr-x") || !strings.Contains(out, "/etc/mtab -> /proc/mounts") {
+		t.Errorf("init layer files: %q", out)
 	}
 	src := t.TempDir() + "/in.txt"
 	if err := writeFile(src, "copied in\n"); err != nil {
@@ -179,7 +218,82 @@ func TestContainerFiles(t *testing.T) {
 	}
 	d.Must(t, "stop", "-t", "0", "box")
 	out := d.Must(t, "export", "box")
-	if !strings.Contains(out, "new") || !strings.Contains(out, "bin/busybox") {
+	if !strings.Contains(out, "new") || !strings.Contains(out, "bin/busybox") || !strings.Contains(out, ".dockerenv") {
 		t.Errorf("export of a stopped container lacks files (%d bytes)", len(out))
+	}
+	// The committed layer holds what the container did, nothing of the
+	// init layer.
+	if files := topLayerFiles(t, d.Must(t, "save", "committed:v1")); !slices.Equal(files, []string{"bin/", "bin/.wh.vi", "new", "tmp/", "tmp/in.txt"}) {
+		t.Errorf("the committed layer: %v", files)
+	}
+}
+
+// topLayerFiles lists the newest layer of a docker save archive.
+func topLayerFiles(t *testing.T, archive string) []string {
+	t.Helper()
+	entries := map[string][]byte{}
+	tr := tar.NewReader(strings.NewReader(archive))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		b, _ := io.ReadAll(tr)
+		entries[h.Name] = b
+	}
+	var manifest []struct{ Layers []string }
+	if err := json.Unmarshal(entries["manifest.json"], &manifest); err != nil || len(manifest) != 1 || len(manifest[0].Layers) == 0 {
+		t.Fatalf("manifest.json: %v %s", err, entries["manifest.json"])
+	}
+	var files []string
+	lr := tar.NewReader(bytes.NewReader(entries[manifest[0].Layers[len(manifest[0].Layers)-1]]))
+	for {
+		h, err := lr.Next()
+		if err != nil {
+			break
+		}
+		files = append(files, h.Name)
+	}
+	slices.Sort(files)
+	return files
+}
+
+// TestEntrypointAndRestartRm: --entrypoint "" clears the image's
+// entrypoint and cmd (dockerd's merge), also when the container starts
+// again; a --rm container survives docker restart (it is removed at its
+// final exit only).
+func TestEntrypointAndRestartRm(t *testing.T) {
+	d := withBusybox(t)
+	base := strings.TrimSpace(d.Must(t, "create", "busybox", "true"))
+	d.Must(t, "commit", "-c", `ENTRYPOINT ["sleep"]`, "-c", `CMD ["3"]`, base, "ep:v1")
+	if out := d.Must(t, "run", "--name", "ep", "--entrypoint", "", "ep:v1", "echo", "hi"); out != "hi\n" {
+		t.Errorf("--entrypoint \"\" ep:v1 echo hi: %q", out)
+	}
+	if out := d.Must(t, "inspect", "-f", "{{json .Config.Entrypoint}} {{json .Config.Cmd}} {{.Path}}", "ep"); out != "null [\"echo\",\"hi\"] echo\n" {
+		t.Errorf("recorded: %q", out)
+	}
+	if out := d.Must(t, "start", "-a", "ep"); out != "hi\n" {
+		t.Errorf("second start: %q", out)
+	}
+	if out, code := docker(t, d, "run", "--rm", "--entrypoint", "", "ep:v1"); code != 125 || !strings.Contains(out, "No command specified") {
+		t.Errorf("--entrypoint \"\" without a command: exit %d, %q", code, out)
+	}
+
+	d.Must(t, "run", "-d", "--rm", "--name", "rr", "busybox", "sleep", "100")
+	d.Must(t, "restart", "-t", "1", "rr")
+	if out := d.Must(t, "inspect", "-f", "{{.State.Status}}", "rr"); out != "running\n" {
+		t.Errorf("--rm container after restart: %q", out)
+	}
+	d.Must(t, "restart", "-t", "1", "rr") // the writable layer mounts a third time
+	d.Must(t, "stop", "-t", "1", "rr")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, code := docker(t, d, "inspect", "rr"); code != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("--rm container still there after its stop")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
