@@ -69,23 +69,15 @@ func (s *Server) networkList(w http.ResponseWriter, r *http.Request) error {
 // builtin says whether name is a predefined network.
 func builtin(name string) bool { return name == "bridge" || name == "host" || name == "none" }
 
-// networkMatches applies dockerd's network filters: name (substring),
-// id (prefix), driver, label, scope and type (builtin or custom).
+// networkMatches applies dockerd's network filters: name and id (exact or
+// unanchored regular expression, as moby's FilterNetworks), driver, label,
+// scope and type (builtin or custom).
 func networkMatches(f filters.Args, n network.Inspect) bool {
-	if names := f.Get("name"); len(names) > 0 {
-		ok := false
-		for _, v := range names {
-			ok = ok || strings.Contains(n.Name, v)
-		}
-		if !ok {
-			return false
-		}
-	}
 	typ := "custom"
 	if builtin(n.Name) {
 		typ = "builtin"
 	}
-	return f.FuzzyMatch("id", n.ID) && f.ExactMatch("driver", n.Driver) && f.MatchKVList("label", n.Labels) &&
+	return f.Match("name", n.Name) && f.Match("id", n.ID) && f.ExactMatch("driver", n.Driver) && f.MatchKVList("label", n.Labels) &&
 		f.ExactMatch("scope", n.Scope) && f.ExactMatch("type", typ)
 }
 
