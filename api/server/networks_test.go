@@ -2,7 +2,11 @@ package server
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -75,5 +79,51 @@ func TestNetworkListNameAndIDFilters(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("ls -f %s=%s: %v, want %v", tc.key, tc.value, got, tc.want)
 		}
+	}
+}
+
+// TestNetworkCreateIPAMMessages: a malformed or misplaced address in
+// `docker network create --subnet/--ip-range/--gateway/--aux-address`
+// gets dockerd's ValidateIPAM message and a 400, not a JSON decode error;
+// a good config reaches the backend parsed.
+func TestNetworkCreateIPAMMessages(t *testing.T) {
+	b := &listBackend{}
+	_, url := networkServer(t, b)
+	create := func(ipam string) (int, string) {
+		body := `{"Name":"bad","IPAM":{"Driver":"default","Config":[` + ipam + `]}}`
+		resp, err := http.Post(url+"/networks/create", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e struct{ Message string }
+		json.NewDecoder(resp.Body).Decode(&e)
+		return resp.StatusCode, e.Message
+	}
+	for _, tc := range []struct{ ipam, want string }{
+		{`{"Subnet":"10.240.1.0/33"}`, "invalid network config:\ninvalid subnet 10.240.1.0/33: invalid CIDR block notation"},
+		{`{"Subnet":"foo"}`, "invalid network config:\ninvalid subnet foo: invalid CIDR block notation"},
+		{`{"Subnet":"10.240.1.5/24"}`, "invalid network config:\ninvalid subnet 10.240.1.5/24: it should be 10.240.1.0/24"},
+		{`{"Subnet":"10.240.1.0/24","Gateway":"foo"}`, "invalid network config:\ninvalid gateway foo: invalid address"},
+		{`{"Subnet":"10.240.1.0/24","Gateway":"10.9.9.9"}`, "invalid network config:\ninvalid gateway 10.9.9.9: parent subnet 10.240.1.0/24 doesn't contain this address"},
+		{`{"Subnet":"10.240.1.0/24","IPRange":"bar"}`, "invalid network config:\ninvalid ip-range bar: invalid CIDR block notation"},
+		{`{"Subnet":"10.240.1.0/24","AuxiliaryAddresses":{"h":"x"}}`, "invalid network config:\ninvalid auxiliary address h: invalid address"},
+		{`{"Subnet":"10.240.1.0/24","IPRange":"10.240.0.0/16","Gateway":"fd00::1"}`, "invalid network config:\n" +
+			"* invalid ip-range 10.240.0.0/16: CIDR block is bigger than its parent subnet 10.240.1.0/24\n" +
+			"* invalid gateway fd00::1: parent subnet is an IPv4 block"},
+	} {
+		if code, msg := create(tc.ipam); code != http.StatusBadRequest || msg != tc.want {
+			t.Errorf("%s: %d %q, want 400 %q", tc.ipam, code, msg, tc.want)
+		}
+	}
+	if b.created != nil {
+		t.Fatalf("a bad config reached the backend: %+v", b.created)
+	}
+	if code, msg := create(`{"Subnet":"10.240.1.0/24","IPRange":"10.240.1.128/25","Gateway":"10.240.1.254"}`); code != http.StatusCreated {
+		t.Fatalf("good config: %d %s", code, msg)
+	}
+	want := network.IPAMConfig{Subnet: netip.MustParsePrefix("10.240.1.0/24"), IPRange: netip.MustParsePrefix("10.240.1.128/25"), Gateway: netip.MustParseAddr("10.240.1.254")}
+	if b.created == nil || b.created.Name != "bad" || b.created.IPAM.Driver != "default" || len(b.created.IPAM.Config) != 1 || !reflect.DeepEqual(b.created.IPAM.Config[0], want) {
+		t.Errorf("backend got %+v", b.created)
 	}
 }
