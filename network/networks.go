@@ -35,7 +35,8 @@ func (m *Manager) Create(req network.CreateRequest) (network.CreateResponse, err
 		return network.CreateResponse{}, fmt.Errorf("%s is a pre-defined network and cannot be created: %w", req.Name, errdefs.ErrPermissionDenied)
 	}
 	if driver != DriverBridge {
-		return network.CreateResponse{}, fmt.Errorf("could not find plugin %s in v1 plugin registry: plugin not found: %w", driver, errdefs.ErrNotFound)
+		// dockerd's plugin store answers for an unknown driver.
+		return network.CreateResponse{}, fmt.Errorf("plugin %q not found: %w", driver, errdefs.ErrNotFound)
 	}
 	enable6 := req.EnableIPv6 != nil && *req.EnableIPv6
 	if req.EnableIPv4 != nil && !*req.EnableIPv4 {
@@ -323,12 +324,8 @@ func (m *Manager) Connect(id, ref string, es *network.EndpointSettings) error {
 	if !ok {
 		return fmt.Errorf("container %s has no network configuration: %w", id, errdefs.ErrNotFound)
 	}
-	primary, err := m.modeNetworkLocked(req.Mode)
-	if err != nil {
+	if err := m.checkConnectLocked(req, n); err != nil {
 		return err
-	}
-	if primary.Driver != DriverBridge || n.Driver != DriverBridge {
-		return fmt.Errorf("container cannot be disconnected from host network or connected to host network: %w", errdefs.ErrPermissionDenied)
 	}
 	if _, ok := req.Networks[n.ID]; ok {
 		return fmt.Errorf("endpoint with name %s already exists in network %s: %w", req.Name, n.Name, errdefs.ErrPermissionDenied)
@@ -355,6 +352,28 @@ func (m *Manager) Connect(id, ref string, es *network.EndpointSettings) error {
 	return m.save()
 }
 
+// checkConnectLocked refuses joining n where dockerd's
+// updateNetworkSettings does, with runconfig's messages: host networking
+// mixes with nothing, and none with nothing else.
+func (m *Manager) checkConnectLocked(req *Request, n *Network) error {
+	if req.Mode != network.NetworkHost && n.Driver == DriverHost {
+		return fmt.Errorf("container cannot be disconnected from host network or connected to host network: %w", errdefs.ErrInvalidArgument)
+	}
+	for id := range req.Networks {
+		on, ok := m.st.Networks[id]
+		if !ok || on.ID == n.ID {
+			continue
+		}
+		if on.Driver == DriverHost || n.Driver == DriverHost {
+			return fmt.Errorf("container sharing network namespace with another container or host cannot be connected to any other network: %w", errdefs.ErrInvalidArgument)
+		}
+		if on.Name == network.NetworkNone || n.Name == network.NetworkNone {
+			return fmt.Errorf("container cannot be connected to multiple networks with one of the networks in private (none) mode: %w", errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
 // nextIf is the lowest free ethN index of sb.
 func nextIf(sb *Sandbox) int {
 	for i := 0; ; i++ {
@@ -377,7 +396,7 @@ func (m *Manager) Disconnect(id, ref string, force bool) error {
 		if force {
 			return nil
 		}
-		return fmt.Errorf("container %s is not connected to network %s: %w", id[:12], n.Name, errdefs.ErrPermissionDenied)
+		return fmt.Errorf("container %s is not connected to network %s: %w", id, n.Name, errdefs.ErrPermissionDenied)
 	}
 	if n.Driver != DriverBridge {
 		return fmt.Errorf("container cannot be disconnected from host network or connected to host network: %w", errdefs.ErrPermissionDenied)
