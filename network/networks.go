@@ -138,6 +138,10 @@ func (m *Manager) Create(req network.CreateRequest) (network.CreateResponse, err
 		Internal: req.Internal, Bridge: bridge, Options: opts, Labels: maps.Clone(req.Labels),
 		Pool: pool, IPAMConfigured: v4Given,
 		EnableIPv6: enable6, Pool6: pool6, IPAM6Configured: enable6 && subnet6.IsValid(), IPAM6Unused: unused6,
+		NoGateway4: v4Given && !gw.IsValid(), NoGateway6: subnet6.IsValid() && !gw6.IsValid(),
+	}
+	if req.IPAM != nil {
+		n.IPAMOptions = maps.Clone(req.IPAM.Options)
 	}
 	if n.Labels == nil {
 		n.Labels = map[string]string{}
@@ -269,23 +273,37 @@ func (m *Manager) inspectLocked(n *Network) network.Inspect {
 		Network: network.Network{
 			Name: n.Name, ID: n.ID, Created: n.Created, Scope: "local", Driver: n.Driver,
 			EnableIPv4: n.Driver == DriverBridge, Internal: n.Internal,
-			IPAM:    network.IPAM{Driver: "default", Options: map[string]string{}, Config: []network.IPAMConfig{}},
+			IPAM:    network.IPAM{Driver: "default", Options: maps.Clone(n.IPAMOptions), Config: []network.IPAMConfig{}},
 			Options: maps.Clone(n.Options), Labels: maps.Clone(n.Labels),
 		},
 		Containers: map[string]network.EndpointResource{},
 	}
-	for _, p := range []*ipam.Pool{n.Pool, n.Pool6} {
-		if p == nil {
-			continue
-		}
+	// As dockerd's buildIPAMResources: the configs the user gave, as
+	// given, then the pools the daemon picked for the other families.
+	config := func(p *ipam.Pool, noGateway bool) network.IPAMConfig {
 		c := network.IPAMConfig{Subnet: p.Subnet, Gateway: p.Gateway}
+		if noGateway {
+			c.Gateway = netip.Addr{}
+		}
 		if p.Range != p.Subnet {
 			c.IPRange = p.Range
 		}
-		out.IPAM.Config = append(out.IPAM.Config, c)
+		return c
+	}
+	if n.Pool != nil && n.IPAMConfigured {
+		out.IPAM.Config = append(out.IPAM.Config, config(n.Pool, n.NoGateway4))
+	}
+	if n.Pool6 != nil && n.IPAM6Configured {
+		out.IPAM.Config = append(out.IPAM.Config, config(n.Pool6, n.NoGateway6))
 	}
 	if n.IPAM6Unused != nil {
 		out.IPAM.Config = append(out.IPAM.Config, *n.IPAM6Unused)
+	}
+	if n.Pool != nil && !n.IPAMConfigured {
+		out.IPAM.Config = append(out.IPAM.Config, config(n.Pool, false))
+	}
+	if n.Pool6 != nil && !n.IPAM6Configured {
+		out.IPAM.Config = append(out.IPAM.Config, config(n.Pool6, false))
 	}
 	out.EnableIPv6 = n.EnableIPv6
 	for cid, sb := range m.st.Sandboxes {
