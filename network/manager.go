@@ -113,6 +113,13 @@ type Network struct {
 	// IPAM6Unused is an IPv6 subnet given without --ipv6: dockerd keeps
 	// it in the network's IPAM config and hands out nothing from it.
 	IPAM6Unused *network.IPAMConfig `json:",omitempty"`
+	// NoGateway4 and NoGateway6 say the user gave that family's subnet
+	// without a gateway: dockerd's inspect shows the config as given.
+	NoGateway4 bool `json:",omitempty"`
+	NoGateway6 bool `json:",omitempty"`
+	// IPAMOptions are the IPAM options as created: the default bridge
+	// and API clients that send none show null, the docker CLI {}.
+	IPAMOptions map[string]string
 }
 
 // Endpoint is a container's interface on one network.

@@ -6,11 +6,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/vishvananda/netlink"
 
+	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/network/firewall"
 )
@@ -112,5 +115,56 @@ func TestAddressesSurviveRestart(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "state.json")); err != nil {
 		t.Errorf("state file: %v", err)
+	}
+}
+
+// TestRefusalMessages: network connect, disconnect and create refuse with
+// dockerd's words and categories (runconfig's network-mode conflicts, the
+// plugin store's unknown driver, the full id of a container not on a
+// network).
+func TestRefusalMessages(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.LeakCheck(t)
+	b := make([]byte, 3)
+	rand.Read(b)
+	bridge, table := "btu"+hex.EncodeToString(b), "berth-unit-"+hex.EncodeToString(b)
+	if _, err := netlink.LinkByName(bridge); err == nil {
+		t.Skip("name clash")
+	}
+	m := openTest(t, t.TempDir(), t.TempDir(), bridge, table)
+	web, h, none := testID(), testID(), testID()
+	for id, mode := range map[string]string{web: "default", h: "host", none: "none"} {
+		if err := m.Register(id, "/"+mode, &container.HostConfig{NetworkMode: container.NetworkMode(mode)}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const (
+		noNet   = "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+		hostNet = "container cannot be disconnected from host network or connected to host network"
+		shared  = "container sharing network namespace with another container or host cannot be connected to any other network"
+	)
+	for _, c := range []struct {
+		err  error
+		want string
+		is   func(error) bool
+	}{
+		{m.Connect(web, "none", nil), noNet, errdefs.IsInvalidArgument},
+		{m.Connect(none, "bridge", nil), noNet, errdefs.IsInvalidArgument},
+		{m.Connect(web, "host", nil), hostNet, errdefs.IsInvalidArgument},
+		{m.Connect(h, "bridge", nil), shared, errdefs.IsInvalidArgument},
+		{m.Disconnect(web, "host", false), "container " + web + " is not connected to network host", errdefs.IsPermissionDenied},
+		{func() error { _, err := m.Create(network.CreateRequest{Name: "x", Driver: "nosuch"}); return err }(), `plugin "nosuch" not found`, errdefs.IsNotFound},
+	} {
+		if c.err == nil || !c.is(c.err) || !strings.HasPrefix(c.err.Error(), c.want+": ") {
+			t.Errorf("got %v, want %q", c.err, c.want)
+		}
+	}
+	for _, id := range []string{web, h, none} {
+		if err := m.Forget(id); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -35,7 +35,8 @@ func (m *Manager) Create(req network.CreateRequest) (network.CreateResponse, err
 		return network.CreateResponse{}, fmt.Errorf("%s is a pre-defined network and cannot be created: %w", req.Name, errdefs.ErrPermissionDenied)
 	}
 	if driver != DriverBridge {
-		return network.CreateResponse{}, fmt.Errorf("could not find plugin %s in v1 plugin registry: plugin not found: %w", driver, errdefs.ErrNotFound)
+		// dockerd's plugin store answers for an unknown driver.
+		return network.CreateResponse{}, fmt.Errorf("plugin %q not found: %w", driver, errdefs.ErrNotFound)
 	}
 	enable6 := req.EnableIPv6 != nil && *req.EnableIPv6
 	if req.EnableIPv4 != nil && !*req.EnableIPv4 {
@@ -137,6 +138,10 @@ func (m *Manager) Create(req network.CreateRequest) (network.CreateResponse, err
 		Internal: req.Internal, Bridge: bridge, Options: opts, Labels: maps.Clone(req.Labels),
 		Pool: pool, IPAMConfigured: v4Given,
 		EnableIPv6: enable6, Pool6: pool6, IPAM6Configured: enable6 && subnet6.IsValid(), IPAM6Unused: unused6,
+		NoGateway4: v4Given && !gw.IsValid(), NoGateway6: subnet6.IsValid() && !gw6.IsValid(),
+	}
+	if req.IPAM != nil {
+		n.IPAMOptions = maps.Clone(req.IPAM.Options)
 	}
 	if n.Labels == nil {
 		n.Labels = map[string]string{}
@@ -268,23 +273,37 @@ func (m *Manager) inspectLocked(n *Network) network.Inspect {
 		Network: network.Network{
 			Name: n.Name, ID: n.ID, Created: n.Created, Scope: "local", Driver: n.Driver,
 			EnableIPv4: n.Driver == DriverBridge, Internal: n.Internal,
-			IPAM:    network.IPAM{Driver: "default", Options: map[string]string{}, Config: []network.IPAMConfig{}},
+			IPAM:    network.IPAM{Driver: "default", Options: maps.Clone(n.IPAMOptions), Config: []network.IPAMConfig{}},
 			Options: maps.Clone(n.Options), Labels: maps.Clone(n.Labels),
 		},
 		Containers: map[string]network.EndpointResource{},
 	}
-	for _, p := range []*ipam.Pool{n.Pool, n.Pool6} {
-		if p == nil {
-			continue
-		}
+	// As dockerd's buildIPAMResources: the configs the user gave, as
+	// given, then the pools the daemon picked for the other families.
+	config := func(p *ipam.Pool, noGateway bool) network.IPAMConfig {
 		c := network.IPAMConfig{Subnet: p.Subnet, Gateway: p.Gateway}
+		if noGateway {
+			c.Gateway = netip.Addr{}
+		}
 		if p.Range != p.Subnet {
 			c.IPRange = p.Range
 		}
-		out.IPAM.Config = append(out.IPAM.Config, c)
+		return c
+	}
+	if n.Pool != nil && n.IPAMConfigured {
+		out.IPAM.Config = append(out.IPAM.Config, config(n.Pool, n.NoGateway4))
+	}
+	if n.Pool6 != nil && n.IPAM6Configured {
+		out.IPAM.Config = append(out.IPAM.Config, config(n.Pool6, n.NoGateway6))
 	}
 	if n.IPAM6Unused != nil {
 		out.IPAM.Config = append(out.IPAM.Config, *n.IPAM6Unused)
+	}
+	if n.Pool != nil && !n.IPAMConfigured {
+		out.IPAM.Config = append(out.IPAM.Config, config(n.Pool, false))
+	}
+	if n.Pool6 != nil && !n.IPAM6Configured {
+		out.IPAM.Config = append(out.IPAM.Config, config(n.Pool6, false))
 	}
 	out.EnableIPv6 = n.EnableIPv6
 	for cid, sb := range m.st.Sandboxes {
@@ -323,12 +342,8 @@ func (m *Manager) Connect(id, ref string, es *network.EndpointSettings) error {
 	if !ok {
 		return fmt.Errorf("container %s has no network configuration: %w", id, errdefs.ErrNotFound)
 	}
-	primary, err := m.modeNetworkLocked(req.Mode)
-	if err != nil {
+	if err := m.checkConnectLocked(req, n); err != nil {
 		return err
-	}
-	if primary.Driver != DriverBridge || n.Driver != DriverBridge {
-		return fmt.Errorf("container cannot be disconnected from host network or connected to host network: %w", errdefs.ErrPermissionDenied)
 	}
 	if _, ok := req.Networks[n.ID]; ok {
 		return fmt.Errorf("endpoint with name %s already exists in network %s: %w", req.Name, n.Name, errdefs.ErrPermissionDenied)
@@ -355,6 +370,28 @@ func (m *Manager) Connect(id, ref string, es *network.EndpointSettings) error {
 	return m.save()
 }
 
+// checkConnectLocked refuses joining n where dockerd's
+// updateNetworkSettings does, with runconfig's messages: host networking
+// mixes with nothing, and none with nothing else.
+func (m *Manager) checkConnectLocked(req *Request, n *Network) error {
+	if req.Mode != network.NetworkHost && n.Driver == DriverHost {
+		return fmt.Errorf("container cannot be disconnected from host network or connected to host network: %w", errdefs.ErrInvalidArgument)
+	}
+	for id := range req.Networks {
+		on, ok := m.st.Networks[id]
+		if !ok || on.ID == n.ID {
+			continue
+		}
+		if on.Driver == DriverHost || n.Driver == DriverHost {
+			return fmt.Errorf("container sharing network namespace with another container or host cannot be connected to any other network: %w", errdefs.ErrInvalidArgument)
+		}
+		if on.Name == network.NetworkNone || n.Name == network.NetworkNone {
+			return fmt.Errorf("container cannot be connected to multiple networks with one of the networks in private (none) mode: %w", errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
 // nextIf is the lowest free ethN index of sb.
 func nextIf(sb *Sandbox) int {
 	for i := 0; ; i++ {
@@ -377,7 +414,7 @@ func (m *Manager) Disconnect(id, ref string, force bool) error {
 		if force {
 			return nil
 		}
-		return fmt.Errorf("container %s is not connected to network %s: %w", id[:12], n.Name, errdefs.ErrPermissionDenied)
+		return fmt.Errorf("container %s is not connected to network %s: %w", id, n.Name, errdefs.ErrPermissionDenied)
 	}
 	if n.Driver != DriverBridge {
 		return fmt.Errorf("container cannot be disconnected from host network or connected to host network: %w", errdefs.ErrPermissionDenied)

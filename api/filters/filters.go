@@ -6,6 +6,7 @@ package filters
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -88,6 +89,22 @@ func (a Args) FuzzyMatch(key, source string) bool {
 	}
 	for v := range a[key] {
 		if v != "" && strings.HasPrefix(source, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// Match is ExactMatch that also accepts a value that, as an unanchored
+// regular expression, matches source: dockerd's filters.Match, used for
+// network names and ids. A value that is not a valid expression matches
+// only exactly.
+func (a Args) Match(key, source string) bool {
+	if a.ExactMatch(key, source) {
+		return true
+	}
+	for v := range a[key] {
+		if ok, err := regexp.MatchString(v, source); err == nil && ok {
 			return true
 		}
 	}

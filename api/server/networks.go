@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -69,23 +71,15 @@ func (s *Server) networkList(w http.ResponseWriter, r *http.Request) error {
 // builtin says whether name is a predefined network.
 func builtin(name string) bool { return name == "bridge" || name == "host" || name == "none" }
 
-// networkMatches applies dockerd's network filters: name (substring),
-// id (prefix), driver, label, scope and type (builtin or custom).
+// networkMatches applies dockerd's network filters: name and id (exact or
+// unanchored regular expression, as moby's FilterNetworks), driver, label,
+// scope and type (builtin or custom).
 func networkMatches(f filters.Args, n network.Inspect) bool {
-	if names := f.Get("name"); len(names) > 0 {
-		ok := false
-		for _, v := range names {
-			ok = ok || strings.Contains(n.Name, v)
-		}
-		if !ok {
-			return false
-		}
-	}
 	typ := "custom"
 	if builtin(n.Name) {
 		typ = "builtin"
 	}
-	return f.FuzzyMatch("id", n.ID) && f.ExactMatch("driver", n.Driver) && f.MatchKVList("label", n.Labels) &&
+	return f.Match("name", n.Name) && f.Match("id", n.ID) && f.ExactMatch("driver", n.Driver) && f.MatchKVList("label", n.Labels) &&
 		f.ExactMatch("scope", n.Scope) && f.ExactMatch("type", typ)
 }
 
@@ -98,13 +92,42 @@ func (s *Server) networkInspect(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// networkCreateRequest is network.CreateRequest with the IPAM config as the
+// strings clients send: the API types parse addresses while decoding, so
+// a malformed one would fail as bad JSON instead of with dockerd's words.
+type networkCreateRequest struct {
+	network.CreateRequest
+	IPAM *ipamRequest
+}
+
+type ipamRequest struct {
+	Driver  string
+	Options map[string]string
+	Config  []ipamConfigRequest
+}
+
+type ipamConfigRequest struct {
+	Subnet     string
+	IPRange    string
+	Gateway    string
+	AuxAddress map[string]string `json:"AuxiliaryAddresses"`
+}
+
 func (s *Server) networkCreate(w http.ResponseWriter, r *http.Request) error {
-	var req network.CreateRequest
-	if _, err := readJSON(w, r, &req, false); err != nil {
+	var cr networkCreateRequest
+	if _, err := readJSON(w, r, &cr, false); err != nil {
 		return err
 	}
+	req := cr.CreateRequest
 	if req.Name == "" {
 		return invalid("network name cannot be empty")
+	}
+	if cr.IPAM != nil {
+		ipam, err := parseIPAM(cr.IPAM, req.EnableIPv6 != nil && *req.EnableIPv6)
+		if err != nil {
+			return err
+		}
+		req.IPAM = ipam
 	}
 	resp, err := s.b.Networks.NetworkCreate(r.Context(), req)
 	if err != nil {
@@ -112,6 +135,100 @@ func (s *Server) networkCreate(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusCreated, resp)
 	return nil
+}
+
+// parseIPAM checks the IPAM config as dockerd's ValidateIPAM does, with
+// its messages, and parses it. As there, the family and containment
+// checks skip IPv6 subnets of a network without IPv6.
+func parseIPAM(in *ipamRequest, enable6 bool) (*network.IPAM, error) {
+	out := &network.IPAM{Driver: in.Driver, Options: in.Options}
+	var errs []string
+	for _, c := range in.Config {
+		subnet, err := netip.ParsePrefix(c.Subnet)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("invalid subnet %s: invalid CIDR block notation", c.Subnet))
+			continue
+		}
+		cfg := network.IPAMConfig{Subnet: subnet}
+		check := enable6 || subnet.Addr().Is4()
+		if check && subnet != subnet.Masked() {
+			errs = append(errs, fmt.Sprintf("invalid subnet %s: it should be %s", subnet, subnet.Masked()))
+		}
+		if c.IPRange != "" {
+			if cfg.IPRange, err = netip.ParsePrefix(c.IPRange); err != nil {
+				errs = append(errs, fmt.Sprintf("invalid ip-range %s: invalid CIDR block notation", c.IPRange))
+			} else if check {
+				errs = append(errs, ipRangeErrs(c.IPRange, cfg.IPRange, subnet)...)
+			}
+		}
+		if c.Gateway != "" {
+			if cfg.Gateway, err = netip.ParseAddr(c.Gateway); err != nil {
+				errs = append(errs, fmt.Sprintf("invalid gateway %s: invalid address", c.Gateway))
+			} else if msg := addressErr(cfg.Gateway, subnet); check && msg != "" {
+				errs = append(errs, fmt.Sprintf("invalid gateway %s: %s", c.Gateway, msg))
+			}
+		}
+		for name, a := range c.AuxAddress {
+			addr, err := netip.ParseAddr(a)
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("invalid auxiliary address %s: invalid address", name))
+				continue
+			}
+			if msg := addressErr(addr, subnet); check && msg != "" {
+				errs = append(errs, fmt.Sprintf("invalid auxiliary address %s: %s", name, msg))
+			}
+			if cfg.AuxAddress == nil {
+				cfg.AuxAddress = map[string]netip.Addr{}
+			}
+			cfg.AuxAddress[name] = addr
+		}
+		out.Config = append(out.Config, cfg)
+	}
+	switch len(errs) {
+	case 0:
+		return out, nil
+	case 1:
+		return nil, invalid("invalid network config:\n%s", errs[0])
+	}
+	return nil, invalid("invalid network config:\n* %s", strings.Join(errs, "\n* "))
+}
+
+// family names an address family as dockerd's messages do.
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// ipRangeErrs are dockerd's complaints about ip-range r (given as raw)
+// in subnet.
+func ipRangeErrs(raw string, r, subnet netip.Prefix) []string {
+	if r.Addr().Is4() != subnet.Addr().Is4() {
+		return []string{fmt.Sprintf("invalid ip-range %s: parent subnet is an %s block", raw, family(subnet.Addr()))}
+	}
+	var errs []string
+	if r.Bits() < subnet.Bits() {
+		errs = append(errs, fmt.Sprintf("invalid ip-range %s: CIDR block is bigger than its parent subnet %s", raw, subnet))
+	}
+	if r != r.Masked() {
+		errs = append(errs, fmt.Sprintf("invalid ip-range %s: it should be %s", r, r.Masked()))
+	}
+	if !subnet.Overlaps(r) {
+		errs = append(errs, fmt.Sprintf("invalid ip-range %s: parent subnet %s doesn't contain ip-range", raw, subnet))
+	}
+	return errs
+}
+
+// addressErr is dockerd's complaint about address a in subnet, or "".
+func addressErr(a netip.Addr, subnet netip.Prefix) string {
+	if a.Is4() != subnet.Addr().Is4() {
+		return fmt.Sprintf("parent subnet is an %s block", family(subnet.Addr()))
+	}
+	if !subnet.Contains(a) {
+		return fmt.Sprintf("parent subnet %s doesn't contain this address", subnet)
+	}
+	return ""
 }
 
 func (s *Server) networkRemove(w http.ResponseWriter, r *http.Request) error {

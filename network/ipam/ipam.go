@@ -85,8 +85,9 @@ func (p *Pool) Allocate(owner string, want netip.Addr) (netip.Addr, error) {
 		if !p.usable(want) || want.Is4() != p.Subnet.Addr().Is4() {
 			return netip.Addr{}, fmt.Errorf("requested address %s is not a host address of subnet %s: %w", want, p.Subnet, errdefs.ErrInvalidArgument)
 		}
-		if o, used := p.Used[want]; used {
-			return netip.Addr{}, fmt.Errorf("Address already in use: %s is taken by %s: %w", want, o, errdefs.ErrConflict)
+		if _, used := p.Used[want]; used {
+			// libnetwork's ErrIPAlreadyAllocated, a 403.
+			return netip.Addr{}, fmt.Errorf("Address already in use: %w", errdefs.ErrPermissionDenied)
 		}
 		p.Used[want] = owner
 		return want, nil

@@ -33,6 +33,11 @@ func TestDefaultBridge(t *testing.T) {
 	if !tn.Subnet.Contains(ip) || ip == tn.Gateway() || br.Gateway != tn.Gateway().String() || br.IPPrefixLen != 24 {
 		t.Fatalf("address %s gateway %s/%d, want in %s via %s", ip, br.Gateway, br.IPPrefixLen, tn.Subnet, tn.Gateway())
 	}
+	// dockerd's default bridge has no IPAM options: null, not {}; a
+	// network the docker CLI creates has {} (it sends an empty map).
+	if out := strings.TrimSpace(d.Must(t, "network", "inspect", "bridge", "-f", "{{json .IPAM.Options}}")); out != "null" {
+		t.Errorf("bridge IPAM options: %s", out)
+	}
 	a := ip.As4()
 	if br.MacAddress != fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", a[0], a[1], a[2], a[3]) || br.EndpointID == "" || br.NetworkID == "" {
 		t.Errorf("endpoint: %+v", br)

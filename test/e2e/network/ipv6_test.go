@@ -115,11 +115,13 @@ func TestIPv6(t *testing.T) {
 	if err := json.Unmarshal([]byte(d.Must(t, "network", "inspect", "v6a", "v6b")), &nets); err != nil || len(nets) != 2 {
 		t.Fatalf("network inspect: %v", err)
 	}
-	if n := nets[0]; !n.EnableIPv6 || len(n.IPAM.Config) != 2 || n.IPAM.Config[1].Subnet != a6.String() || n.IPAM.Config[1].Gateway != add6(a6, 1).String() {
+	// As dockerd 28: the configs the user gave as given (no gateway when
+	// none was given), then the pools the daemon picked.
+	if n := nets[0]; !n.EnableIPv6 || len(n.IPAM.Config) != 2 || n.IPAM.Config[1].Subnet != a6.String() || n.IPAM.Config[0].Gateway != "" || n.IPAM.Config[1].Gateway != "" {
 		t.Errorf("v6a: %+v", n)
 	}
 	var b6 netip.Prefix
-	if n := nets[1]; !n.EnableIPv6 || len(n.IPAM.Config) != 2 {
+	if n := nets[1]; !n.EnableIPv6 || len(n.IPAM.Config) != 2 || n.IPAM.Config[0].Gateway != "" || n.IPAM.Config[1].Gateway == "" {
 		t.Errorf("v6b: %+v", n)
 	} else if b6 = netip.MustParsePrefix(n.IPAM.Config[1].Subnet); b6.Bits() != 64 || b6.Addr().As16()[0] != 0xfd {
 		t.Errorf("v6b's subnet from the default pool is %s, want a ULA /64", b6)
@@ -231,8 +233,9 @@ func TestIPv6(t *testing.T) {
 		t.Errorf("internal network's IPv6Gateway %q", g)
 	}
 
-	// An IPv6 subnet without --ipv6: kept in the config, unused (as
-	// dockerd 28).
+	// An IPv6 subnet without --ipv6: kept in the config, unused, and
+	// listed as given before the IPv4 pool the daemon picked (as dockerd
+	// 28's buildIPAMResources).
 	n6 := ula6(t)
 	d.Must(t, "network", "create", "--subnet", n6.String(), "nov6")
 	var nv []struct {
@@ -244,7 +247,7 @@ func TestIPv6(t *testing.T) {
 	if err := json.Unmarshal([]byte(d.Must(t, "network", "inspect", "nov6")), &nv); err != nil || len(nv) != 1 {
 		t.Fatalf("network inspect nov6: %v", err)
 	}
-	if n := nv[0]; n.EnableIPv6 || len(n.IPAM.Config) != 2 || n.IPAM.Config[1].Subnet != n6.String() || n.IPAM.Config[1].Gateway != "" {
+	if n := nv[0]; n.EnableIPv6 || len(n.IPAM.Config) != 2 || n.IPAM.Config[0].Subnet != n6.String() || n.IPAM.Config[0].Gateway != "" || n.IPAM.Config[1].Gateway == "" {
 		t.Errorf("IPv6 subnet without --ipv6: %+v", n)
 	}
 	if out := d.Must(t, "run", "--rm", "--network", "nov6", "busybox", "ip", "-6", "addr", "show", "eth0"); strings.Contains(out, "inet6") {
