@@ -134,7 +134,7 @@ func TestRefusalMessages(t *testing.T) {
 	m := openTest(t, t.TempDir(), t.TempDir(), bridge, table)
 	web, h, none := testID(), testID(), testID()
 	for id, mode := range map[string]string{web: "default", h: "host", none: "none"} {
-		if err := m.Register(id, "/"+mode, &container.HostConfig{NetworkMode: container.NetworkMode(mode)}, nil, nil); err != nil {
+		if err := m.Register(id, "/"+mode, &container.Config{}, &container.HostConfig{NetworkMode: container.NetworkMode(mode)}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
