@@ -218,6 +218,11 @@ func (b *containerBackend) ContainerLogs(ctx context.Context, name string, o ser
 		if en.Stream == "stderr" {
 			w = stderr
 		}
+		if o.Details {
+			// dockerd puts the entry's attributes (log-opt labels and
+			// env; none here) and a space before the line.
+			en.Line = append([]byte{' '}, en.Line...)
+		}
 		line := en.Line
 		if o.Timestamps {
 			line = en.Timestamped()

@@ -16,7 +16,16 @@ func (c *Container) Command() string {
 	if len(c.Args) == 0 {
 		return c.Path
 	}
-	return c.Path + " " + strings.Join(c.Args, " ")
+	// As dockerd: an argument with a space in it is shown in single
+	// quotes (sh -c 'exit 3').
+	args := make([]string, len(c.Args))
+	for i, a := range c.Args {
+		if strings.Contains(a, " ") {
+			a = "'" + a + "'"
+		}
+		args[i] = a
+	}
+	return c.Path + " " + strings.Join(args, " ")
 }
 
 // StatusText is the Status column of `docker ps` at time now ("Up 2

@@ -242,3 +242,20 @@ func TestListVolumeFilter(t *testing.T) {
 		t.Errorf("inspect mounts: %+v", ms)
 	}
 }
+
+// TestCommandQuotesSpaces: an argument with a space shows in single
+// quotes, as dockerd's ps (and --no-trunc, --format json, system df -v).
+func TestCommandQuotesSpaces(t *testing.T) {
+	for _, c := range []struct {
+		c    Container
+		want string
+	}{
+		{Container{Path: "sh", Args: []string{"-c", "exit 3"}}, "sh -c 'exit 3'"},
+		{Container{Path: "/bin/sh", Args: []string{"-c", `echo "a b"; echo c`}}, `/bin/sh -c 'echo "a b"; echo c'`},
+		{Container{Path: "true"}, "true"},
+	} {
+		if got := c.c.Command(); got != c.want {
+			t.Errorf("Command() = %q, want %q", got, c.want)
+		}
+	}
+}

@@ -62,6 +62,14 @@ func TestDockerRun(t *testing.T) {
 	if out := d.Must(t, "logs", "three"); out != "out\nerr\n" && out != "err\nout\n" {
 		t.Errorf("logs: %q", out)
 	}
+	// --details: each line after the entry's attributes (none) and a
+	// space, as dockerd writes it.
+	if out := d.Must(t, "logs", "--details", "three"); out != " out\n err\n" && out != " err\n out\n" {
+		t.Errorf("logs --details: %q", out)
+	}
+	if out := d.Must(t, "ps", "-a", "--filter", "name=three", "--format", "{{.Command}}", "--no-trunc"); out != "\"sh -c 'echo out; echo err >&2; exit 3'\"\n" {
+		t.Errorf("ps command: %q", out)
+	}
 
 	id := strings.TrimSpace(d.Must(t, "run", "-d", "--name", "sleeper", "-e", "WHO=berth", "busybox", "sleep", "1000"))
 	if len(id) != 64 {
