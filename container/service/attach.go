@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/moby/moby/api/types/events"
+
 	"github.com/berth-dev/berth/container/shim/client"
 	"github.com/berth-dev/berth/container/store"
 	"github.com/berth-dev/berth/errdefs"
@@ -31,6 +33,7 @@ func (s *Service) Attach(ctx context.Context, name string, o AttachOptions) (*ne
 	case rec.State.Restarting:
 		return nil, nil, fmt.Errorf("You cannot attach to a restarting container, wait until it is running: %w", errdefs.ErrConflict)
 	}
+	s.publish(rec, events.ActionAttach, nil)
 	c := s.ctr(rec.ID)
 	opts := client.AttachOptions{Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr}
 	c.mu.Lock()

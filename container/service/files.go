@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/container/files"
@@ -18,6 +19,7 @@ import (
 	"github.com/berth-dev/berth/container/store"
 	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/image/change"
+	"github.com/berth-dev/berth/image/reference"
 	imageservice "github.com/berth-dev/berth/image/service"
 	"github.com/berth-dev/berth/internal/idmap"
 	"github.com/berth-dev/berth/snapshot"
@@ -95,6 +97,7 @@ func (s *Service) ArchivePath(ctx context.Context, name, path string) (io.ReadCl
 	if err != nil {
 		return nil, st, s.notFoundIn(err, name, path)
 	}
+	s.publish(rec, events.ActionArchivePath, nil)
 	return &releaser{ReadCloser: rc, release: release}, st, nil
 }
 
@@ -124,7 +127,11 @@ func (s *Service) Extract(ctx context.Context, name, path string, content io.Rea
 	_, err = s.withContainerFS(ctx, name, func(root string) (bool, error) {
 		return false, files.Extract(root, path, content, o)
 	})
-	return s.notFoundIn(err, name, path)
+	if err != nil {
+		return s.notFoundIn(err, name, path)
+	}
+	s.publish(rec, events.ActionExtractToDir, nil)
+	return nil
 }
 
 func (s *Service) notFoundIn(err error, name, path string) error {
@@ -153,6 +160,9 @@ func (s *Service) Export(ctx context.Context, name string, w io.Writer) error {
 		pr.CloseWithError(err)
 		return false, err
 	})
+	if err == nil {
+		s.publish(rec, events.ActionExport, nil)
+	}
 	return err
 }
 
@@ -208,6 +218,13 @@ func (s *Service) Commit(ctx context.Context, name string, o CommitOptions) (str
 	if err != nil {
 		return "", err
 	}
+	if o.Ref != "" && s.opts.Events != nil {
+		// As dockerd: naming the new image is a tag, reported first.
+		if named, err := reference.Parse(o.Ref); err == nil {
+			s.opts.Events.Publish(events.ImageEventType, events.ActionTag, events.Actor{ID: img.ID.String(), Attributes: map[string]string{"name": reference.FamiliarString(named)}})
+		}
+	}
+	s.publish(rec, events.ActionCommit, map[string]string{"comment": o.Comment, "imageID": img.ID.String(), "imageRef": o.Ref})
 	return img.ID.String(), nil
 }
 

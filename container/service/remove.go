@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -159,6 +160,9 @@ func (s *Service) Prune(ctx context.Context, filters map[string][]string) (conta
 		}
 		rep.ContainersDeleted = append(rep.ContainersDeleted, rec.ID)
 		rep.SpaceReclaimed += uint64(size)
+	}
+	if s.opts.Events != nil {
+		s.opts.Events.Publish(events.ContainerEventType, events.ActionPrune, events.Actor{Attributes: map[string]string{"reclaimed": strconv.FormatUint(rep.SpaceReclaimed, 10)}})
 	}
 	return rep, nil
 }

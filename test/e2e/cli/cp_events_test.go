@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 func TestCpBothWays(t *testing.T) { both(t, testCpBothWays) }
@@ -115,4 +117,42 @@ func testEventsAsDocker(t *testing.T) {
 	}
 	same(t, "events", "--since", since, "--until", until, "--filter", "container="+name, "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}")
 	same(t, "events", "--since", since, "--until", until, "--filter", "event=die", "--filter", "container="+name, "--format", "{{json .}}")
+}
+
+// TestFileEventsAsDockerd: attach (start -a), cp out and in, export and
+// commit are container events, and a commit that names its image tags
+// it, as dockerd 20.10 reports them; container prune is an event too.
+func TestFileEventsAsDockerd(t *testing.T) { both(t, testFileEventsAsDockerd) }
+
+func testFileEventsAsDockerd(t *testing.T) {
+	setup(t)
+	since := time.Now().Add(-time.Second).Format(time.RFC3339Nano)
+	name := testutil.UniqueName(t)
+	berth(t, "create", "--name", name, "busybox", "true")
+	t.Cleanup(func() { dockerRun(nil, "rm", "-f", name) })
+	berth(t, "start", "-a", name)
+	dir := t.TempDir()
+	berth(t, "cp", name+":/etc/hostname", dir)
+	berth(t, "cp", dir+"/hostname", name+":/tmp/")
+	berth(t, "export", "-o", dir+"/fs.tar", name)
+	image := "img-" + strings.ToLower(name) + ":committed" // not a name the container filter's prefix match takes
+	berth(t, "commit", name, image)
+	t.Cleanup(func() { dockerRun(nil, "rmi", image) })
+	berth(t, "rm", name)
+	berth(t, "container", "prune", "-f", "--filter", "label=no-such-label-here")
+	until := time.Now().Add(time.Second).Format(time.RFC3339Nano)
+	time.Sleep(1100 * time.Millisecond)
+	out := same(t, "events", "--since", since, "--until", until, "--filter", "container="+name, "--format", "{{.Action}}")
+	want := "create\nattach\nstart\ndie\narchive-path\nextract-to-dir\nexport\ncommit\ndestroy\n"
+	if out != want {
+		t.Errorf("events on %s:\n%s\nwant (dockerd 20.10's):\n%s", cur.name, out, want)
+	}
+	out = same(t, "events", "--since", since, "--until", until, "--filter", "type=image", "--filter", "event=tag", "--format", "{{.Action}} {{.Actor.Attributes.name}}")
+	if out != "tag "+image+"\n" {
+		t.Errorf("image events on %s: %q", cur.name, out)
+	}
+	out = same(t, "events", "--since", since, "--until", until, "--filter", "type=container", "--filter", "event=prune", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.reclaimed}}")
+	if out != "container prune 0\n" {
+		t.Errorf("prune event on %s: %q", cur.name, out)
+	}
 }
