@@ -19,6 +19,7 @@ import (
 	"github.com/berth-dev/berth/container/spec"
 	"github.com/berth-dev/berth/container/store"
 	"github.com/berth-dev/berth/errdefs"
+	"github.com/berth-dev/berth/image/reference"
 )
 
 // CreateOptions are a create request.
@@ -48,7 +49,11 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (string, []string
 	img, err := s.opts.Images.Get(ctx, cfg.Image)
 	if err != nil {
 		if errdefs.IsNotFound(err) {
-			return "", nil, fmt.Errorf("No such image: %s: %w", cfg.Image, errdefs.ErrNotFound)
+			name := cfg.Image
+			if n, perr := reference.Parse(name); perr == nil {
+				name = reference.FamiliarString(n) // dockerd names the tag: nosuch:latest
+			}
+			return "", nil, fmt.Errorf("No such image: %s: %w", name, errdefs.ErrNotFound)
 		}
 		return "", nil, err
 	}

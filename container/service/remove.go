@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -111,7 +112,9 @@ func (s *Service) Rename(ctx context.Context, name, newName string) error {
 		return err
 	}
 	if _, err := names.Validate(newName); err != nil {
-		return err
+		// dockerd validates the name with its slash at rename.
+		_, err = names.Validate("/" + strings.TrimPrefix(newName, "/"))
+		return fmt.Errorf("Error when allocating new name: %w", err)
 	}
 	old := rec.Name
 	if err := s.store.Rename(rec.ID, newName); err != nil {

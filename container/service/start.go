@@ -97,7 +97,9 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 		sh.Wait(ctx, "")
 		// With a deferred create the runtime's create errors (a missing
 		// executable: 127) come from the start.
-		msg := fmt.Sprintf("container %s: %s", rec.ID, err)
+		// Worded as dockerd's (its shim's and runc's layers) around
+		// the runtime's own message, which names the container.
+		msg := "failed to create task for container: OCI runtime create failed: " + err.Error()
 		code := spec.ExitCodeOf(msg)
 		s.store.SetState(rec.ID, func(r *store.Container) error {
 			r.State.Running, r.State.Restarting, r.State.Pid = false, false, 0
@@ -109,7 +111,7 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 		if code == 126 || code == 127 {
 			return failed(fmt.Errorf("%s: %w", msg, errdefs.ErrInvalidArgument))
 		}
-		return failed(fmt.Errorf("container %s: %w", rec.ID, err))
+		return failed(fmt.Errorf("failed to create task for container: OCI runtime create failed: %w", err))
 	}
 	exited := make(chan struct{})
 	c.mu.Lock()

@@ -125,7 +125,8 @@ func applyOne(c *container.Config, ch string) error {
 		}
 		c.Healthcheck = h
 	default:
-		return bad("unsupported instruction (CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL are)")
+		// dockerd's words; the instructions it takes are above.
+		return fmt.Errorf("%s is not a valid change command: %w", strings.ToLower(instr), errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

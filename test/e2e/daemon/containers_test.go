@@ -50,12 +50,21 @@ func TestDockerRun(t *testing.T) {
 	if out, code := docker(t, d, "run", "--name", "three", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"); code != 3 || !strings.Contains(out, "out\n") || !strings.Contains(out, "err\n") {
 		t.Errorf("run exit 3: %q, exit %d", out, code)
 	}
-	if out, code := docker(t, d, "run", "--rm", "busybox", "/no/such"); code != 127 || !strings.Contains(out, "no such file or directory") {
+	if out, code := docker(t, d, "run", "--rm", "busybox", "/no/such"); code != 127 || !strings.Contains(out, "OCI runtime create failed: ") || !strings.Contains(out, "no such file or directory") {
 		t.Errorf("missing command: %q, exit %d", out, code)
 	}
 	if out, code := docker(t, d, "run", "--rm", "no-such-image:v1"); code != 125 {
 		t.Errorf("missing image: %q, exit %d", out, code)
 	}
+	// dockerd's words for a bad name at rename and a bad commit change.
+	tmp := strings.TrimSpace(d.Must(t, "create", "busybox", "true"))
+	if out, _ := docker(t, d, "rename", tmp, "bad name"); !strings.Contains(out, "Error when allocating new name: Invalid container name (/bad name), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed") {
+		t.Errorf("rename to a bad name: %q", out)
+	}
+	if out, _ := docker(t, d, "commit", "-c", "BOGUS x", tmp, "x:1"); !strings.Contains(out, "bogus is not a valid change command") {
+		t.Errorf("commit -c BOGUS: %q", out)
+	}
+	d.Must(t, "rm", tmp)
 	if out := d.Must(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.Name}}", "three"); out != "exited 3 /three\n" {
 		t.Errorf("inspect: %q", out)
 	}
