@@ -44,7 +44,10 @@ func (s *Service) withRootfs(ctx context.Context, name string, fn func(rootfs st
 		unlock()
 		return nil, err
 	}
-	mounts = s.withInitLayer(mounts)
+	if mounts, err = s.withInitLayer(rec, mounts); err != nil {
+		unlock()
+		return nil, err
+	}
 	dir, err := os.MkdirTemp(filepath.Join(s.opts.ExecRoot, "containers"), "mnt-")
 	if err != nil {
 		unlock()

@@ -3,11 +3,16 @@ package service
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/moby/moby/api/types/container"
+
+	"github.com/berth-dev/berth/container/store"
 	"github.com/berth-dev/berth/snapshot"
 )
 
@@ -34,15 +39,24 @@ var initLayerEntries = []struct{ path, kind string }{
 	{"etc/mtab", "link"},
 }
 
-// initLayerDir is where the init layer lives: under the exec root, made
-// again after a reboot, never changed once made (running containers'
-// overlays have it as a lower layer).
-func (s *Service) initLayerDir() string { return filepath.Join(s.opts.ExecRoot, "init-layer") }
+// initLayerDir is where the init layer of rec lives: under the exec
+// root, made again after a reboot, never changed once made (running
+// containers' overlays have it as a lower layer). A remapped container
+// gets one owned by its mapping's root, as dockerd's, which it shows as
+// is (idmap.Layers leaves alone a layer its root owns).
+func (s *Service) initLayerDir(hc *container.HostConfig) (dir string, uid, gid int) {
+	dir = filepath.Join(s.opts.ExecRoot, "init-layer")
+	if m, ok := s.mapping(hc); ok {
+		uid, gid = m.Root()
+		dir += "." + strconv.Itoa(uid) + "." + strconv.Itoa(gid)
+	}
+	return dir, uid, gid
+}
 
-// makeInitLayer makes the init layer at dir unless it is there. It is
-// built aside and renamed into place, so that a crash never leaves half
-// of one to be used.
-func makeInitLayer(dir string) error {
+// makeInitLayer makes the init layer at dir, owned by uid:gid, unless it
+// is there. It is built aside and renamed into place, so that a crash
+// never leaves half of one to be used.
+func makeInitLayer(dir string, uid, gid int) error {
 	if _, err := os.Lstat(dir); err == nil {
 		return nil
 	}
@@ -74,29 +88,47 @@ func makeInitLayer(dir string) error {
 			return fmt.Errorf("init layer: %w", err)
 		}
 	}
-	if err := os.Rename(tmp, dir); err != nil && !errors.Is(err, os.ErrExist) {
+	if uid != 0 || gid != 0 {
+		err := filepath.WalkDir(tmp, func(p string, _ fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(p, uid, gid)
+		})
+		if err != nil {
+			return fmt.Errorf("init layer: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, serr := os.Lstat(dir); serr == nil {
+			return nil // another start made it meanwhile
+		}
 		return fmt.Errorf("init layer: %w", err)
 	}
 	return nil
 }
 
-// withInitLayer returns a container's mounts with the init layer as the
-// topmost lower layer of its overlay. A rootfs without lower layers (an
-// image of no layer) is a plain bind and stays as it is.
-func (s *Service) withInitLayer(mounts []snapshot.Mount) []snapshot.Mount {
+// withInitLayer returns rec's mounts with its init layer (made if need
+// be) as the topmost lower layer of its overlay. A rootfs without lower
+// layers (an image of no layer) is a plain bind and stays as it is.
+func (s *Service) withInitLayer(rec *store.Container, mounts []snapshot.Mount) ([]snapshot.Mount, error) {
+	dir, uid, gid := s.initLayerDir(rec.HostConfig)
 	out := slices.Clone(mounts)
 	for i, m := range out {
 		lowers, ok := m.Option("lowerdir")
 		if m.Type != "overlay" || !ok {
 			continue
 		}
+		if err := makeInitLayer(dir, uid, gid); err != nil {
+			return nil, err
+		}
 		opts := slices.Clone(m.Options)
 		for j, o := range opts {
 			if strings.HasPrefix(o, "lowerdir=") {
-				opts[j] = "lowerdir=" + s.initLayerDir() + ":" + lowers
+				opts[j] = "lowerdir=" + dir + ":" + lowers
 			}
 		}
 		out[i].Options = opts
 	}
-	return out
+	return out, nil
 }

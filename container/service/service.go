@@ -118,9 +118,6 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 			return nil, fmt.Errorf("container service: %w", err)
 		}
 	}
-	if err := makeInitLayer(filepath.Join(opts.ExecRoot, "init-layer")); err != nil {
-		return nil, fmt.Errorf("container service: %w", err)
-	}
 	if err := openToRemappedRoot(opts); err != nil {
 		return nil, fmt.Errorf("container service: %w", err)
 	}

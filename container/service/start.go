@@ -191,7 +191,9 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (_ *client.S
 	if err != nil {
 		return nil, fmt.Errorf("container %s: rootfs: %w", rec.ID, err)
 	}
-	mounts = s.withInitLayer(mounts)
+	if mounts, err = s.withInitLayer(rec, mounts); err != nil {
+		return nil, fmt.Errorf("container %s: %w", rec.ID, err)
+	}
 	if err := s.openDirsToRemapped(rec); err != nil {
 		return nil, fmt.Errorf("container %s: %w", rec.ID, err)
 	}

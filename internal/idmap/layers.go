@@ -57,6 +57,9 @@ func (l *Layers) MountRootfs(mounts []snapshot.Mount, target, scratch string) er
 				case "lowerdir":
 					lowers := strings.Split(v, ":")
 					for n, lower := range lowers {
+						if ownedBy(lower, ruid, rgid) {
+							continue // made for this mapping (the init layer)
+						}
 						p, err := l.lower(lower, scratch, len(attached), &attached)
 						if err != nil {
 							return err
@@ -78,6 +81,12 @@ func (l *Layers) MountRootfs(mounts []snapshot.Mount, target, scratch string) er
 		shifted[i] = m
 	}
 	return snapshot.MountAll(shifted, target)
+}
+
+// ownedBy reports whether dir belongs to uid:gid.
+func ownedBy(dir string, uid, gid int) bool {
+	var st unix.Stat_t
+	return unix.Stat(dir, &st) == nil && int(st.Uid) == uid && int(st.Gid) == gid
 }
 
 // lower returns the directory that shows the layer dir to the remapped

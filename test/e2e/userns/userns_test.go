@@ -126,10 +126,11 @@ func remapTest(t *testing.T, noIDMap bool) {
 	}
 
 	// Inside: root, mapped to the range; the image's files are root's.
-	out := d.Must(t, "run", "--rm", "busybox", "sh", "-c", "id -u; cat /proc/self/uid_map; cat /proc/self/gid_map; stat -c %u:%g /bin/busybox /etc/passwd /")
+	// /.dockerenv is the init layer's, made for the mapping.
+	out := d.Must(t, "run", "--rm", "busybox", "sh", "-c", "id -u; cat /proc/self/uid_map; cat /proc/self/gid_map; stat -c %u:%g /bin/busybox /etc/passwd / /.dockerenv")
 	lines := berthd.Lines(out)
-	if len(lines) != 6 || lines[0] != "0" || strings.Join(strings.Fields(lines[1]), " ") != fmt.Sprintf("0 %d 65536", uid) ||
-		strings.Join(strings.Fields(lines[2]), " ") != fmt.Sprintf("0 %d 65536", gid) || lines[3] != "0:0" || lines[4] != "0:0" || lines[5] != "0:0" {
+	if len(lines) != 7 || lines[0] != "0" || strings.Join(strings.Fields(lines[1]), " ") != fmt.Sprintf("0 %d 65536", uid) ||
+		strings.Join(strings.Fields(lines[2]), " ") != fmt.Sprintf("0 %d 65536", gid) || lines[3] != "0:0" || lines[4] != "0:0" || lines[5] != "0:0" || lines[6] != "0:0" {
 		t.Errorf("remapped container sees:\n%s", out)
 	}
 
