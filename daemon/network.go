@@ -83,7 +83,9 @@ func (c containerNetworks) publish(action eventtypes.Action, id string, nets map
 		return
 	}
 	for name, es := range nets {
-		if es == nil || es.EndpointID == "" {
+		// The host and none networks have no endpoint of ours, but
+		// dockerd reports joining and leaving them too.
+		if es == nil || es.EndpointID == "" && name != mnetwork.NetworkHost && name != mnetwork.NetworkNone {
 			continue
 		}
 		typ := network.DriverBridge
@@ -110,6 +112,9 @@ func (c containerNetworks) Setup(id string) (cservice.NetworkSetup, error) {
 }
 
 func (c containerNetworks) Teardown(id string) error {
+	if !c.m.HasSandbox(id) {
+		return nil // taken down already (--rm tears down twice)
+	}
 	before := c.m.Settings(id).Networks
 	err := c.m.Teardown(id)
 	c.publish(eventtypes.ActionDisconnect, id, before)

@@ -243,7 +243,10 @@ func (m *Manager) Setup(id string) (Setup, error) {
 		return Setup{}, err
 	}
 	if primary.Driver == DriverHost {
-		return Setup{}, nil
+		// No namespace to make: the record says the container is on
+		// the host network (Teardown and its disconnect follow it).
+		m.st.Sandboxes[id] = &Sandbox{ContainerID: id}
+		return Setup{}, m.saveUnsynced()
 	}
 	// The mode's network is eth0; the others follow by name.
 	sort.Slice(nets, func(i, j int) bool {
@@ -521,6 +524,15 @@ func (m *Manager) Addresses(id string) []netip.Addr {
 func ifIndex(name string) int {
 	n, _ := strconv.Atoi(strings.TrimPrefix(name, "eth"))
 	return n
+}
+
+// HasSandbox reports whether container id is set up (Setup ran, Teardown
+// not yet).
+func (m *Manager) HasSandbox(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.st.Sandboxes[id]
+	return ok
 }
 
 // HostGateway is the default bridge's gateway address, which containers

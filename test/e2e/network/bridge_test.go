@@ -168,6 +168,26 @@ func TestNetworkEvents(t *testing.T) {
 	if c0, c1 := strings.Fields(lines[0])[3], strings.Fields(lines[1])[3]; c0 != c1 || len(c0) != 64 {
 		t.Errorf("network events name containers %q and %q", c0, c1)
 	}
+	// The none and host networks too, once each way (a --rm container's
+	// teardown runs twice).
+	for _, mode := range []struct{ name, driver string }{{"none", "null"}, {"host", "host"}} {
+		since := time.Now().Add(-time.Second).Unix()
+		id := strings.TrimSpace(d.Must(t, "run", "-d", "--rm", "--network", mode.name, "busybox", "true"))
+		d.Docker("wait", id)
+		time.Sleep(500 * time.Millisecond) // the removal after the exit
+		until := time.Now().Add(time.Second).Unix()
+		all := d.Must(t, "events", "--since", fmt.Sprint(since), "--until", fmt.Sprint(until),
+			"--filter", "type=network", "--format", "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.type}} {{.Actor.Attributes.container}}")
+		var out string
+		for _, l := range strings.SplitAfter(all, "\n") {
+			if strings.HasSuffix(l, " "+id+"\n") {
+				out += strings.TrimSuffix(l, " "+id+"\n") + "\n"
+			}
+		}
+		if want := "connect " + mode.name + " " + mode.driver + "\ndisconnect " + mode.name + " " + mode.driver + "\n"; out != want {
+			t.Errorf("--network %s: network events %q, want %q", mode.name, out, want)
+		}
+	}
 }
 
 // rawInspect is GET /v<version>/containers/<name>/json as a client of
