@@ -3,6 +3,8 @@ package daemon_test
 import (
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/testutil/berthd"
 )
 
 // TestLogsFollowCreated: docker logs -f on a container that never ran
@@ -19,3 +21,43 @@ func TestLogsFollowCreated(t *testing.T) {
 		t.Errorf("logs -f of a created container took %v", el)
 	}
 }
+
+// waitInspect polls docker inspect -f format on name until it prints want.
+func waitInspect(t *testing.T, d *berthd.Daemon, name, format, want string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		out := d.Must(t, "inspect", "-f", format, name)
+		if out == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: inspect %s is %q after %v, want %q", name, format, out, limit, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestKillPaused: docker kill (SIGKILL) of a paused container ends it at
+// once (exited 137), as dockerd, which thaws it after the signal; another
+// signal stays pending until unpause.
+func TestKillPaused(t *testing.T) {
+	d := withBusybox(t)
+	d.Must(t, "run", "-d", "--name", "pk", "busybox", "sleep", "100")
+	d.Must(t, "pause", "pk")
+	if out := d.Must(t, "kill", "pk"); out != "pk\n" {
+		t.Errorf("kill printed %q", out)
+	}
+	waitInspect(t, d, "pk", "{{.State.Status}} {{.State.ExitCode}} {{.State.Paused}}", "exited 137 false\n", 5*time.Second)
+
+	d.Must(t, "run", "-d", "--name", "pt", "busybox", "sh", "-c", "trap 'exit 7' USR1; while true; do sleep 0.1; done")
+	d.Must(t, "pause", "pt")
+	d.Must(t, "kill", "-s", "USR1", "pt")
+	time.Sleep(500 * time.Millisecond)
+	if out := d.Must(t, "inspect", "-f", "{{.State.Status}}", "pt"); out != "paused\n" {
+		t.Errorf("after kill -s USR1 of a paused container: %q, want it still paused", out)
+	}
+	d.Must(t, "unpause", "pt")
+	waitInspect(t, d, "pt", "{{.State.Status}} {{.State.ExitCode}}", "exited 7\n", 5*time.Second)
+}
+
