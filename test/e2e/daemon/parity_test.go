@@ -1,6 +1,8 @@
 package daemon_test
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,5 +61,48 @@ func TestKillPaused(t *testing.T) {
 	}
 	d.Must(t, "unpause", "pt")
 	waitInspect(t, d, "pt", "{{.State.Status}} {{.State.ExitCode}}", "exited 7\n", 5*time.Second)
+}
+
+// TestExecStartFailure: an exec that cannot start (unknown user, missing
+// binary, empty command, bad working directory) ends with 126, as
+// dockerd, and the exec's inspect says so.
+func TestExecStartFailure(t *testing.T) {
+	d := withBusybox(t)
+	d.Must(t, "run", "-d", "--name", "up1", "busybox", "sleep", "1000")
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"-u", "nouser", "up1", "id"}, "nouser"},
+		{[]string{"up1", "/nope"}, "/nope"},
+		{[]string{"up1", ""}, ""},
+		{[]string{"-w", "/nonexist", "up1", "pwd"}, "/nonexist"},
+		{[]string{"-w", "rel", "up1", "pwd"}, "rel"},
+	} {
+		out, code := docker(t, d, append([]string{"exec"}, c.args...)...)
+		if code != 126 || !strings.Contains(out, c.msg) {
+			t.Errorf("exec %q: %q, exit %d, want 126", c.args, out, code)
+		}
+	}
+
+	// The API: the start's stream carries the error, the inspect the code.
+	r := berthd.Raw(t, d.Socket, "POST", "/v1.41/containers/up1/exec", "application/json",
+		`{"User":"nouser","Cmd":["id"],"AttachStdout":true,"AttachStderr":true}`)
+	var created struct{ Id string }
+	if err := json.Unmarshal([]byte(r.Body), &created); err != nil || r.Status != 201 {
+		t.Fatalf("exec create: %d %q", r.Status, r.Body)
+	}
+	r = berthd.Raw(t, d.Socket, "POST", "/v1.41/exec/"+created.Id+"/start", "application/json", `{}`)
+	if r.Status != 200 || !strings.Contains(r.Body, "unable to find user nouser") {
+		t.Errorf("exec start: %d %q", r.Status, r.Body)
+	}
+	r = berthd.Raw(t, d.Socket, "GET", "/v1.41/exec/"+created.Id+"/json", "", "")
+	var insp struct {
+		Running  bool
+		ExitCode *int
+	}
+	if err := json.Unmarshal([]byte(r.Body), &insp); err != nil || insp.Running || insp.ExitCode == nil || *insp.ExitCode != 126 {
+		t.Errorf("exec inspect after a failed start: %s", r.Body)
+	}
 }
 
