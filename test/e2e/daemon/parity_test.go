@@ -106,3 +106,32 @@ func TestExecStartFailure(t *testing.T) {
 	}
 }
 
+// TestPsPortFilters: docker ps --filter publish=... and expose=... match
+// the container ports published or exposed, as dockerd.
+func TestPsPortFilters(t *testing.T) {
+	d := withBusybox(t)
+	d.Must(t, "create", "--name", "web", "-p", "8080:80", "--expose", "443", "busybox", "true")
+	d.Must(t, "create", "--name", "dns", "-p", "8053:53/udp", "busybox", "true")
+	for filter, want := range map[string]string{
+		"publish=80":            "web\n",
+		"publish=80/tcp":        "web\n",
+		"publish=8080":          "",
+		"publish=8000-8080/udp": "",
+		"publish=50-60/udp":     "dns\n",
+		"expose=443":            "web\n",
+		"expose=53/udp":         "dns\n",
+		"expose=1-65535/sctp":   "",
+	} {
+		out, code := docker(t, d, "ps", "-a", "--filter", filter, "--format", "{{.Names}}")
+		if out != want || code != 0 {
+			t.Errorf("ps --filter %s: %q, exit %d, want %q", filter, out, code, want)
+		}
+	}
+	// The table header alone when nothing matches, as dockerd.
+	if out, code := docker(t, d, "ps", "-a", "--filter", "publish=81", "--format", "table {{.Names}}"); out != "NAMES\n" || code != 0 {
+		t.Errorf("ps --filter publish=81: %q, exit %d", out, code)
+	}
+	if out, code := docker(t, d, "ps", "--filter", "publish=8080:80"); code != 1 || !strings.Contains(out, "should not contain ':'") {
+		t.Errorf("ps --filter publish=8080:80: %q, exit %d", out, code)
+	}
+}
