@@ -174,7 +174,7 @@ func (s *Service) Restart(ctx context.Context, name, signal string, timeout *int
 	if rec, err = s.store.Get(rec.ID); err != nil {
 		return err
 	}
-	if err := s.start(ctx, c, rec); err != nil {
+	if err := s.start(ctx, c, rec, true); err != nil {
 		return err
 	}
 	s.publish(rec, events.ActionRestart, nil)

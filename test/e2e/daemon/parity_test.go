@@ -106,6 +106,29 @@ func TestExecStartFailure(t *testing.T) {
 	}
 }
 
+// TestUserStartResetsRestartCount: a start or restart by the user sets
+// RestartCount back to 0, the policy's restarts count, as dockerd.
+func TestUserStartResetsRestartCount(t *testing.T) {
+	d := withBusybox(t)
+	// The first run fails; the policy's restart finds the marker and runs.
+	script := "if test -e /ran; then exec sleep 100; fi; touch /ran; exit 2"
+	for _, name := range []string{"rcs", "rcr"} {
+		d.Must(t, "run", "-d", "--restart", "on-failure", "--name", name, "busybox", "sh", "-c", script)
+		waitInspect(t, d, name, "{{.State.Status}} {{.RestartCount}}", "running 1\n", 10*time.Second)
+	}
+
+	d.Must(t, "stop", "-t", "0", "rcs")
+	d.Must(t, "start", "rcs")
+	if out := d.Must(t, "inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "rcs"); out != "running 0\n" {
+		t.Errorf("after docker start: %q, want running 0", out)
+	}
+
+	d.Must(t, "restart", "-t", "0", "rcr")
+	if out := d.Must(t, "inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "rcr"); out != "running 0\n" {
+		t.Errorf("after docker restart: %q, want running 0", out)
+	}
+}
+
 // TestPsPortFilters: docker ps --filter publish=... and expose=... match
 // the container ports published or exposed, as dockerd.
 func TestPsPortFilters(t *testing.T) {
