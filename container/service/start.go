@@ -125,7 +125,8 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container, byUse
 	c.shim, c.exited, c.stopping = sh, exited, false
 	c.mu.Unlock()
 	rec, err = s.store.SetState(rec.ID, func(r *store.Container) error {
-		r.State = store.State{Running: true, Pid: sh.Pid(), StartedAt: now(), Health: r.State.Health}
+		// FinishedAt stays the previous run's while this one runs, as dockerd.
+		r.State = store.State{Running: true, Pid: sh.Pid(), StartedAt: now(), FinishedAt: r.State.FinishedAt, Health: r.State.Health}
 		r.HasBeenStartedBefore, r.HasBeenManuallyStopped = true, false
 		return nil
 	})

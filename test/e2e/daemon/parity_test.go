@@ -107,25 +107,38 @@ func TestExecStartFailure(t *testing.T) {
 }
 
 // TestUserStartResetsRestartCount: a start or restart by the user sets
-// RestartCount back to 0, the policy's restarts count, as dockerd.
+// RestartCount back to 0, the policy's restarts count, and FinishedAt
+// keeps the previous run's end while the container runs, as dockerd.
 func TestUserStartResetsRestartCount(t *testing.T) {
 	d := withBusybox(t)
 	// The first run fails; the policy's restart finds the marker and runs.
 	script := "if test -e /ran; then exec sleep 100; fi; touch /ran; exit 2"
+	const zero = "0001-01-01T00:00:00Z\n"
 	for _, name := range []string{"rcs", "rcr"} {
 		d.Must(t, "run", "-d", "--restart", "on-failure", "--name", name, "busybox", "sh", "-c", script)
 		waitInspect(t, d, name, "{{.State.Status}} {{.RestartCount}}", "running 1\n", 10*time.Second)
+		if out := d.Must(t, "inspect", "-f", "{{.State.FinishedAt}}", name); out == zero {
+			t.Errorf("%s: FinishedAt zeroed by the policy's restart", name)
+		}
 	}
 
 	d.Must(t, "stop", "-t", "0", "rcs")
+	stopped := d.Must(t, "inspect", "-f", "{{.State.FinishedAt}}", "rcs")
 	d.Must(t, "start", "rcs")
 	if out := d.Must(t, "inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "rcs"); out != "running 0\n" {
 		t.Errorf("after docker start: %q, want running 0", out)
 	}
+	if out := d.Must(t, "inspect", "-f", "{{.State.FinishedAt}}", "rcs"); out != stopped {
+		t.Errorf("FinishedAt after docker start: %q, want the stop's %q", out, stopped)
+	}
 
+	before := d.Must(t, "inspect", "-f", "{{.State.FinishedAt}}", "rcr")
 	d.Must(t, "restart", "-t", "0", "rcr")
 	if out := d.Must(t, "inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "rcr"); out != "running 0\n" {
 		t.Errorf("after docker restart: %q, want running 0", out)
+	}
+	if out := d.Must(t, "inspect", "-f", "{{.State.FinishedAt}}", "rcr"); out == zero || out == before {
+		t.Errorf("FinishedAt after docker restart: %q, want the stop's (was %q)", out, before)
 	}
 }
 
