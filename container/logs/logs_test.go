@@ -360,3 +360,26 @@ func TestParseOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowNoLog: following the log of a container that never ran (no
+// file yet) ends without error once the run is over (docker logs -f of a
+// created container).
+func TestFollowNoLog(t *testing.T) {
+	done := make(chan struct{})
+	close(done)
+	path := filepath.Join(t.TempDir(), "never.log")
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Read(context.Background(), path, ReadOptions{Stdout: true, Stderr: true, Tail: -1, Follow: true, Done: done}, func(e Entry) error {
+			return fmt.Errorf("unexpected entry %q", e.Line)
+		})
+	}()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("follow of a missing log: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("follow of a missing log did not return after done")
+	}
+}

@@ -158,7 +158,9 @@ func (r *reader) openAll() error {
 
 func (r *reader) closeAll() {
 	for _, f := range r.files {
-		f.f.Close()
+		if f != nil { // follow's slot for a log not created yet
+			f.f.Close()
+		}
 	}
 }
 

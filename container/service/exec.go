@@ -82,6 +82,21 @@ func (s *Service) ExecStart(ctx context.Context, id string, consoleSize *[2]uint
 	}
 	e.started = true
 	e.mu.Unlock()
+	conn, tty, err := s.execStart(ctx, e, consoleSize)
+	if err != nil {
+		// As dockerd: an exec that could not start exited 126, whatever
+		// the cause, and says so to ExecInspect (docker exec's exit code).
+		code := 126
+		e.mu.Lock()
+		e.exitCode = &code
+		e.mu.Unlock()
+		close(e.done)
+	}
+	return conn, tty, err
+}
+
+// execStart is ExecStart once e is marked started.
+func (s *Service) execStart(ctx context.Context, e *execEntry, consoleSize *[2]uint) (*net.UnixConn, bool, error) {
 	rec, c, err := s.running(e.ctrID)
 	if err != nil {
 		return nil, false, err
@@ -92,30 +107,24 @@ func (s *Service) ExecStart(ctx context.Context, id string, consoleSize *[2]uint
 	if sh == nil {
 		return nil, false, fmt.Errorf("Container %s is not running: %w", rec.ID, errdefs.ErrConflict)
 	}
+	cfg := e.cfg
+	s.publish(rec, events.Action("exec_start: "+strings.Join(cfg.Cmd, " ")), map[string]string{"execID": e.id})
 	proc, err := s.execProcess(e, consoleSize)
 	if err != nil {
 		return nil, false, err
 	}
-	cfg := e.cfg
 	pid, conn, err := sh.Exec(context.WithoutCancel(ctx), client.ExecOptions{
 		ID: e.id, Process: proc, Stdin: cfg.AttachStdin, Stdout: cfg.AttachStdout, Stderr: cfg.AttachStderr,
 	})
 	if err != nil {
-		msg := err.Error()
-		code := spec.ExitCodeOf(msg)
-		e.mu.Lock()
-		e.exitCode = &code
-		e.mu.Unlock()
-		close(e.done)
-		if code == 126 || code == 127 {
-			return nil, false, fmt.Errorf("%s: %w", msg, errdefs.ErrInvalidArgument)
+		if code := spec.ExitCodeOf(err.Error()); code == 126 || code == 127 {
+			return nil, false, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 		}
 		return nil, false, err
 	}
 	e.mu.Lock()
 	e.running, e.pid = true, pid
 	e.mu.Unlock()
-	s.publish(rec, events.Action("exec_start: "+strings.Join(cfg.Cmd, " ")), map[string]string{"execID": e.id})
 	go func() {
 		st, err := sh.Wait(context.Background(), e.id)
 		code := st.ExitCode

@@ -41,11 +41,12 @@ func (s *Service) Start(ctx context.Context, name string) error {
 		return err
 	}
 	defer unlock()
-	return s.start(ctx, c, rec)
+	return s.start(ctx, c, rec, true)
 }
 
-// start runs rec; c.op is held.
-func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error {
+// start runs rec; c.op is held. byUser is a start or restart the user
+// asked for, not one of the restart policy's.
+func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container, byUser bool) error {
 	switch st := rec.State; {
 	case st.Running && st.Paused:
 		return fmt.Errorf("cannot start a paused container, try unpause instead: %w", errdefs.ErrConflict)
@@ -53,6 +54,14 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 		return fmt.Errorf("container %s is already running: %w", rec.ID, errdefs.ErrNotModified)
 	case st.RemovalInProgress || st.Dead:
 		return fmt.Errorf("container is marked for removal and cannot be started: %w", errdefs.ErrConflict)
+	}
+	if byUser && rec.RestartCount != 0 {
+		// As dockerd: the user's start begins a new count of the policy's
+		// restarts (and of their backoff).
+		var err error
+		if rec, err = s.store.SetState(rec.ID, func(r *store.Container) error { r.RestartCount = 0; return nil }); err != nil {
+			return fmt.Errorf("container %s: reset the restart count: %w", c.id, err)
+		}
 	}
 	// A start outlives the request that asked for it.
 	ctx = context.WithoutCancel(ctx)
@@ -118,7 +127,8 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container) error
 	c.shim, c.exited, c.stopping = sh, exited, false
 	c.mu.Unlock()
 	rec, err = s.store.SetState(rec.ID, func(r *store.Container) error {
-		r.State = store.State{Running: true, Pid: sh.Pid(), StartedAt: now(), Health: r.State.Health}
+		// FinishedAt stays the previous run's while this one runs, as dockerd.
+		r.State = store.State{Running: true, Pid: sh.Pid(), StartedAt: now(), FinishedAt: r.State.FinishedAt, Health: r.State.Health}
 		r.HasBeenStartedBefore, r.HasBeenManuallyStopped = true, false
 		return nil
 	})
@@ -415,7 +425,7 @@ func (s *Service) restartLater(c *ctr, rec *store.Container) {
 	if rec, err = s.store.SetState(c.id, func(r *store.Container) error { r.RestartCount++; return nil }); err != nil {
 		return
 	}
-	if err := s.start(context.Background(), c, rec); err != nil {
+	if err := s.start(context.Background(), c, rec, false); err != nil {
 		s.opts.Logf("container %s: restart: %v", c.id, err)
 	}
 }

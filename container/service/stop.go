@@ -149,6 +149,15 @@ func (s *Service) Kill(ctx context.Context, name, signal string) error {
 		return fmt.Errorf("Cannot kill container: %s: %w", name, err)
 	}
 	s.publish(rec, events.ActionKill, map[string]string{"signal": fmt.Sprint(int(sig))})
+	if sig == syscall.SIGKILL && rec.State.Paused {
+		// As dockerd: thaw after the SIGKILL, else it waits on the frozen
+		// cgroup until an unpause. On cgroup v2 the kill may already have
+		// ended the process, so a failed resume is no failure of the kill.
+		// Not under c.op: a stop may hold it while it waits for this exit.
+		if err := s.unpause(c, rec); err != nil {
+			s.opts.Logf("container %s: resume after SIGKILL: %v", rec.ID, err)
+		}
+	}
 	return nil
 }
 
@@ -173,7 +182,7 @@ func (s *Service) Restart(ctx context.Context, name, signal string, timeout *int
 	if rec, err = s.store.Get(rec.ID); err != nil {
 		return err
 	}
-	if err := s.start(ctx, c, rec); err != nil {
+	if err := s.start(ctx, c, rec, true); err != nil {
 		return err
 	}
 	s.publish(rec, events.ActionRestart, nil)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 
 	"github.com/berth-dev/berth/errdefs"
 )
@@ -19,7 +20,8 @@ type ListOptions struct {
 	// Limit returns only the newest Limit containers (and implies All).
 	Limit int
 	// Filters are Docker's: id, name, label, status, ancestor, exited,
-	// before, since, is-task, health, network. Each key maps to the
+	// before, since, is-task, health, network, volume, publish, expose.
+	// Each key maps to the
 	// values given for it: a container passes a key when it matches any
 	// of its values (label: all of them), and must pass every key.
 	Filters map[string][]string
@@ -39,9 +41,7 @@ func (s *Store) List(opts ListOptions) ([]*Container, error) {
 	f := opts.Filters
 	for k := range f {
 		switch k {
-		case "id", "name", "label", "status", "ancestor", "exited", "before", "since", "is-task", "health", "network", "volume":
-		case "publish", "expose":
-			return nil, fmt.Errorf("filter %q: %w", k, errdefs.ErrNotImplemented)
+		case "id", "name", "label", "status", "ancestor", "exited", "before", "since", "is-task", "health", "network", "volume", "publish", "expose":
 		default:
 			return nil, fmt.Errorf("Invalid filter '%s': %w", k, errdefs.ErrInvalidArgument)
 		}
@@ -71,6 +71,14 @@ func (s *Store) List(opts ListOptions) ([]*Container, error) {
 			return nil, fmt.Errorf("Unrecognised filter value for health: %s: %w", v, errdefs.ErrInvalidArgument)
 		}
 	}
+	publish, err := portFilter("publish", f["publish"])
+	if err != nil {
+		return nil, err
+	}
+	expose, err := portFilter("expose", f["expose"])
+	if err != nil {
+		return nil, err
+	}
 	var idRe, nameRe []*regexp.Regexp
 	for _, v := range f["id"] {
 		re, err := regexp.Compile(v)
@@ -87,7 +95,6 @@ func (s *Store) List(opts ListOptions) ([]*Container, error) {
 		nameRe = append(nameRe, re)
 	}
 	var before, since *Container
-	var err error
 	if len(f["before"]) > 0 {
 		if before, err = s.Get(f["before"][0]); err != nil {
 			return nil, err
@@ -146,6 +153,12 @@ func (s *Store) List(opts ListOptions) ([]*Container, error) {
 			continue
 		}
 		if len(f["network"]) > 0 && !contains(f["network"], string(c.HostConfig.NetworkMode)) {
+			continue
+		}
+		if len(publish) > 0 && !anyPort(publish, c.HostConfig.PortBindings) {
+			continue
+		}
+		if len(expose) > 0 && !anyPort(expose, c.Config.ExposedPorts) {
 			continue
 		}
 		out = append(out, c)
@@ -225,6 +238,37 @@ func volumeMatch(vals []string, c *Container) bool {
 			key = m.Source
 		}
 		if contains(vals, key) || contains(vals, m.Destination) {
+			return true
+		}
+	}
+	return false
+}
+
+// portFilter is the set of ports that key's values name, as dockerd reads
+// them: "80", "80/udp" or a range "8000-8080/tcp" (tcp by default).
+func portFilter(key string, vals []string) (map[network.Port]bool, error) {
+	set := map[network.Port]bool{}
+	for _, v := range vals {
+		if strings.Contains(v, ":") {
+			return nil, fmt.Errorf("filter for '%s' should not contain ':': %s: %w", key, v, errdefs.ErrInvalidArgument)
+		}
+		r, err := network.ParsePortRange(v)
+		if err != nil {
+			return nil, fmt.Errorf("error while looking up for %s %s: %v: %w", key, v, err, errdefs.ErrInvalidArgument)
+		}
+		for p := range r.All() {
+			set[p] = true
+		}
+	}
+	return set, nil
+}
+
+// anyPort reports whether one of the ports keying m is in set: dockerd's
+// publish filter looks at HostConfig.PortBindings, expose at
+// Config.ExposedPorts.
+func anyPort[V any](set map[network.Port]bool, m map[network.Port]V) bool {
+	for p := range m {
+		if set[p] {
 			return true
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 
 	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/volume"
@@ -94,6 +95,48 @@ func TestListFilters(t *testing.T) {
 	}
 }
 
+// TestListPortFilters: publish matches the container ports of
+// HostConfig.PortBindings, expose those of Config.ExposedPorts, by number,
+// protocol (tcp by default) or range, as dockerd.
+func TestListPortFilters(t *testing.T) {
+	s, cs := listFixture(t)
+	set := func(name string, fn func(c *Container)) {
+		if _, err := s.Update(cs[name].ID, func(c *Container) error { fn(c); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("running1", func(c *Container) {
+		c.HostConfig.PortBindings = network.PortMap{network.MustParsePort("80/tcp"): {{HostPort: "8080"}}}
+		c.Config.ExposedPorts = network.PortSet{network.MustParsePort("80/tcp"): {}}
+	})
+	set("exited0", func(c *Container) {
+		c.HostConfig.PortBindings = network.PortMap{network.MustParsePort("8053/udp"): nil}
+		c.Config.ExposedPorts = network.PortSet{network.MustParsePort("8053/udp"): {}, network.MustParsePort("443/tcp"): {}}
+	})
+	for _, tc := range []struct {
+		f    map[string][]string
+		want string
+	}{
+		{map[string][]string{"publish": {"80"}}, "running1"},
+		{map[string][]string{"publish": {"80/tcp"}}, "running1"},
+		{map[string][]string{"publish": {"80/udp"}}, ""},
+		{map[string][]string{"publish": {"8000-8080/udp"}}, "exited0"},
+		{map[string][]string{"publish": {"8080"}}, ""}, // a host port is no container port
+		{map[string][]string{"publish": {"80", "8053/udp"}}, "exited0,running1"},
+		{map[string][]string{"expose": {"443"}}, "exited0"},
+		{map[string][]string{"expose": {"1-1000"}}, "exited0,running1"},
+		{map[string][]string{"expose": {"443"}, "publish": {"80"}}, ""},
+	} {
+		got, err := s.List(ListOptions{All: true, Filters: tc.f})
+		if err != nil {
+			t.Fatalf("List(%v): %v", tc.f, err)
+		}
+		if nameList(got) != tc.want {
+			t.Errorf("List(%v) = %q, want %q", tc.f, nameList(got), tc.want)
+		}
+	}
+}
+
 func TestListBadFilters(t *testing.T) {
 	s, _ := listFixture(t)
 	for _, tc := range []struct {
@@ -106,7 +149,9 @@ func TestListBadFilters(t *testing.T) {
 		{map[string][]string{"exited": {"x"}}, "invalid filter 'exited=x'", errdefs.IsInvalidArgument},
 		{map[string][]string{"is-task": {"maybe"}}, "Invalid filter 'is-task=maybe'", errdefs.IsInvalidArgument},
 		{map[string][]string{"before": {"nosuch"}}, "No such container: nosuch", errdefs.IsNotFound},
-		{map[string][]string{"publish": {"80"}}, "filter \"publish\"", errdefs.IsNotImplemented},
+		{map[string][]string{"publish": {"8080:80"}}, "filter for 'publish' should not contain ':': 8080:80", errdefs.IsInvalidArgument},
+		{map[string][]string{"expose": {"http"}}, "error while looking up for expose http", errdefs.IsInvalidArgument},
+		{map[string][]string{"expose": {"90-80"}}, "error while looking up for expose 90-80", errdefs.IsInvalidArgument},
 	} {
 		_, err := s.List(ListOptions{Filters: tc.f})
 		if err == nil || !tc.is(err) || !strings.HasPrefix(err.Error(), tc.want) {
