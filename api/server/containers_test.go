@@ -59,7 +59,14 @@ func (b *echoBackend) ContainerWait(ctx context.Context, _ string, _ container.W
 }
 
 func testServer(t *testing.T, b ContainerBackend) *client.Client {
-	s := New(Config{Version: "test"}, Backends{Containers: b})
+	c, _ := serveBackends(t, Backends{Containers: b})
+	return c
+}
+
+// serveBackends serves b over HTTP for the test: a moby client on it, and
+// its URL.
+func serveBackends(t *testing.T, b Backends) (*client.Client, string) {
+	s := New(Config{Version: "test"}, b)
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(hs.Close)
 	c, err := client.New(client.WithHost("tcp://"+strings.TrimPrefix(hs.URL, "http://")), client.WithAPIVersionNegotiation())
@@ -67,7 +74,7 @@ func testServer(t *testing.T, b ContainerBackend) *client.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return c
+	return c, hs.URL
 }
 
 func TestAttachHijackMultiplexed(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -31,15 +30,7 @@ func (b *listBackend) NetworkCreate(_ context.Context, req network.CreateRequest
 }
 
 func networkServer(t *testing.T, b *listBackend) (*client.Client, string) {
-	s := New(Config{Version: "test"}, Backends{Networks: b})
-	hs := httptest.NewServer(s.Handler())
-	t.Cleanup(hs.Close)
-	c, err := client.New(client.WithHost("tcp://"+strings.TrimPrefix(hs.URL, "http://")), client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c, hs.URL
+	return serveBackends(t, Backends{Networks: b})
 }
 
 // TestNetworkListNameAndIDFilters: name and id filters match as dockerd's
