@@ -81,9 +81,10 @@ func (s *Service) stop(ctx context.Context, c *ctr, signal string, timeout *int)
 	if rec.State.Paused {
 		s.unpause(c, rec) // a frozen process cannot act on the signal
 	}
-	if err := sh.Kill(ctx, sig, false); err == nil {
-		s.publish(rec, events.ActionKill, map[string]string{"signal": fmt.Sprint(int(sig))})
-	}
+	// The kill event goes first: the exit's die may be reported before
+	// the shim's answer to the kill comes back.
+	s.publish(rec, events.ActionKill, map[string]string{"signal": fmt.Sprint(int(sig))})
+	sh.Kill(ctx, sig, false)
 	var grace <-chan time.Time
 	if t >= 0 {
 		grace = time.After(time.Duration(t) * time.Second)
@@ -91,9 +92,8 @@ func (s *Service) stop(ctx context.Context, c *ctr, signal string, timeout *int)
 	select {
 	case <-exited:
 	case <-grace:
-		if err := sh.Kill(ctx, syscall.SIGKILL, true); err == nil {
-			s.publish(rec, events.ActionKill, map[string]string{"signal": "9"})
-		}
+		s.publish(rec, events.ActionKill, map[string]string{"signal": "9"})
+		sh.Kill(ctx, syscall.SIGKILL, true)
 		select {
 		case <-exited:
 		case <-ctx.Done():
@@ -110,7 +110,7 @@ func (s *Service) stop(ctx context.Context, c *ctr, signal string, timeout *int)
 func (s *Service) Kill(ctx context.Context, name, signal string) error {
 	rec, err := s.store.Get(name)
 	if err != nil {
-		return err
+		return fmt.Errorf("Cannot kill container: %s: %w", name, err)
 	}
 	sig := syscall.SIGKILL
 	if signal != "" {
@@ -145,10 +145,12 @@ func (s *Service) Kill(ctx context.Context, name, signal string) error {
 	if _, err := s.store.Update(rec.ID, func(r *store.Container) error { r.HasBeenManuallyStopped = true; return nil }); err != nil {
 		return err
 	}
+	// The event first, as in stop: the die may be reported before the
+	// shim answers.
+	s.publish(rec, events.ActionKill, map[string]string{"signal": fmt.Sprint(int(sig))})
 	if err := sh.Kill(ctx, sig, false); err != nil {
 		return fmt.Errorf("Cannot kill container: %s: %w", name, err)
 	}
-	s.publish(rec, events.ActionKill, map[string]string{"signal": fmt.Sprint(int(sig))})
 	if sig == syscall.SIGKILL && rec.State.Paused {
 		// As dockerd: thaw after the SIGKILL, else it waits on the frozen
 		// cgroup until an unpause. On cgroup v2 the kill may already have
@@ -213,10 +215,12 @@ func (s *Service) Pause(ctx context.Context, name string) error {
 
 // Unpause thaws them.
 func (s *Service) Unpause(ctx context.Context, name string) error {
-	rec, c, err := s.running(name)
+	// As dockerd, a stopped container is "not paused", not "not running".
+	rec, err := s.store.Get(name)
 	if err != nil {
 		return err
 	}
+	c := s.ctr(rec.ID)
 	c.op.Lock()
 	defer c.op.Unlock()
 	if !rec.State.Paused {

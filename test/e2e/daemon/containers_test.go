@@ -64,6 +64,12 @@ func TestDockerRun(t *testing.T) {
 	if out, _ := docker(t, d, "commit", "-c", "BOGUS x", tmp, "x:1"); !strings.Contains(out, "bogus is not a valid change command") {
 		t.Errorf("commit -c BOGUS: %q", out)
 	}
+	if out, _ := docker(t, d, "unpause", tmp); !strings.Contains(out, "Container "+tmp+" is not paused") {
+		t.Errorf("unpause of a created container: %q", out)
+	}
+	if out, code := docker(t, d, "kill", "nope"); code == 0 || !strings.Contains(out, "Cannot kill container: nope: No such container: nope") {
+		t.Errorf("kill of a missing container: %q", out)
+	}
 	d.Must(t, "rm", tmp)
 	if out := d.Must(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.Name}}", "three"); out != "exited 3 /three\n" {
 		t.Errorf("inspect: %q", out)
