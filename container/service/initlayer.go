@@ -22,7 +22,8 @@ import (
 // tell that they run in a container. Below the writable layer, none of
 // it shows in diff or commit (the runtime no longer has to create mount
 // points there); export shows it, as dockerd's does. Its content is the
-// same for every container, so one directory serves them all.
+// same for every container, so one directory serves all those of one
+// owner (root, or a remapping's root).
 
 // initLayerEntries are dockerd's (daemon/initlayer), with its modes: what
 // is not a directory or a link is an empty file of mode 0755.

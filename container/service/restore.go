@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -56,8 +55,7 @@ func (s *Service) restore(ctx context.Context) {
 // writing its record and registering its networks.
 func (s *Service) createCutShort(rec *store.Container) bool {
 	return s.opts.Networks != nil && !rec.HasBeenStartedBefore &&
-		!strings.HasPrefix(string(rec.HostConfig.NetworkMode), "container:") &&
-		!s.opts.Networks.Registered(rec.ID)
+		!rec.HostConfig.NetworkMode.IsContainer() && !s.opts.Networks.Registered(rec.ID)
 }
 
 // stopOrphan ends the shim of a start the daemon did not see through (it
