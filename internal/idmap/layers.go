@@ -31,7 +31,9 @@ type Layers struct {
 // image's root owns: each lower layer is an idmapped bind of the shared
 // layer, attached under scratch only until the overlay holds it (overlayfs
 // keeps private clones of its layers), or else a chown'd copy cached in
-// CacheDir; the writable upper dir belongs to the mapping's root.
+// CacheDir (a layer the mapping's root owns already, as a remapped
+// container's init layer, is shown as it is); the writable upper dir
+// belongs to the mapping's root.
 func (l *Layers) MountRootfs(mounts []snapshot.Mount, target, scratch string) error {
 	ruid, rgid := l.Mapping.Root()
 	var attached []string
