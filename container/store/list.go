@@ -21,9 +21,9 @@ type ListOptions struct {
 	Limit int
 	// Filters are Docker's: id, name, label, status, ancestor, exited,
 	// before, since, is-task, health, network, volume, publish, expose.
-	// Each key maps to the
-	// values given for it: a container passes a key when it matches any
-	// of its values (label: all of them), and must pass every key.
+	// Each key maps to the values given for it: a container passes a key
+	// when it matches any of its values (label: all of them), and must
+	// pass every key.
 	Filters map[string][]string
 	// ImageIDs resolves an ancestor filter value (an image reference or
 	// id) to the image ids it names; nil matches by reference and id
