@@ -173,6 +173,7 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (_ *client.S
 		LogDriver: driver, LogPath: rec.LogPath, LogOptions: logOpts,
 		Tty: rec.Config.Tty, OpenStdin: rec.Config.OpenStdin, StdinOnce: rec.Config.StdinOnce,
 		Binary: s.opts.Shim, DeferCreate: !rec.Config.Tty,
+		OwnPidNS: !rec.HostConfig.PidMode.IsHost() && !rec.HostConfig.PidMode.IsContainer(),
 	}
 	type started struct {
 		sh  *client.Shim

@@ -405,7 +405,9 @@ func (s *shim) adopt(p *process) error {
 	p.pid = pid
 	s.mu.Unlock()
 	s.oom = findOOMCounter(pid)
-	s.lateDelete = ownPidNS(pid)
+	// The daemon says so; /proc is asked for a caller that did not, and
+	// only while the init lives (a deferred create's may be reaped by now).
+	s.lateDelete = s.cfg.OwnPidNS || ownPidNS(pid)
 	if s.cfg.LogDriver != LogDriverNone {
 		if s.log, err = logs.Create(s.cfg.LogPath, s.cfg.LogOptions); err != nil {
 			p.closeAll()

@@ -40,6 +40,10 @@ type Config struct {
 	// Pid; the start's Response has it. Ignored with Tty (the pty master
 	// must exist before clients attach).
 	DeferCreate bool `json:"defer_create,omitempty"`
+	// OwnPidNS: the container has a pid namespace of its own, so nothing
+	// of it outlives its init and the runtime's delete can follow the
+	// exit report instead of delaying it.
+	OwnPidNS bool `json:"own_pid_ns,omitempty"`
 	// Binary is the berth-shim executable client.Start launches; empty
 	// means "berth-shim" next to the calling executable, then in $PATH.
 	// Not read by the shim itself.

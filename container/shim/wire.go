@@ -600,6 +600,8 @@ func parseConfig(b []byte, c *Config) error {
 			return d.boolField(key, &c.StdinOnce)
 		case "defer_create":
 			return d.boolField(key, &c.DeferCreate)
+		case "own_pid_ns":
+			return d.boolField(key, &c.OwnPidNS)
 		case "log_options":
 			if d.null() {
 				return nil

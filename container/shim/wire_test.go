@@ -150,7 +150,7 @@ func TestParseRequestLikeEncodingJSON(t *testing.T) {
 func TestParseConfigLikeEncodingJSON(t *testing.T) {
 	for _, c := range []Config{
 		{ID: "abc", Bundle: "/b", Runtime: "/bin/berth-runtime", LogPath: "/l/x-json.log"},
-		{ID: "abc", Bundle: "/b", Runtime: "runc", RuntimeRoot: "/run/r", LogDriver: LogDriverNone, Tty: true, OpenStdin: true, StdinOnce: true, Binary: "/bin/berth-shim",
+		{ID: "abc", Bundle: "/b", Runtime: "runc", RuntimeRoot: "/run/r", LogDriver: LogDriverNone, Tty: true, OpenStdin: true, StdinOnce: true, DeferCreate: true, OwnPidNS: true, Binary: "/bin/berth-shim",
 			LogOptions: logs.Options{MaxSize: 1 << 40, MaxFile: 3}},
 		{ID: "ü", Bundle: "/b \"q\"", Runtime: "r", LogPath: "p", LogOptions: logs.Options{MaxSize: -1}},
 	} {
