@@ -70,7 +70,7 @@ func (m *Manager) Register(id, name string, ccfg *container.Config, hc *containe
 	if errdefs.IsNotFound(err) {
 		req.Missing = append(req.Missing, mode)
 		m.st.Requests[id] = req
-		return m.save()
+		return m.saveRequest(hc)
 	}
 	if err != nil {
 		return err
@@ -97,6 +97,17 @@ func (m *Manager) Register(id, name string, ccfg *container.Config, hc *containe
 		}
 	}
 	m.st.Requests[id] = req
+	return m.saveRequest(hc)
+}
+
+// saveRequest saves the state after a container's request was added:
+// durably, unless the container goes with its run (--rm), whose request a
+// reboot needs no more than the container (its record and rootfs are
+// not synced either).
+func (m *Manager) saveRequest(hc *container.HostConfig) error {
+	if hc.AutoRemove {
+		return m.saveUnsynced()
+	}
 	return m.save()
 }
 

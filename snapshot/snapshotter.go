@@ -74,6 +74,10 @@ type Info struct {
 	Labels  map[string]string
 	Created time.Time
 	Updated time.Time
+	// Volatile asks Prepare to skip the fsyncs that make the new
+	// snapshot survive a power loss, for a layer no reboot needs (a --rm
+	// container's, whose upper is mounted volatile too). Not recorded.
+	Volatile bool
 }
 
 // Usage is the disk space a snapshot uses by itself (not counting its
@@ -94,6 +98,14 @@ type Opt func(*Info) error
 // uncompressed size (tar bytes) of the layer it was unpacked from, so that
 // image sizes need no second pass over the layer.
 const LabelLayerSize = "berth.dev/layer.size"
+
+// WithVolatile sets Info.Volatile.
+func WithVolatile() Opt {
+	return func(info *Info) error {
+		info.Volatile = true
+		return nil
+	}
+}
 
 // WithLabels attaches labels to the snapshot being created.
 func WithLabels(labels map[string]string) Opt {

@@ -20,6 +20,7 @@ import (
 	"github.com/berth-dev/berth/container/store"
 	"github.com/berth-dev/berth/errdefs"
 	"github.com/berth-dev/berth/image/reference"
+	"github.com/berth-dev/berth/snapshot"
 )
 
 // CreateOptions are a create request.
@@ -124,7 +125,12 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (string, []string
 	if rec.MountPoints, err = s.resolveMounts(id, cfg, hc); err != nil {
 		return "", nil, err
 	}
-	if _, err := s.opts.Images.RootfsMounts(ctx, img.ID.String(), id); err != nil {
+	var snapOpts []snapshot.Opt
+	if hc.AutoRemove {
+		// No reboot needs it (see store.Create).
+		snapOpts = append(snapOpts, snapshot.WithVolatile())
+	}
+	if _, err := s.opts.Images.RootfsMounts(ctx, img.ID.String(), id, snapOpts...); err != nil {
 		s.releaseVolumes(rec, true)
 		return "", nil, err
 	}

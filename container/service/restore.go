@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -47,6 +49,28 @@ func (s *Service) restore(ctx context.Context) {
 			s.stopOrphan(ctx, rec)
 			s.networkTeardown(rec.ID) // a start cut short by a crash
 			s.startAtBoot(c, rec)
+		}
+	}
+}
+
+// removeOrphanSnapshots removes the container snapshots that have no
+// container directory: a create cut short between preparing the rootfs
+// and writing the record, or a --rm container's, neither synced, of which
+// a power loss kept only the snapshot. (A record that cannot be read
+// keeps its snapshot: its directory is there.)
+func (s *Service) removeOrphanSnapshots(ctx context.Context) {
+	keys, err := s.opts.Images.ContainerSnapshots(ctx)
+	if err != nil {
+		s.opts.Logf("restore: list container snapshots: %v", err)
+		return
+	}
+	for _, key := range keys {
+		if _, err := os.Lstat(s.store.Dir(key)); !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		s.opts.Logf("container snapshot %s has no container: removing it", key)
+		if err := s.opts.Images.RemoveContainerSnapshot(ctx, key); err != nil {
+			s.opts.Logf("remove container snapshot %s: %v", key, err)
 		}
 	}
 }

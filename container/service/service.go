@@ -131,6 +131,7 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 	s := &Service{opts: opts, store: st, ctrs: map[string]*ctr{}, execs: map[string]*execEntry{}, done: make(chan struct{})}
 	s.restoreVolumeRefs()
 	s.restore(ctx)
+	s.removeOrphanSnapshots(ctx)
 	return s, nil
 }
 

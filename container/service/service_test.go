@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -406,5 +407,39 @@ func TestKillWhileStarting(t *testing.T) {
 	}
 	if r := e.wait(id, container.WaitConditionNotRunning); r.StatusCode != 42 {
 		t.Errorf("exit code %d, want the trap's 42", r.StatusCode)
+	}
+}
+
+// TestOrphanSnapshots: a container snapshot whose create never wrote the
+// record (a crash, or a power loss after a --rm container's unsynced
+// create) goes at the next start; one whose container directory is
+// there stays, even if its record cannot be read.
+func TestOrphanSnapshots(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	orphan := strings.Repeat("a", 64)
+	unreadable := strings.Repeat("b", 64)
+	for _, key := range []string{orphan, unreadable} {
+		if _, err := e.imgs.RootfsMounts(ctx, "busybox", key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(e.opts.Root, unreadable), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.opts.Root, unreadable, store.RecordFile), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Close()
+	e.open()
+	keys, err := e.imgs.ContainerSnapshots(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(keys, []string{unreadable}) {
+		t.Fatalf("container snapshots after the restart: %q, want only %q", keys, unreadable)
+	}
+	if err := e.imgs.RemoveContainerSnapshot(ctx, unreadable); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -156,14 +156,20 @@ func (s *Store) Create(c *Container) error {
 	s.mu.Unlock()
 
 	rec := clone(c)
+	// A --rm container need not outlive a reboot (dockerd removes it at
+	// its next start; its rootfs is not synced either): its record is
+	// written without the fsyncs.
+	durable := !c.HostConfig.AutoRemove
 	err := func() error {
 		if err := os.Mkdir(s.Dir(c.ID), 0o700); err != nil {
 			return fmt.Errorf("create container %s: %w", c.ID, err)
 		}
-		if err := syncDir(s.root); err != nil {
-			return err
+		if durable {
+			if err := syncDir(s.root); err != nil {
+				return err
+			}
 		}
-		return s.write(rec, true)
+		return s.write(rec, durable)
 	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -16,8 +16,8 @@ const LabelImage = "berth.dev/image"
 // layers of the image imageRef and returns its mounts: what a runtime
 // bundle mounts as its rootfs (MountAll, first at the bottom). The
 // snapshot lives until RemoveContainerSnapshot; while it does, the image's
-// layers are never collected.
-func (s *Service) RootfsMounts(ctx context.Context, imageRef, containerKey string) ([]snapshot.Mount, error) {
+// layers are never collected. opts go to the snapshotter's Prepare.
+func (s *Service) RootfsMounts(ctx context.Context, imageRef, containerKey string, opts ...snapshot.Opt) ([]snapshot.Mount, error) {
 	img, err := s.images.Get(ctx, imageRef)
 	if err != nil {
 		return nil, err
@@ -32,7 +32,8 @@ func (s *Service) RootfsMounts(ctx context.Context, imageRef, containerKey strin
 		parent = img.ChainID.String()
 		lease.AddSnapshot(parent)
 	}
-	mounts, err := s.snaps.Prepare(ctx, containerKey, parent, snapshot.WithLabels(map[string]string{LabelImage: img.ID.String()}))
+	opts = append(opts, snapshot.WithLabels(map[string]string{LabelImage: img.ID.String()}))
+	mounts, err := s.snaps.Prepare(ctx, containerKey, parent, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("prepare container snapshot %q on image %s: %w", containerKey, img.ID, err)
 	}
@@ -57,4 +58,17 @@ func (s *Service) RemoveContainerSnapshot(ctx context.Context, key string) error
 		return fmt.Errorf("snapshot %q is an image layer, not a container snapshot: %w", key, errdefs.ErrInvalidArgument)
 	}
 	return s.snaps.Remove(ctx, key)
+}
+
+// ContainerSnapshots lists the keys of the container snapshots (those
+// RootfsMounts prepared).
+func (s *Service) ContainerSnapshots(ctx context.Context) ([]string, error) {
+	var keys []string
+	err := s.snaps.Walk(ctx, func(_ context.Context, info snapshot.Info) error {
+		if info.Kind == snapshot.KindActive && info.Labels[LabelImage] != "" {
+			keys = append(keys, info.Name)
+		}
+		return nil
+	})
+	return keys, err
 }

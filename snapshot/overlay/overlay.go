@@ -257,7 +257,7 @@ func (s *Snapshotter) Update(ctx context.Context, info snapshot.Info, fieldpaths
 	n := *r
 	n.Labels = labels
 	n.Updated = time.Now().UTC()
-	if err := s.writeRecord(s.dir(r.ID), &n); err != nil {
+	if err := s.writeRecord(s.dir(r.ID), &n, true); err != nil {
 		return snapshot.Info{}, fmt.Errorf("update snapshot %q: %w", info.Name, err)
 	}
 	*r = n
@@ -423,7 +423,7 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 	s.nextID++
 
 	staging := filepath.Join(s.root, "staging", r.ID)
-	if err := s.makeDir(staging, r); err != nil {
+	if err := s.makeDir(staging, r, !info.Volatile); err != nil {
 		_ = os.RemoveAll(staging)
 		return fail(err)
 	}
@@ -434,18 +434,20 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshot.Kind, key, paren
 		_ = os.RemoveAll(staging)
 		return fail(err)
 	}
-	if err := syncDir(filepath.Join(s.root, "snapshots")); err != nil {
-		// The snapshot exists on disk; keep the record consistent with it.
-		s.records[key] = r
-		return fail(err)
+	if !info.Volatile {
+		if err := syncDir(filepath.Join(s.root, "snapshots")); err != nil {
+			// The snapshot exists on disk; keep the record consistent with it.
+			s.records[key] = r
+			return fail(err)
+		}
 	}
 	s.records[key] = r
 	return s.mounts(r), nil
 }
 
 // makeDir fills a new snapshot directory: fs, work for an active
-// snapshot, and info.json, all fsynced.
-func (s *Snapshotter) makeDir(dir string, r *record) error {
+// snapshot, and info.json, all fsynced if sync.
+func (s *Snapshotter) makeDir(dir string, r *record, sync bool) error {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return err
 	}
@@ -460,12 +462,12 @@ func (s *Snapshotter) makeDir(dir string, r *record) error {
 	// writeRecord ends with an fsync of dir, after fs, work and info.json
 	// are all in it: that one fsync makes the whole directory durable
 	// before create renames it into snapshots/.
-	return s.writeRecord(dir, r)
+	return s.writeRecord(dir, r, sync)
 }
 
 // writeRecord replaces dir/info.json atomically: temp file, fsync,
-// rename, fsync of dir.
-func (s *Snapshotter) writeRecord(dir string, r *record) error {
+// rename, fsync of dir (without the fsyncs unless sync).
+func (s *Snapshotter) writeRecord(dir string, r *record, sync bool) error {
 	b, err := json.MarshalIndent(r, "", "\t")
 	if err != nil {
 		return err
@@ -476,7 +478,7 @@ func (s *Snapshotter) writeRecord(dir string, r *record) error {
 		return err
 	}
 	_, err = f.Write(b)
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -490,6 +492,9 @@ func (s *Snapshotter) writeRecord(dir string, r *record) error {
 	}
 	if err != nil {
 		return fmt.Errorf("write record: %w", err)
+	}
+	if !sync {
+		return nil
 	}
 	return syncDir(dir)
 }
@@ -544,7 +549,7 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 	}
 	n.Labels = info.Labels
 	n.Updated = time.Now().UTC()
-	if err := s.writeRecord(s.dir(r.ID), &n); err != nil {
+	if err := s.writeRecord(s.dir(r.ID), &n, true); err != nil {
 		return fail(err)
 	}
 	delete(s.records, key)

@@ -480,7 +480,14 @@ func testReopen(t *testing.T, e *env) {
 	e.check(err)
 	_, err = e.sn.View(e.ctx, "v", "l1")
 	e.check(err)
+	// Unsynced, it is as durable as the others against a crash of the
+	// process.
+	_, err = e.sn.Prepare(e.ctx, "ctr-volatile", "l1", snapshot.WithVolatile())
+	e.check(err)
 	before := walk(t, e)
+	if len(before) != 4 {
+		t.Fatalf("snapshots: %+v, want 4", before)
+	}
 	mountsBefore, err := e.sn.Mounts(e.ctx, "ctr")
 	e.check(err)
 	e.reopen()
