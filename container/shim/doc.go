@@ -32,7 +32,9 @@
 // its memory cgroup (cgroup v1 memory.oom_control or v2 memory.events),
 // runs `runtime delete --force`, waits (at most two seconds) for the
 // output pipes to drain, closes the log, writes ExitFile atomically
-// (temp file, rename), answers every waiter and exits. A daemon
+// (temp file, rename), answers every waiter and exits. With OwnPidNS
+// (nothing of the container outlives its init) the delete runs last,
+// after the waiters have their answer. A daemon
 // that finds the socket gone reads ExitFile instead.
 //
 // # Control protocol
