@@ -84,8 +84,10 @@
 // enforce both): its few messages are encoded and parsed by hand in
 // wire.go, in the JSON encoding/json writes and reads for types.go, which
 // the daemon's side uses unchanged. It builds static without cgo, runs
-// with GOMAXPROCS=1 (a pump then yields after handing output to clients,
-// so their writers keep up) and GOGC=25 (collections start at a 1 MB heap
+// with GOMAXPROCS=1 from its start (the daemon puts it in the shim's
+// environment: a Go runtime started with a P per CPU keeps their caches
+// and spans resident; a pump yields after handing output to clients, so
+// their writers keep up) and GOGC=25 (collections start at a 1 MB heap
 // instead of 4 MB, which a shim answering requests would otherwise keep).
 // After start-up, and after a second without requests, it drops its
 // mappings of the executable (trimText).

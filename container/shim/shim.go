@@ -69,7 +69,8 @@ type shim struct {
 // the control socket and returns once the container's exit is recorded.
 func Run(dir string, ready *os.File) error {
 	// The shim waits on pipes and sockets; one P is plenty and saves a
-	// P's caches and a thread (about 250 kB resident per container).
+	// P's caches and a thread. The daemon starts it with GOMAXPROCS=1
+	// (client.Start), which saves more: this is for other callers.
 	runtime.GOMAXPROCS(1)
 	// The default GOGC lets the heap reach 4 MB before the first
 	// collection: a shim answering requests for a long-lived container

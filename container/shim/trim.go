@@ -31,8 +31,6 @@ func (s *shim) trimLater() {
 // large folios bring much back at the next touch). Writable mappings are
 // never touched (MADV_DONTNEED would reset them).
 func trimText() {
-	// Start-up garbage (the config, the runtime's invocations) would
-	// otherwise stay resident until the heap reached 4 MB.
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return

@@ -19,7 +19,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -89,6 +91,7 @@ func Start(ctx context.Context, stateDir string, cfg shim.Config) (*Shim, error)
 	// process reaps it (reapLater), without a thread waiting per shim.
 	cmd := exec.Command(bin, stateDir)
 	cmd.Dir = stateDir
+	cmd.Env = shimEnv()
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
@@ -122,6 +125,15 @@ func Start(ctx context.Context, stateDir string, cfg shim.Config) (*Shim, error)
 		return nil, fmt.Errorf("container %s: %s", cfg.ID, ready.Error)
 	}
 	return &Shim{dir: stateDir, id: cfg.ID, pid: ready.Pid, shimPid: ready.ShimPid}, nil
+}
+
+// shimEnv is the daemon's environment with GOMAXPROCS=1. The shim sets
+// that itself, but only once its Go runtime has started with a P per CPU:
+// what it allocated on the second P stays in spans of its own, and the
+// Ps' caches stay too (about 230 kB of RSS per container here).
+func shimEnv() []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GOMAXPROCS=") })
+	return append(env, "GOMAXPROCS=1")
 }
 
 // waitExit polls until process pid is gone or a zombie, at most d.

@@ -222,3 +222,24 @@ func TestShimRSS(t *testing.T) {
 		t.Logf("%s", st)
 	}
 }
+
+// The shim's Go runtime starts with one P, whatever the daemon's own
+// GOMAXPROCS (see shimEnv).
+func TestShimStartsWithOneP(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "4")
+	c := create(t, nil, testutil.WithArgs("sleep", "1000"))
+	c.start()
+	env, err := os.ReadFile("/proc/" + strconv.Itoa(c.s.ShimPid()) + "/environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, kv := range strings.Split(string(env), "\x00") {
+		if strings.HasPrefix(kv, "GOMAXPROCS=") {
+			got = append(got, kv)
+		}
+	}
+	if len(got) != 1 || got[0] != "GOMAXPROCS=1" {
+		t.Errorf("shim environment has %q, want just GOMAXPROCS=1", got)
+	}
+}
