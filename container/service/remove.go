@@ -85,6 +85,10 @@ func (s *Service) finishRemove(ctx context.Context, c *ctr, rec *store.Container
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
 	s.dropExecs(c)
+	// Before the record goes: a waiter that finds it gone answers from it.
+	c.mu.Lock()
+	c.final = rec
+	c.mu.Unlock()
 	if err := s.store.Delete(rec.ID); err != nil {
 		return err
 	}

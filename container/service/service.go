@@ -87,12 +87,16 @@ type ctr struct {
 	// restart, pause, remove.
 	op sync.Mutex
 
-	mu       sync.Mutex
-	shim     *client.Shim
-	exited   chan struct{} // closed when the current run ends; nil when not running
-	changed  chan struct{} // closed and replaced at every state change
-	pending  []*pendingAttach
-	removed  bool
+	mu      sync.Mutex
+	shim    *client.Shim
+	exited  chan struct{} // closed when the current run ends; nil when not running
+	changed chan struct{} // closed and replaced at every state change
+	pending []*pendingAttach
+	removed bool
+	// final is the record as it was removed: a waiter that saw no change
+	// between the exit and the removal (they can follow each other
+	// closely) answers from it.
+	final    *store.Container
 	stopping bool // a stop or kill by the user: no restart policy
 	// restarting: the run ends for a restart by the user, so --rm does
 	// not remove the container (dockerd's HasBeenManuallyRestarted).

@@ -443,3 +443,31 @@ func TestOrphanSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// docker run --rm waits for the removal and exits with the container's
+// code: a waiter that sees no change between the exit and the removal
+// (they follow each other within a millisecond) still gets it.
+func TestWaitRemovedHasExitCode(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for i := 0; i < 15; i++ {
+		id := e.create(&container.Config{Cmd: []string{"sh", "-c", "exit 3"}}, &container.HostConfig{AutoRemove: true, NetworkMode: "none"})
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		ch, err := e.svc.Wait(wctx, id, container.WaitConditionRemoved)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.Start(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-ch:
+			if r.StatusCode != 3 {
+				t.Fatalf("run %d: wait for the removal: exit code %d, want 3", i, r.StatusCode)
+			}
+		case <-wctx.Done():
+			t.Fatalf("run %d: no removal", i)
+		}
+		cancel()
+	}
+}

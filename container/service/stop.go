@@ -286,6 +286,12 @@ func (s *Service) Wait(ctx context.Context, name string, cond container.WaitCond
 			gone := err != nil
 			if !gone {
 				last = cur
+			} else {
+				c.mu.Lock()
+				if c.final != nil {
+					last = c.final
+				}
+				c.mu.Unlock()
 			}
 			done := false
 			switch cond {

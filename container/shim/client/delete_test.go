@@ -53,6 +53,33 @@ func TestDeleteAfterExitReport(t *testing.T) {
 	}
 }
 
+// A deferred create (runtime run --detach) of a container that exits at
+// once: its init may be reaped before the shim could ask /proc about its
+// pid namespace, so the daemon says it (OwnPidNS), and the exit is still
+// reported before the runtime's delete runs. The delete here waits for
+// the test to have the exit; run first, it would give up and say so.
+func TestDeleteAfterExitReportDeferred(t *testing.T) {
+	dir := t.TempDir()
+	proceed, gaveUp := filepath.Join(dir, "proceed"), filepath.Join(dir, "gave-up")
+	blocking := filepath.Join(dir, "blocking-delete-runtime")
+	script := "#!/bin/sh\nfor a; do if [ \"$a\" = delete ]; then i=0; while [ ! -e " + proceed + " ]; do i=$((i+1)); if [ $i -gt 500 ]; then touch " + gaveUp + "; break; fi; sleep 0.02; done; fi; done\nexec \"" + runtimeBin + "\" \"$@\"\n"
+	if err := os.WriteFile(blocking, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := create(t, func(c *shim.Config) { c.Runtime, c.DeferCreate, c.OwnPidNS = blocking, true, true }, sh("exit 3"))
+	c.start()
+	e := c.wait("")
+	if err := os.WriteFile(proceed, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if e.ExitCode != 3 {
+		t.Fatalf("exit %d", e.ExitCode)
+	}
+	if _, err := os.Stat(gaveUp); err == nil {
+		t.Fatal("the runtime's delete ran before the exit was reported")
+	}
+}
+
 // Sharing the host's pid namespace, a container's init may leave children
 // that hold its stdio: they are killed (the runtime's delete) before the
 // exit is reported, so the report does not wait for them.
