@@ -130,6 +130,7 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container, byUse
 		// FinishedAt stays the previous run's while this one runs, as dockerd.
 		r.State = store.State{Running: true, Pid: sh.Pid(), StartedAt: now(), FinishedAt: r.State.FinishedAt, Health: r.State.Health}
 		r.HasBeenStartedBefore, r.HasBeenManuallyStopped = true, false
+		s.takePeerNames(r)
 		return nil
 	})
 	if err != nil {
@@ -267,6 +268,20 @@ func (s *Service) launch(ctx context.Context, rec *store.Container) (_ *client.S
 		return r.sh, r.err
 	}
 	return client.Start(ctx, bundle, cfg)
+}
+
+// takePeerNames gives a --network container:X container X's hostname
+// and domain name, which it runs with, in its record, as dockerd does at
+// every start (inspect shows them).
+func (s *Service) takePeerNames(r *store.Container) {
+	if !r.HostConfig.NetworkMode.IsContainer() {
+		return
+	}
+	peer, err := s.store.Get(r.HostConfig.NetworkMode.ConnectedContainer())
+	if err != nil {
+		return
+	}
+	r.Config.Hostname, r.Config.Domainname = peer.Config.Hostname, peer.Config.Domainname
 }
 
 // connectPending attaches the clients that waited for this start.

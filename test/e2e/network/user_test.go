@@ -217,6 +217,12 @@ func TestNetworkModes(t *testing.T) {
 	if got := d.Must(t, "run", "--rm", "--network", "container:base", "busybox", "sh", "-c", "hostname; cat /etc/hosts /etc/resolv.conf"); got != want || !strings.Contains(got, ip+"\tbasehost\n") || !strings.Contains(got, "search example.org") {
 		t.Errorf("container:base: hostname and files:\n%s\nwant base's:\n%s", got, want)
 	}
+	// Its record says so too (inspect), as dockerd's once it started.
+	d.Must(t, "run", "--name", "joined", "--network", "container:base", "busybox", "true")
+	if got := d.Must(t, "inspect", "-f", "{{.Config.Hostname}}", "joined"); got != "basehost\n" {
+		t.Errorf("container:base: inspect's Config.Hostname %q, want basehost", got)
+	}
+	d.Must(t, "rm", "joined")
 	for _, c := range []struct{ flag, value, msg string }{
 		{"--hostname", "x", "conflicting options: hostname and the network mode"},
 		{"--dns", "192.0.2.53", "conflicting options: dns and the network mode"},
