@@ -99,6 +99,14 @@ func listTree(t *testing.T, root string) string {
 	return b.String()
 }
 
+// pastNow returns a time a second ahead once it has passed: an --until
+// that makes `events` end, with what happened until now, on both daemons.
+func pastNow() string {
+	until := time.Now().Add(time.Second).Format(time.RFC3339Nano)
+	time.Sleep(1100 * time.Millisecond)
+	return until
+}
+
 func TestEventsAsDocker(t *testing.T) { both(t, testEventsAsDocker) }
 
 func testEventsAsDocker(t *testing.T) {
@@ -107,8 +115,7 @@ func testEventsAsDocker(t *testing.T) {
 	name := container(t, "", "busybox", "true")
 	berth(t, "wait", name)
 	berth(t, "rm", name)
-	until := time.Now().Add(time.Second).Format(time.RFC3339Nano)
-	time.Sleep(1100 * time.Millisecond)
+	until := pastNow()
 	out := same(t, "events", "--since", since, "--until", until, "--filter", "container="+name)
 	for _, action := range []string{"container create", "container start", "container die", "container destroy"} {
 		if !strings.Contains(out, action) {
@@ -140,8 +147,7 @@ func testFileEventsAsDockerd(t *testing.T) {
 	t.Cleanup(func() { dockerRun(nil, "rmi", image) })
 	berth(t, "rm", name)
 	berth(t, "container", "prune", "-f", "--filter", "label=no-such-label-here")
-	until := time.Now().Add(time.Second).Format(time.RFC3339Nano)
-	time.Sleep(1100 * time.Millisecond)
+	until := pastNow()
 	out := same(t, "events", "--since", since, "--until", until, "--filter", "container="+name, "--format", "{{.Action}}")
 	want := "create\nattach\nstart\ndie\narchive-path\nextract-to-dir\nexport\ncommit\ndestroy\n"
 	if out != want {

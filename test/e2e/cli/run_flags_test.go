@@ -178,9 +178,7 @@ func testEventsSequenceAsDockerd(t *testing.T) {
 	berth(t, "kill", name)
 	berth(t, "wait", name)
 	berth(t, "rm", name)
-	until := time.Now().Add(time.Second).Format(time.RFC3339Nano)
-	time.Sleep(1100 * time.Millisecond)
-	out := same(t, "events", "--since", since, "--until", until, "--filter", "container="+name, "--format", "{{.Action}}")
+	out := same(t, "events", "--since", since, "--until", pastNow(), "--filter", "container="+name, "--format", "{{.Action}}")
 	want := "create\nstart\nkill\nkill\ndie\nstop\nstart\nkill\ndie\ndestroy\n"
 	if out != want {
 		t.Fatalf("events on %s:\n%s\nwant (dockerd 20.10's):\n%s", cur.name, out, want)
