@@ -9,10 +9,14 @@ import (
 	"time"
 )
 
+// ConcurrentN is how many containers the concurrent scenario starts: the
+// issue's 50.
+const ConcurrentN = 50
+
 // Engine returns the engine scenarios: `run --rm` end to end and
-// concurrent detached runs (n containers).
+// ConcurrentN concurrent detached runs.
 func Engine(cfg EngineConfig, named bool) (runRm, concurrent Scenario) {
-	return RunRmScenario{Config: cfg}, ConcurrentRunScenario{Config: cfg, N: 50, Named: named}
+	return RunRmScenario{Config: cfg}, ConcurrentRunScenario{Config: cfg, N: ConcurrentN, Named: named}
 }
 
 // engineTrial owns one engine for a scenario.

@@ -25,6 +25,11 @@ func Lifecycle() []Scenario {
 // uts, ipc and net namespaces, a 64 MiB memory limit, cgroup "/<id>". With
 // rootfs set it shares that (read-only) rootfs, else it gets a busybox copy.
 func benchBundle(env *Env, id, rootfs string, args ...string) (*fixture.Bundle, error) {
+	return bundleIn(filepath.Join(env.Dir, id), id, rootfs, args...)
+}
+
+// bundleIn is benchBundle in dir.
+func bundleIn(dir, id, rootfs string, args ...string) (*fixture.Bundle, error) {
 	opts := []fixture.Option{
 		fixture.WithArgs(args...),
 		fixture.WithNamespaces(specs.PIDNamespace, specs.MountNamespace, specs.UTSNamespace, specs.IPCNamespace, specs.NetworkNamespace),
@@ -34,7 +39,7 @@ func benchBundle(env *Env, id, rootfs string, args ...string) (*fixture.Bundle, 
 	if rootfs != "" {
 		opts = append(opts, fixture.WithRootfs(rootfs), fixture.WithReadonlyRootfs(true))
 	}
-	return fixture.NewBundle(filepath.Join(env.Dir, id), opts...)
+	return fixture.NewBundle(dir, opts...)
 }
 
 // forceDelete removes a container whatever its state, for error paths.

@@ -12,10 +12,10 @@ import (
 )
 
 type engineFlags struct {
-	binDir                            string
-	runN, concurrentN, memN, profileN int
-	buildN                            int
-	named                             bool
+	binDir                                    string
+	runN, concurrentN, floorN, memN, profileN int
+	buildN                                    int
+	named                                     bool
 	// berthdArgs are extra berthd flags (-berthd-args).
 	berthdArgs []string
 }
@@ -45,6 +45,18 @@ func runEngine(b *strings.Builder, f engineFlags, work, only string) error {
 	}
 	if f.concurrentN > 0 {
 		if err := runSuite(b, f.concurrentN, work, systems, []bench.Scenario{concurrent}); err != nil {
+			return err
+		}
+	}
+	if f.concurrentN > 0 && f.floorN > 0 && len(filter([]bench.System{{Name: bench.SysBerth}}, only)) == 1 {
+		fmt.Fprintf(os.Stderr, "engine: floor of %d concurrent runs, %d iterations\n", bench.ConcurrentN, f.floorN)
+		loadBefore := loadavg()
+		fl, err := bench.MeasureFloor(cfg, work, fmt.Sprintf("bb%d-floor", os.Getpid()), bench.ConcurrentN, f.floorN)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(b, "The floor under the %d concurrent runs on this host, whatever the engine: its two parts that no engine avoids, timed alone and together (%d iterations, in alternation; load average %s before, %s after). A client process per container making one API round trip (berth's CLI, the official moby client), and the kernel building each container's walls, here by %s, the fastest OCI runtime on this host (C; no daemon, shim, image store, overlay or seccomp), with the scenario's namespaces on a read-only busybox directory.\n\n", bench.ConcurrentN, f.floorN, loadBefore, loadavg(), fl.Runtime)
+		if err := bench.WriteFloorMarkdown(b, fl); err != nil {
 			return err
 		}
 	}

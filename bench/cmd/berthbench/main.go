@@ -31,6 +31,7 @@ func main() {
 	flag.IntVar(&eng.runN, "engine-n", 20, "iterations of the engine's run --rm scenario")
 	flag.IntVar(&eng.concurrentN, "concurrent-n", 3, "iterations of the engine's 50 concurrent runs")
 	flag.BoolVar(&eng.named, "concurrent-named", false, "give the concurrent containers names (works around generated-name races)")
+	flag.IntVar(&eng.floorN, "floor-n", 3, "iterations of the floor under the 50 concurrent runs")
 	flag.IntVar(&eng.memN, "mem-n", 10, "running containers for the memory measure")
 	flag.IntVar(&eng.profileN, "profile-n", 10, "iterations of the run --rm profile")
 	flag.IntVar(&eng.buildN, "build-n", 5, "iterations of the build suite")
