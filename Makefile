@@ -5,7 +5,7 @@
 GO         ?= go
 BIN        := bin
 BUILD_DEPS := gcc pkg-config libseccomp-dev
-TEST_DEPS  := $(BUILD_DEPS) busybox-static runc crun containerd podman docker.io jq qemu-system-x86 docker-registry skopeo umoci git
+TEST_DEPS  := $(BUILD_DEPS) busybox-static runc crun containerd podman docker.io jq qemu-system-x86 docker-registry skopeo umoci git nftables iptables
 BENCH_DEPS := $(BUILD_DEPS) busybox-static runc crun docker-registry skopeo umoci podman docker.io wrk
 DEMO_DEPS  := $(BUILD_DEPS)
 RUNTIME    ?= $(BIN)/berth-runtime

@@ -141,7 +141,7 @@ func newWalls(crun, dir, prefix string, n int) (*walls, error) {
 	}
 	w := &walls{crun: crun, dir: dir, state: filepath.Join(dir, "state")}
 	for i := range n {
-		id := fmt.Sprintf("%s-floor-%d", prefix, i)
+		id := fmt.Sprintf("%s-%d", prefix, i)
 		b, err := bundleIn(filepath.Join(dir, id), id, rootfs, "sleep", "1000")
 		if err != nil {
 			return nil, err

@@ -11,7 +11,11 @@ import (
 // hold no rule any more: the test leaves nftables as it found it.
 func KeepXtablesTables(t testing.TB) {
 	t.Helper()
-	before, _ := exec.Command("nft", "list", "tables").Output()
+	before, err := exec.Command("nft", "list", "tables").Output()
+	if err != nil {
+		// Without the list, the tables it makes would be left behind.
+		t.Fatalf("nft list tables: %v (the nftables package has nft)", err)
+	}
 	t.Cleanup(func() {
 		for _, tb := range []string{"ip filter", "ip nat", "ip6 filter", "ip6 nat"} {
 			if strings.Contains(string(before), "table "+tb+"\n") {

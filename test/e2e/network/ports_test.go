@@ -160,7 +160,9 @@ func TestPublishedPorts(t *testing.T) {
 		}
 		l.Close()
 	}
-	if out, _ := exec("nft", "list", "ruleset"); strings.Contains(out, "dport "+strconv.Itoa(pAll)) {
+	if out, err := exec("nft", "list", "ruleset"); err != nil {
+		t.Errorf("nft list ruleset: %v %s", err, out)
+	} else if strings.Contains(out, "dport "+strconv.Itoa(pAll)) {
 		t.Errorf("DNAT rule for %d left:\n%s", pAll, out)
 	}
 }

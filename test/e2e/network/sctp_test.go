@@ -41,8 +41,10 @@ func TestPublishSCTP(t *testing.T) {
 	if out := d.Must(t, "port", "sc"); out != "9000/sctp -> 0.0.0.0:"+p+"\n" {
 		t.Errorf("docker port: %q", out)
 	}
-	rules, _ := osexec.Command("nft", "list", "ruleset").CombinedOutput()
-	if !strings.Contains(string(rules), "sctp dport "+p) {
+	rules, err := osexec.Command("nft", "list", "ruleset").CombinedOutput()
+	if err != nil {
+		t.Errorf("nft list ruleset: %v %s", err, rules)
+	} else if !strings.Contains(string(rules), "sctp dport "+p) {
 		t.Errorf("no sctp DNAT rule for %s:\n%s", p, rules)
 	}
 	if fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_SCTP); err == nil {
