@@ -9,6 +9,7 @@
 package dns
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -40,8 +41,10 @@ type Resolver struct {
 }
 
 type served struct {
-	udp, tcp  *dns.Server
+	udp       net.PacketConn
+	tcp       *dns.Server
 	upstreams []string
+	done      chan struct{} // closed when serveUDP has returned
 }
 
 // New makes a Resolver answering from lookup.
@@ -73,16 +76,15 @@ func (r *Resolver) Listen(id, path string, upstreams []string) error {
 	if err != nil {
 		return fmt.Errorf("embedded DNS for container %s: %w", id, err)
 	}
-	s := &served{upstreams: upstreams}
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) { r.serve(id, s, w, q) })
-	s.udp = &dns.Server{PacketConn: pc, Handler: h}
-	s.tcp = &dns.Server{Listener: l, Handler: h}
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		go srv.ActivateAndServe()
-		<-started
-	}
+	s := &served{udp: pc, upstreams: upstreams, done: make(chan struct{})}
+	s.tcp = &dns.Server{Listener: l, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		r.reply(w, r.answer(id, s, q, "tcp"))
+	})}
+	started := make(chan struct{})
+	s.tcp.NotifyStartedFunc = func() { close(started) }
+	go s.tcp.ActivateAndServe()
+	<-started
+	go r.serveUDP(id, s)
 	r.mu.Lock()
 	r.servers[id] = s
 	r.mu.Unlock()
@@ -96,7 +98,8 @@ func (r *Resolver) Stop(id string) {
 	delete(r.servers, id)
 	r.mu.Unlock()
 	if s != nil {
-		s.udp.Shutdown()
+		s.udp.Close()
+		<-s.done
 		s.tcp.Shutdown()
 	}
 }
@@ -114,10 +117,71 @@ func (r *Resolver) Close() {
 	}
 }
 
-func (r *Resolver) serve(id string, s *served, w dns.ResponseWriter, q *dns.Msg) {
+// serveUDP answers container id's UDP queries from one goroutine: a
+// name of ours inline, so that a lookup wakes no other thread (on a
+// virtualised host each wake-up is a good part of the lookup's time), and
+// a forward, which may wait seconds for an upstream, in a goroutine of
+// its own. The socket is bound to 127.0.0.11, so a plain WriteTo answers
+// from the address asked.
+func (r *Resolver) serveUDP(id string, s *served) {
+	defer close(s.done)
+	// Queries are small: 4 KiB, not a 64 KiB buffer per container.
+	buf := make([]byte, dns.DefaultMsgSize)
+	for {
+		n, from, err := s.udp.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			r.logf("embedded DNS for container %s: read: %v", id, err)
+			continue
+		}
+		q := new(dns.Msg)
+		if err := q.Unpack(buf[:n]); err != nil || q.Response {
+			// Not a query: no answer, as miekg/dns's server does.
+			continue
+		}
+		if m := r.local(id, q); m != nil {
+			r.writeUDP(s.udp, from, q, m)
+			continue
+		}
+		go func() { r.writeUDP(s.udp, from, q, r.forward(s.upstreams, q, "udp")) }()
+	}
+}
+
+// writeUDP sends m to the client at to, truncated to what its query
+// said it can take (512 bytes without EDNS0).
+func (r *Resolver) writeUDP(pc net.PacketConn, to net.Addr, q, m *dns.Msg) {
+	size := dns.MinMsgSize
+	if o := q.IsEdns0(); o != nil && int(o.UDPSize()) > size {
+		size = int(o.UDPSize())
+	}
+	m.Truncate(size)
+	b, err := m.Pack()
+	if err == nil {
+		_, err = pc.WriteTo(b, to)
+	}
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		r.logf("embedded DNS: reply: %v", err)
+	}
+}
+
+// answer is the reply to q: ours, or the upstreams'.
+func (r *Resolver) answer(id string, s *served, q *dns.Msg, network string) *dns.Msg {
+	if m := r.local(id, q); m != nil {
+		return m
+	}
+	return r.forward(s.upstreams, q, network)
+}
+
+// local is the reply to a query the resolver answers itself (a name of
+// ours, or one it refuses), nil for one to forward.
+func (r *Resolver) local(id string, q *dns.Msg) *dns.Msg {
+	if q.Opcode != dns.OpcodeQuery {
+		return new(dns.Msg).SetRcode(q, dns.RcodeNotImplemented)
+	}
 	if len(q.Question) != 1 {
-		r.reply(w, new(dns.Msg).SetRcode(q, dns.RcodeFormatError))
-		return
+		return new(dns.Msg).SetRcode(q, dns.RcodeFormatError)
 	}
 	qn := q.Question[0]
 	name := strings.TrimSuffix(strings.ToLower(qn.Name), ".")
@@ -139,11 +203,10 @@ func (r *Resolver) serve(id string, s *served, w dns.ResponseWriter, q *dns.Msg)
 					m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: a.AsSlice()})
 				}
 			}
-			r.reply(w, m)
-			return
+			return m
 		}
 	}
-	r.reply(w, r.forward(s.upstreams, q, w.LocalAddr().Network()))
+	return nil
 }
 
 // forward asks the upstreams in turn; SERVFAIL when none answers.

@@ -75,3 +75,89 @@ func TestResolver(t *testing.T) {
 		t.Fatal("answered after Stop")
 	}
 }
+
+// TestResolverUDP: a forward waiting on a silent upstream does not hold
+// up the answer to a name of ours; an answer too big for the client's
+// buffer is truncated (TC set) unless EDNS0 makes room, and TCP gets it
+// whole; a response sent to the resolver gets no answer; an opcode
+// other than QUERY gets NOTIMP.
+func TestResolverUDP(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.LeakCheck(t)
+	ns := filepath.Join(t.TempDir(), "ns")
+	if err := netns.Create(ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { netns.Remove(ns) })
+	// An upstream that reads and never answers.
+	silent, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	var many []netip.Addr
+	for i := range 60 {
+		many = append(many, netip.AddrFrom4([4]byte{10, 0, 1, byte(i + 1)}))
+	}
+	r := New(func(id, name string) []netip.Addr {
+		if name == "many" {
+			return many
+		}
+		return nil
+	}, t.Logf)
+	if err := r.Listen("c1", ns, []string{silent.LocalAddr().String()}); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop("c1")
+	exchange := func(c *dns.Client, q *dns.Msg) (*dns.Msg, error) {
+		var resp *dns.Msg
+		err := netns.Do(ns, func() error {
+			var err error
+			resp, _, err = c.Exchange(q, Address+":53")
+			return err
+		})
+		return resp, err
+	}
+
+	forwarded := make(chan error, 1)
+	go func() {
+		_, err := exchange(&dns.Client{Timeout: 10 * time.Second}, new(dns.Msg).SetQuestion("elsewhere.test.", dns.TypeA))
+		forwarded <- err
+	}()
+	// The forward is read first: the resolver waits on the upstream.
+	buf := make([]byte, 512)
+	silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := silent.ReadFrom(buf); err != nil {
+		t.Fatalf("the forward never reached the upstream: %v", err)
+	}
+	resp, err := exchange(&dns.Client{Timeout: 10 * time.Second}, new(dns.Msg).SetQuestion("many.", dns.TypeA))
+	if err != nil {
+		t.Fatalf("many A while a forward waits: %v", err)
+	}
+	select {
+	case err := <-forwarded:
+		t.Fatalf("the forward ended (%v) before the local answer came: they were served in turn", err)
+	default:
+	}
+	resp.Compress = true // as it came: Len is then its size on the wire
+	if !resp.Truncated || resp.Len() > dns.MinMsgSize {
+		t.Errorf("60 A records without EDNS0: truncated %v, %d bytes; want TC and at most 512", resp.Truncated, resp.Len())
+	}
+	q := new(dns.Msg).SetQuestion("many.", dns.TypeA).SetEdns0(4096, false)
+	if resp, err := exchange(&dns.Client{Timeout: 2 * time.Second}, q); err != nil || resp.Truncated || len(resp.Answer) != 60 {
+		t.Errorf("with EDNS0 4096: %v, truncated %v, %d answers", err, resp != nil && resp.Truncated, len(resp.Answer))
+	}
+	if resp, err := exchange(&dns.Client{Net: "tcp", Timeout: 2 * time.Second}, new(dns.Msg).SetQuestion("many.", dns.TypeA)); err != nil || len(resp.Answer) != 60 {
+		t.Errorf("over TCP: %v %v", resp, err)
+	}
+	notify := new(dns.Msg).SetQuestion("many.", dns.TypeA)
+	notify.Opcode = dns.OpcodeUpdate
+	if resp, err := exchange(&dns.Client{Timeout: 2 * time.Second}, notify); err != nil || resp.Rcode != dns.RcodeNotImplemented {
+		t.Errorf("UPDATE: %v %v, want NOTIMP", resp, err)
+	}
+	reply := new(dns.Msg).SetQuestion("many.", dns.TypeA)
+	reply.Response = true
+	if resp, err := exchange(&dns.Client{Timeout: 500 * time.Millisecond}, reply); err == nil {
+		t.Errorf("a response sent to the resolver was answered: %v", resp)
+	}
+}
