@@ -144,7 +144,8 @@ func hostIPv4() string {
 func rulesetHas() string {
 	out, err := exec.Command("nft", "list", "ruleset").Output()
 	if err != nil {
-		return ""
+		// Said, so that a missing nft is not read as a clean ruleset.
+		return fmt.Sprintf("(nft list ruleset: %v)", err)
 	}
 	var hits []string
 	for _, l := range strings.Split(string(out), "\n") {
