@@ -13,10 +13,9 @@ import (
 	"github.com/berth-dev/berth/network/netns"
 )
 
-// TestResolver: in a namespace of the test's own, the resolver answers
-// our names (every address, A only), forwards the rest to the upstream
-// from the host's namespace, and stops answering after Stop.
-func TestResolver(t *testing.T) {
+// testNS is a network namespace of the test's own (root only).
+func testNS(t *testing.T) string {
+	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.LeakCheck(t)
 	ns := filepath.Join(t.TempDir(), "ns")
@@ -24,6 +23,14 @@ func TestResolver(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { netns.Remove(ns) })
+	return ns
+}
+
+// TestResolver: in a namespace of the test's own, the resolver answers
+// our names (every address, A only), forwards the rest to the upstream
+// from the host's namespace, and stops answering after Stop.
+func TestResolver(t *testing.T) {
+	ns := testNS(t)
 
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -82,13 +89,7 @@ func TestResolver(t *testing.T) {
 // whole; a response sent to the resolver gets no answer; an opcode
 // other than QUERY gets NOTIMP.
 func TestResolverUDP(t *testing.T) {
-	testutil.RequireRoot(t)
-	testutil.LeakCheck(t)
-	ns := filepath.Join(t.TempDir(), "ns")
-	if err := netns.Create(ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { netns.Remove(ns) })
+	ns := testNS(t)
 	// An upstream that reads and never answers.
 	silent, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
