@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 
 	"github.com/moby/moby/api/types/events"
 
@@ -80,7 +81,11 @@ func (s *Service) Resize(ctx context.Context, name string, height, width uint) e
 	if sh == nil {
 		return fmt.Errorf("Container %s is not running: %w", rec.ID, errdefs.ErrConflict)
 	}
-	return sh.Resize(ctx, "", uint16(height), uint16(width))
+	if err := sh.Resize(ctx, "", uint16(height), uint16(width)); err != nil {
+		return err
+	}
+	s.publish(rec, events.ActionResize, map[string]string{"height": strconv.FormatUint(uint64(height), 10), "width": strconv.FormatUint(uint64(width), 10)})
+	return nil
 }
 
 // RunDone returns a channel closed when the container's current run ends

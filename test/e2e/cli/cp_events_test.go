@@ -150,6 +150,11 @@ func testFileEventsAsDockerd(t *testing.T) {
 	until := pastNow()
 	out := same(t, "events", "--since", since, "--until", until, "--filter", "container="+name, "--format", "{{.Action}}")
 	want := "create\nattach\nstart\ndie\narchive-path\nextract-to-dir\nexport\ncommit\ndestroy\n"
+	if cur.name == "dockerd" {
+		// dockerd 20.10 logs "detach" when the container's exit cancels
+		// the attach before its streams have drained: a race, seen in CI.
+		out = strings.Replace(out, "die\ndetach\n", "die\n", 1)
+	}
 	if out != want {
 		t.Errorf("events on %s:\n%s\nwant (dockerd 20.10's):\n%s", cur.name, out, want)
 	}

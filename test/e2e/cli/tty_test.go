@@ -162,6 +162,7 @@ func testRunDetachKeys(t *testing.T) {
 		if tc.flag != "" {
 			args = append(args, tc.flag)
 		}
+		since := time.Now().Add(-time.Second).Format(time.RFC3339Nano)
 		s := startPTY(t, 24, 80, append(args, "busybox", "sh")...)
 		// Wait for output only the container can make (not the local echo
 		// of the line before the terminal is raw).
@@ -173,6 +174,11 @@ func testRunDetachKeys(t *testing.T) {
 		}
 		if out := strings.TrimSpace(berth(t, "inspect", "-f", "{{.State.Running}}", name)); out != "true" {
 			t.Fatalf("after detach the container is not running: %s", out)
+		}
+		// the terminal's size is a resize event; the detach is none.
+		out := same(t, "events", "--since", since, "--until", pastNow(), "--filter", "container="+name, "--format", "{{.Action}} {{.Actor.Attributes.height}} {{.Actor.Attributes.width}}")
+		if want := "create <no value> <no value>\nattach <no value> <no value>\nstart <no value> <no value>\nresize 24 80\n"; out != want {
+			t.Fatalf("events of run -it (%q) on %s: %q, want %q", tc.flag, cur.name, out, want)
 		}
 		// attach again: the session is live, and exit ends it with the code.
 		a := startPTY(t, 24, 80, "attach", name)
