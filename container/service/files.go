@@ -293,7 +293,11 @@ func (s *Service) Top(ctx context.Context, name, psArgs string) (container.TopRe
 	if err != nil {
 		return container.TopResponse{}, err
 	}
-	return stats.Top(pids, psArgs)
+	top, err := stats.Top(pids, psArgs)
+	if err == nil {
+		s.publish(rec, events.ActionTop, nil)
+	}
+	return top, err
 }
 
 // Stats sends samples of the container's resource use: with stream one per
@@ -406,5 +410,6 @@ func (s *Service) Update(ctx context.Context, name string, u container.UpdateCon
 	if _, err := s.store.Update(rec.ID, func(r *store.Container) error { r.HostConfig = &hc; return nil }); err != nil {
 		return container.UpdateResponse{}, err
 	}
+	s.publish(rec, events.ActionUpdate, nil)
 	return container.UpdateResponse{Warnings: warnings}, nil
 }

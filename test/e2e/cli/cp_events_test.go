@@ -167,3 +167,18 @@ func testFileEventsAsDockerd(t *testing.T) {
 		t.Errorf("prune event on %s: %q", cur.name, out)
 	}
 }
+
+// TestTopUpdateEventsAsDockerd: top and update are container events too.
+func TestTopUpdateEventsAsDockerd(t *testing.T) { both(t, testTopUpdateEventsAsDockerd) }
+
+func testTopUpdateEventsAsDockerd(t *testing.T) {
+	setup(t)
+	since := time.Now().Add(-time.Second).Format(time.RFC3339Nano)
+	name := container(t, "", "busybox", "sleep", "600")
+	berth(t, "top", name)
+	berth(t, "update", "--cpu-shares", "512", name)
+	out := same(t, "events", "--since", since, "--until", pastNow(), "--filter", "container="+name, "--format", "{{.Action}}")
+	if want := "create\nstart\ntop\nupdate\n"; out != want {
+		t.Errorf("events on %s: %q, want (dockerd 20.10's) %q", cur.name, out, want)
+	}
+}
