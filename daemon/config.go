@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -225,5 +226,33 @@ func (c *Config) normalize() error {
 			return err
 		}
 	}
+	for i, m := range c.RegistryMirrors {
+		if c.RegistryMirrors[i], err = validateMirror(m); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// validateMirror checks a --registry-mirror as dockerd does (with its
+// messages) and returns it as "scheme://host/".
+func validateMirror(m string) (string, error) {
+	u, err := url.Parse(m)
+	if err != nil {
+		return "", fmt.Errorf("invalid mirror: %q is not a valid URI", m)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("invalid mirror: unsupported scheme %q in %q", u.Scheme, u)
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("invalid mirror: path, query, or fragment at end of the URI %q", u)
+	}
+	if u.User != nil {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx") // the message must not show the password
+		return "", fmt.Errorf("invalid mirror: username/password not allowed in URI %q", u)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("invalid mirror: no host in %q", m)
+	}
+	return strings.TrimSuffix(m, "/") + "/", nil
 }

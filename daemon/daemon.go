@@ -153,6 +153,7 @@ func start(cfg Config, opts Options, log *slog.Logger) (d *Daemon, err error) {
 	d.images, err = service.Open(filepath.Join(cfg.DataRoot, "images"), service.Options{
 		ConfigPath: filepath.Join(cfg.DataRoot, "credentials", "config.json"),
 		Insecure:   cfg.InsecureRegistries,
+		Mirrors:    cfg.RegistryMirrors,
 		InUse: func(id digest.Digest) []string {
 			if f := users.Load(); f != nil {
 				return (*f)(id)

@@ -11,20 +11,22 @@ import (
 // name it.
 type Status string
 
-// The statuses a layer goes through: Waiting, then Downloading (repeated,
+// The statuses a layer goes through, as Docker's: Pulling fs layer, then
+// Waiting while Concurrency others are in flight, Downloading (repeated,
 // with Current/Total), Verifying, Extracting (with Current bytes of
 // uncompressed tar), and Pull complete; or Already exists when its chain
 // was unpacked before. A layer whose blob is in the content store goes
 // straight to Extracting.
 const (
-	StatusWaiting       Status = "Waiting"
-	StatusDownloading   Status = "Downloading"
-	StatusVerifying     Status = "Verifying Checksum"
-	StatusDownloaded    Status = "Download complete"
-	StatusExtracting    Status = "Extracting"
-	StatusPullComplete  Status = "Pull complete"
-	StatusAlreadyExists Status = "Already exists"
-	StatusFailed        Status = "Failed"
+	StatusPullingFSLayer Status = "Pulling fs layer"
+	StatusWaiting        Status = "Waiting"
+	StatusDownloading    Status = "Downloading"
+	StatusVerifying      Status = "Verifying Checksum"
+	StatusDownloaded     Status = "Download complete"
+	StatusExtracting     Status = "Extracting"
+	StatusPullComplete   Status = "Pull complete"
+	StatusAlreadyExists  Status = "Already exists"
+	StatusFailed         Status = "Failed"
 )
 
 // Event is one progress report about one layer. Events of one layer

@@ -162,12 +162,40 @@ func Pull(ctx context.Context, ref reference.Named, opts Options) (Result, error
 	return res, nil
 }
 
+// pull tries ref's mirrors in order, then its registry, as Docker does:
+// any failure on a mirror (unreachable, image missing, bad data) moves on
+// to the next; what was fetched and verified stays in the content store.
 func pull(ctx context.Context, ref reference.Named, plat ocispec.Platform, opts Options) (Result, error) {
-	res := Result{Ref: ref, Platform: plat}
-	repo, err := opts.Registry.Repository(ctx, ref)
-	if err != nil {
-		return res, err
+	var mirrorErrs []string
+	for _, m := range opts.Registry.Mirrors(ref) {
+		repo, err := opts.Registry.MirrorRepository(ctx, ref, m)
+		if err == nil {
+			var res Result
+			if res, err = pullFrom(ctx, repo, ref, plat, opts); err == nil {
+				return res, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return Result{Ref: ref, Platform: plat}, err
+		}
+		mirrorErrs = append(mirrorErrs, fmt.Sprintf("mirror %s: %v", m, err))
 	}
+	repo, err := opts.Registry.Repository(ctx, ref)
+	var res Result
+	if err == nil {
+		res, err = pullFrom(ctx, repo, ref, plat, opts)
+	} else {
+		res = Result{Ref: ref, Platform: plat}
+	}
+	if err != nil && len(mirrorErrs) > 0 {
+		err = fmt.Errorf("%w (after the mirrors failed: %s)", err, strings.Join(mirrorErrs, "; "))
+	}
+	return res, err
+}
+
+// pullFrom pulls ref from repo.
+func pullFrom(ctx context.Context, repo *registry.Repository, ref reference.Named, plat ocispec.Platform, opts Options) (Result, error) {
+	res := Result{Ref: ref, Platform: plat}
 	tagOrDigest := ref.Tag()
 	if ref.Digest() != "" {
 		tagOrDigest = ref.Digest().String()
@@ -223,6 +251,8 @@ func pull(ctx context.Context, ref reference.Named, plat ocispec.Platform, opts 
 	res.Config = m.Config
 	res.Layers = m.Layers
 
+	_, err = opts.Content.Info(ctx, m.Config.Digest)
+	known := err == nil
 	cb, err := fetchSmall(ctx, repo, opts.Content, m.Config, MaxConfigSize)
 	if err != nil {
 		return res, fmt.Errorf("config: %w", err)
@@ -260,7 +290,7 @@ func pull(ctx context.Context, ref reference.Named, plat ocispec.Platform, opts 
 	if len(chains) > 0 {
 		res.ChainID = chains[len(chains)-1]
 	}
-	u := &unpacker{opts: opts, repo: repo, prog: &progress{fn: opts.Progress}}
+	u := &unpacker{opts: opts, repo: repo, prog: &progress{fn: opts.Progress}, known: known}
 	err = u.run(ctx, m.Layers, res.DiffIDs, chains)
 	res.Existing, res.FromStore = u.existing, int(u.fromStore.Load())
 	res.Downloaded, res.Unpacked = u.downloaded.Load(), u.unpacked.Load()
@@ -335,6 +365,10 @@ type unpacker struct {
 	opts Options
 	repo *registry.Repository
 	prog *progress
+	// known: the image's config was in the content store before the
+	// pull. When all its layers and their blobs are there too, the
+	// layers get no events, as Docker prints none for an image it has.
+	known bool
 
 	existing   int
 	fromStore  atomic.Int32
@@ -375,9 +409,13 @@ func (u *unpacker) run(ctx context.Context, layers []ocispec.Descriptor, diffIDs
 	// unpacking, so that the image pulled can be pushed or saved.
 	var fetches []*job
 	for i := 0; i <= top; i++ {
-		u.prog.emit(Event{Layer: i, Digest: layers[i].Digest, Status: StatusAlreadyExists})
 		if _, err := u.opts.Content.Info(ctx, layers[i].Digest); errdefs.IsNotFound(err) {
 			fetches = append(fetches, &job{i: i, desc: layers[i], ready: make(chan struct{})})
+		}
+	}
+	if !u.known || top < len(layers)-1 || len(fetches) > 0 {
+		for i := 0; i <= top; i++ {
+			u.prog.emit(Event{Layer: i, Digest: layers[i].Digest, Status: StatusAlreadyExists})
 		}
 	}
 	u.existing = top + 1
@@ -388,7 +426,7 @@ func (u *unpacker) run(ctx context.Context, layers []ocispec.Descriptor, diffIDs
 			j.parent = chains[i-1]
 		}
 		jobs = append(jobs, j)
-		u.event(j, StatusWaiting, 0, 0)
+		u.event(j, StatusPullingFSLayer, 0, 0)
 	}
 	if len(jobs)+len(fetches) == 0 {
 		return nil
@@ -402,11 +440,25 @@ func (u *unpacker) run(ctx context.Context, layers []ocispec.Descriptor, diffIDs
 	// The dispatcher starts jobs in layer order, Concurrency at a time, so
 	// the committer is fed the layers it needs first.
 	sem := make(chan struct{}, u.opts.Concurrency)
+	acquire := func(j *job) bool {
+		select {
+		case sem <- struct{}{}:
+			return true
+		default:
+		}
+		if j.chain != "" { // a layer queued behind Concurrency others
+			u.event(j, StatusWaiting, 0, 0)
+		}
+		select {
+		case sem <- struct{}{}:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	wg.Go(func() {
 		for _, j := range append(jobs, fetches...) { // the blobs alone last
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
+			if !acquire(j) {
 				j.err = context.Cause(ctx)
 				close(j.ready)
 				continue

@@ -36,6 +36,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -87,6 +88,9 @@ type Options struct {
 	// Insecure lists registries ("host" or "host:port") reached over
 	// plain http. Loopback hosts always are.
 	Insecure []string
+	// Mirrors are pull-through mirrors of Docker Hub ("scheme://host/",
+	// as --registry-mirror), tried in order before it.
+	Mirrors []string
 	// TLSConfig, if set, is used for https (e.g. a private CA).
 	TLSConfig *tls.Config
 	// Transport, if set, replaces the base HTTP transport (tests).
@@ -108,6 +112,9 @@ type Client struct {
 	keychain authn.Keychain
 	base     http.RoundTripper // retrying, no auth
 	raw      http.RoundTripper // base without retries
+	// mirrorBase retries once: a mirror that is down must cost a pull
+	// little before it moves on to the next mirror or the registry.
+	mirrorBase http.RoundTripper
 
 	mu    sync.Mutex
 	repos map[string]*repoEntry
@@ -146,11 +153,12 @@ func New(opts Options) *Client {
 		base = newHTTPTransport(opts.TLSConfig)
 	}
 	return &Client{
-		opts:     opts,
-		keychain: kc,
-		base:     &retryTransport{inner: base, retries: opts.Retries, backoff: opts.Backoff, ua: opts.UserAgent},
-		raw:      base,
-		repos:    map[string]*repoEntry{},
+		opts:       opts,
+		keychain:   kc,
+		base:       &retryTransport{inner: base, retries: opts.Retries, backoff: opts.Backoff, ua: opts.UserAgent},
+		raw:        base,
+		mirrorBase: &retryTransport{inner: base, retries: min(opts.Retries, 1), backoff: opts.Backoff, ua: opts.UserAgent},
+		repos:      map[string]*repoEntry{},
 	}
 }
 
@@ -257,14 +265,34 @@ func registryHost(domain string) string {
 // repository and Client, unless ctx carries a request's own credentials
 // (credentials.WithAuth).
 func (c *Client) Repository(ctx context.Context, ref reference.Named) (*Repository, error) {
+	return c.repository(ctx, ref, "")
+}
+
+// Mirrors returns the mirrors a pull of ref tries before ref's registry:
+// Options.Mirrors for Docker Hub's images, none for other registries'.
+func (c *Client) Mirrors(ref reference.Named) []string {
+	if ref.Domain() != "docker.io" {
+		return nil
+	}
+	return c.opts.Mirrors
+}
+
+// MirrorRepository is Repository on mirror (one of Mirrors(ref)): the
+// mirror's scheme and host, ref's path, and the credentials of ref's
+// registry, which Docker sends to its mirrors too.
+func (c *Client) MirrorRepository(ctx context.Context, ref reference.Named, mirror string) (*Repository, error) {
+	return c.repository(ctx, ref, mirror)
+}
+
+func (c *Client) repository(ctx context.Context, ref reference.Named, mirror string) (*Repository, error) {
 	if ref.IsZero() {
 		return nil, fmt.Errorf("registry: empty reference: %w", errdefs.ErrInvalidArgument)
 	}
 	if _, ok := credentials.FromContext(ctx); ok {
 		// A request's own credentials: its handle is its own too.
-		return c.open(ctx, ref)
+		return c.open(ctx, ref, mirror)
 	}
-	key := ref.Name()
+	key := mirror + ref.Name()
 	c.mu.Lock()
 	e := c.repos[key]
 	if e == nil {
@@ -272,7 +300,7 @@ func (c *Client) Repository(ctx context.Context, ref reference.Named) (*Reposito
 		c.repos[key] = e
 	}
 	c.mu.Unlock()
-	e.once.Do(func() { e.repo, e.err = c.open(ctx, ref) })
+	e.once.Do(func() { e.repo, e.err = c.open(ctx, ref, mirror) })
 	if e.err != nil {
 		c.mu.Lock()
 		if c.repos[key] == e {
@@ -283,24 +311,37 @@ func (c *Client) Repository(ctx context.Context, ref reference.Named) (*Reposito
 	return e.repo, e.err
 }
 
-func (c *Client) open(ctx context.Context, ref reference.Named) (*Repository, error) {
-	host := registryHost(ref.Domain())
+// open makes ref's repository handle on ref's registry, or on mirror
+// when it is not "".
+func (c *Client) open(ctx context.Context, ref reference.Named, mirror string) (*Repository, error) {
+	host, where := registryHost(ref.Domain()), "registry "+ref.Domain()
 	repo, err := name.NewRepository(ref.Domain()+"/"+ref.Path(), name.StrictValidation)
 	if err != nil {
 		return nil, fmt.Errorf("registry: repository %q: %w: %v", ref.Name(), errdefs.ErrInvalidArgument, err)
 	}
 	auth, err := authn.Resolve(ctx, c.keychain, repo)
 	if err != nil {
-		return nil, fmt.Errorf("registry %s: credentials: %w", ref.Domain(), err)
+		return nil, fmt.Errorf("%s: credentials: %w", where, err)
 	}
-	scheme, err := c.probeScheme(ctx, host)
-	if err != nil {
-		return nil, fmt.Errorf("registry %s: %w", ref.Domain(), err)
+	scheme, base := "", c.base
+	if mirror != "" {
+		base = c.mirrorBase
+		u, err := url.Parse(mirror)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return nil, fmt.Errorf("registry mirror %q: not a http:// or https:// URL: %w", mirror, errdefs.ErrInvalidArgument)
+		}
+		host, scheme, where = u.Host, u.Scheme, "registry mirror "+mirror
+	} else if scheme, err = c.probeScheme(ctx, host); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	at, err := credentials.NewTransport(ctx, host, auth, credentials.TransportOptions{
-		Base: c.base, Scheme: scheme, Scopes: []string{"repository:" + ref.Path() + ":pull"}})
+		Base: base, Scheme: scheme, Scopes: []string{"repository:" + ref.Path() + ":pull"}})
 	if err != nil {
-		return nil, classify(fmt.Sprintf("authenticate for %s", ref.Path()), err)
+		what := "authenticate for " + ref.Path()
+		if mirror != "" {
+			what = where + ": " + what
+		}
+		return nil, classify(what, err)
 	}
 	return &Repository{
 		c:      c,

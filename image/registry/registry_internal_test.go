@@ -1,7 +1,10 @@
 package registry
 
 import (
+	"slices"
 	"testing"
+
+	"github.com/berth-dev/berth/image/reference"
 )
 
 func TestInsecure(t *testing.T) {
@@ -35,5 +38,21 @@ func TestContentRangeStart(t *testing.T) {
 func TestBackoff(t *testing.T) {
 	if Backoff(100e6, 0) != 100e6 || Backoff(100e6, 3) != 800e6 || Backoff(100e6, 40) != maxBackoff {
 		t.Error("backoff")
+	}
+}
+
+// TestMirrorsOnlyForDockerHub: --registry-mirror is Docker Hub's alone.
+func TestMirrorsOnlyForDockerHub(t *testing.T) {
+	mirrors := []string{"http://127.0.0.1:5000/", "https://mirror.example.com/"}
+	c := New(Options{Mirrors: mirrors})
+	for ref, want := range map[string][]string{
+		"busybox":                        mirrors,
+		"docker.io/someone/app:1":        mirrors,
+		"quay.io/someone/app:1":          nil,
+		"127.0.0.1:5000/library/busybox": nil,
+	} {
+		if got := c.Mirrors(reference.MustParse(ref)); !slices.Equal(got, want) {
+			t.Errorf("mirrors of %s: %v, want %v", ref, got, want)
+		}
 	}
 }

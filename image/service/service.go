@@ -50,6 +50,9 @@ type Options struct {
 	// Insecure lists registries ("host" or "host:port") spoken to over
 	// plain http (--insecure-registry). Loopback hosts always are.
 	Insecure []string
+	// Mirrors are Docker Hub's pull-through mirrors ("scheme://host/",
+	// --registry-mirror), tried in order before it.
+	Mirrors []string
 	// InUse returns the containers using the image id: rmi refuses to
 	// delete such an image and prune keeps it. nil means none.
 	InUse func(id digest.Digest) []string
@@ -81,6 +84,7 @@ func Open(root string, opts Options) (*Service, error) {
 	}
 	s := &Service{root: root, opts: opts}
 	s.opts.Insecure = slices.Clone(opts.Insecure)
+	s.opts.Mirrors = slices.Clone(opts.Mirrors)
 	if s.content, err = local.NewStore(filepath.Join(root, "content")); err != nil {
 		return nil, fmt.Errorf("open content store: %w", err)
 	}
@@ -115,6 +119,7 @@ func (s *Service) resetClient() {
 	s.client.Store(registry.New(registry.Options{
 		Keychain: s.creds.Keychain(),
 		Insecure: s.opts.Insecure,
+		Mirrors:  s.opts.Mirrors,
 	}))
 }
 

@@ -32,6 +32,8 @@ type Options struct {
 	Runtimes map[string]string
 	// DefaultRuntime, if set, is --default-runtime.
 	DefaultRuntime string
+	// Args are more dockerd flags.
+	Args []string
 }
 
 // Daemon is a running private dockerd.
@@ -86,7 +88,7 @@ func Launch(opts Options) (*Daemon, error) {
 	if opts.DefaultRuntime != "" {
 		args = append(args, "--default-runtime", opts.DefaultRuntime)
 	}
-	d.cmd = exec.Command("dockerd", args...)
+	d.cmd = exec.Command("dockerd", append(args, opts.Args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := d.cmd.Start(); err != nil {

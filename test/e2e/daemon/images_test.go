@@ -73,33 +73,63 @@ func (l *eventLog) wait(t *testing.T, want ...string) []events.Message {
 	}
 }
 
-// pullSummary is what of `docker pull` output must match dockerd's: the
-// first line, the Digest and Status lines and the final reference, and
-// that every layer ends "Pull complete".
-func pullSummary(t *testing.T, out string) []string {
+// samePull compares `docker pull` output from berthd (ours) and dockerd:
+// the lines that are not a layer's must be equal, and each layer's
+// statuses ("<12 hex digits>: status" lines) must start and end alike,
+// dockerd's being a subsequence of ours (dockerd drops updates a slow
+// reader has not taken yet); every layer ends "Pull complete" or
+// "Already exists".
+func samePull(t *testing.T, what, ours, theirs string) {
+	t.Helper()
+	sumA, idsA, seqA := splitPull(t, ours)
+	sumB, idsB, seqB := splitPull(t, theirs)
+	ok := slices.Equal(sumA, sumB) && slices.Equal(idsA, idsB)
+	for _, id := range idsA {
+		a, b := seqA[id], seqB[id]
+		if !ok || a[0] != b[0] || a[len(a)-1] != b[len(b)-1] || !subsequence(b, a) {
+			ok = false
+			break
+		}
+		if last := a[len(a)-1]; last != "Pull complete" && last != "Already exists" {
+			t.Errorf("%s: layer %s ended with %q:\n%s", what, id, last, ours)
+		}
+	}
+	if !ok {
+		t.Errorf("%s differs:\nberth:\n%s\ndocker:\n%s", what, ours, theirs)
+	}
+}
+
+func splitPull(t *testing.T, out string) (sum, ids []string, seq map[string][]string) {
 	t.Helper()
 	ls := berthd.Lines(out)
 	if len(ls) < 4 {
 		t.Fatalf("short pull output:\n%s", out)
 	}
-	sum := []string{ls[0]}
-	last := map[string]string{}
-	for _, l := range ls[1:] {
-		switch {
-		case strings.HasPrefix(l, "Digest: "), strings.HasPrefix(l, "Status: "):
+	seq = map[string][]string{}
+	for _, l := range ls {
+		id, st, ok := strings.Cut(l, ": ")
+		if !ok || len(id) != 12 || strings.Trim(id, "0123456789abcdef") != "" {
 			sum = append(sum, l)
-		default:
-			if id, st, ok := strings.Cut(l, ": "); ok {
-				last[id] = st
-			}
+			continue
+		}
+		if seq[id] == nil {
+			ids = append(ids, id)
+		}
+		if n := len(seq[id]); n == 0 || seq[id][n-1] != st {
+			seq[id] = append(seq[id], st)
 		}
 	}
-	for id, st := range last {
-		if st != "Pull complete" && st != "Already exists" {
-			t.Errorf("layer %s ended with %q:\n%s", id, st, out)
+	return sum, ids, seq
+}
+
+// subsequence reports whether sub's items appear in s in order.
+func subsequence(sub, s []string) bool {
+	for _, x := range s {
+		if len(sub) > 0 && sub[0] == x {
+			sub = sub[1:]
 		}
 	}
-	return append(sum, ls[len(ls)-1])
+	return len(sub) == 0
 }
 
 // TestImagesAgainstDocker runs the image verbs of the docker CLI against
@@ -121,13 +151,9 @@ func TestImagesAgainstDocker(t *testing.T) {
 	}
 
 	ours, theirs := both("pull", ref)
-	if a, b := pullSummary(t, ours), pullSummary(t, theirs); !slices.Equal(a, b) {
-		t.Errorf("pull output differs:\nberth:\n%s\ndocker:\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
-	}
+	samePull(t, "pull", ours, theirs)
 	ours, theirs = both("pull", ref)
-	if a, b := pullSummary(t, ours), pullSummary(t, theirs); !slices.Equal(a, b) {
-		t.Errorf("second pull differs:\nberth:\n%s\ndocker:\n%s", ours, theirs)
-	}
+	samePull(t, "second pull", ours, theirs)
 
 	for _, args := range [][]string{
 		// Sizes are left out: the image service counts a layer's size as
@@ -290,4 +316,43 @@ func mkRootfsTar(t *testing.T, files map[string]string) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// TestRegistryMirror: Docker Hub's images come from the --registry-mirror
+// list, in order, the next one when a mirror is down or lacks the image,
+// on berthd as on a private dockerd 20.10 with the same mirrors. The
+// mirrors are local registries (one with busybox as library/busybox, one
+// empty) and a closed loopback port: nothing leaves the machine.
+func TestRegistryMirror(t *testing.T) {
+	empty := registry.Start(t)
+	reg := registry.Start(t)
+	reg.Push(t, images.Busybox(t).Layout, "library/busybox:latest")
+	var args []string
+	for _, m := range []string{"http://127.0.0.1:1", empty.URL, reg.URL + "/"} {
+		args = append(args, "--registry-mirror", m)
+	}
+	d := start(t, args...)
+	dk := dockerd.Start(t, dockerd.Options{Args: args})
+
+	samePull(t, "pull through mirrors", d.Must(t, "pull", "busybox"), dk.Must(t, "pull", "busybox"))
+	for _, args := range [][]string{
+		{"images", "--digests", "--format", "{{.Repository}}:{{.Tag}} {{.Digest}} {{.ID}}"},
+		{"info", "--format", "{{json .RegistryConfig.Mirrors}}"},
+	} {
+		if ours, theirs := d.Must(t, args...), dk.Must(t, args...); ours != theirs {
+			t.Errorf("docker %s differs:\nberth:\n%s\ndocker:\n%s", strings.Join(args, " "), ours, theirs)
+		}
+	}
+	// The empty mirror was asked (and said no) before the one that had it.
+	if log, _ := os.ReadFile(empty.LogPath()); !bytes.Contains(log, []byte("/v2/library/busybox/manifests/latest")) {
+		t.Errorf("the empty mirror was never asked:\n%s", log)
+	}
+	if out := d.Must(t, "run", "--rm", "--network", "none", "busybox", "echo", "mirrored"); out != "mirrored\n" {
+		t.Errorf("run of the mirrored image: %q", out)
+	}
+
+	// A mirror that is no http(s) URL stops the daemon, with dockerd's words.
+	launchFails(t, `invalid mirror: unsupported scheme "ftp" in "ftp://m.example.com"`, "--registry-mirror", "ftp://m.example.com")
+	launchFails(t, `invalid mirror: path, query, or fragment at end of the URI "https://m.example.com/v2"`, "--registry-mirror", "https://m.example.com/v2")
+	launchFails(t, `invalid mirror: username/password not allowed in URI "https://u:xxxxx@m.example.com"`, "--registry-mirror", "https://u:secret@m.example.com")
 }

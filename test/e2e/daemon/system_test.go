@@ -101,7 +101,7 @@ func TestInfo(t *testing.T) {
 		t.Errorf("info: %+v", info)
 	}
 	rc := info.RegistryConfig
-	if rc == nil || len(rc.Mirrors) != 1 || rc.Mirrors[0] != "https://mirror.example.com" ||
+	if rc == nil || len(rc.Mirrors) != 1 || rc.Mirrors[0] != "https://mirror.example.com/" ||
 		rc.IndexConfigs["myregistry:5000"] == nil || rc.IndexConfigs["myregistry:5000"].Secure {
 		t.Errorf("registry config: %+v", rc)
 	}
@@ -111,7 +111,7 @@ func TestInfo(t *testing.T) {
 		t.Errorf("docker info: %q", out)
 	}
 	out = d.Must(t, "info")
-	for _, want := range []string{"Server Version:", "Storage Driver:", "Docker Root Dir: " + d.DataRoot, "https://mirror.example.com", "myregistry:5000"} {
+	for _, want := range []string{"Server Version:", "Storage Driver:", "Docker Root Dir: " + d.DataRoot, "https://mirror.example.com/", "myregistry:5000"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("docker info lacks %q:\n%s", want, out)
 		}
