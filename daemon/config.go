@@ -202,8 +202,8 @@ func (c *Config) normalize() error {
 	if len(c.Hosts) == 0 {
 		c.Hosts = []string{DefaultHost}
 	}
-	if c.Debug {
-		c.LogLevel = "debug"
+	if err := c.normalizeReloadable(); err != nil {
+		return err
 	}
 	var err error
 	if c.DataRoot, err = filepath.Abs(c.DataRoot); err != nil {
@@ -218,19 +218,30 @@ func (c *Config) normalize() error {
 	if c.DataRoot == c.ExecRoot {
 		return fmt.Errorf("data-root and exec-root must differ (both %s)", c.DataRoot)
 	}
-	if _, err := parseLevel(c.LogLevel); err != nil {
-		return err
-	}
 	for _, h := range c.Hosts {
 		if _, err := parseHost(h); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// normalizeReloadable is normalize for the options a reload applies.
+func (c *Config) normalizeReloadable() error {
+	if c.Debug {
+		c.LogLevel = "debug"
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	mirrors := make([]string, len(c.RegistryMirrors))
 	for i, m := range c.RegistryMirrors {
-		if c.RegistryMirrors[i], err = validateMirror(m); err != nil {
+		var err error
+		if mirrors[i], err = validateMirror(m); err != nil {
 			return err
 		}
 	}
+	c.RegistryMirrors = mirrors
 	return nil
 }
 

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -55,10 +57,17 @@ type Options struct {
 	// and the bus exist. nil serves every container and exec route with
 	// server.NotImplemented (501).
 	NewContainers func(Engine) (Containers, error)
+	// ReloadConfig reads berthd's configuration again (its flags, then
+	// the configuration file), for a SIGHUP: see reload. nil leaves
+	// SIGHUP alone.
+	ReloadConfig func() (Config, error)
+	// Level is the logger's level, which a reload sets.
+	Level *slog.LevelVar
 }
 
 // Daemon is a running berthd.
 type Daemon struct {
+	mu        sync.Mutex // guards cfg's reloadable options
 	cfg       Config
 	log       *slog.Logger
 	images    *service.Service
@@ -92,12 +101,24 @@ func Run(ctx context.Context, cfg Config, opts Options, log *slog.Logger) error 
 		}(l)
 	}
 	log.Info("API listening", "hosts", strings.Join(d.cfg.Hosts, ","), "data-root", d.cfg.DataRoot, "exec-root", d.cfg.ExecRoot, "version", Version)
+	hup := make(chan os.Signal, 1)
+	if opts.ReloadConfig != nil {
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	var serveErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case serveErr = <-errc:
-		log.Error("API server failed", "err", serveErr)
+wait:
+	for {
+		select {
+		case <-hup:
+			d.reload(opts)
+		case <-ctx.Done():
+			log.Info("shutting down")
+			break wait
+		case serveErr = <-errc:
+			log.Error("API server failed", "err", serveErr)
+			break wait
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()

@@ -51,7 +51,7 @@ func (s *systemBackend) containerList(ctx context.Context, size bool) ([]contain
 }
 
 func (s *systemBackend) Info(ctx context.Context) (system.Info, error) {
-	cfg := s.d.cfg
+	cfg := s.d.config()
 	imgs, err := s.images.svc.List(ctx, store.ListOptions{})
 	if err != nil {
 		return system.Info{}, err

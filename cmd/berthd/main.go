@@ -24,17 +24,25 @@ func main() {
 		SilenceErrors: true,
 		Version:       daemon.Version,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			flags := cfg // a reload starts again from the flags alone
+			reload := func() (daemon.Config, error) {
+				c := flags
+				err := daemon.LoadConfigFile(&c, cmd.Flags())
+				return c, err
+			}
 			if err := daemon.LoadConfigFile(&cfg, cmd.Flags()); err != nil {
 				return err
 			}
-			level, err := daemon.LogLevel(cfg)
+			lv, err := daemon.LogLevel(cfg)
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			var level slog.LevelVar
+			level.Set(lv)
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: &level}))
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			return daemon.Run(ctx, cfg, daemon.Options{NewContainers: daemon.NewContainers}, log)
+			return daemon.Run(ctx, cfg, daemon.Options{NewContainers: daemon.NewContainers, ReloadConfig: reload, Level: &level}, log)
 		},
 	}
 	cmd.SetVersionTemplate("Berth version {{.Version}}\n")

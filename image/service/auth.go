@@ -43,5 +43,7 @@ func (s *Service) Logout(ctx context.Context, host string) error {
 func (s *Service) insecure(host string) bool {
 	key := credentials.ServerKey(host)
 	name, _, _ := strings.Cut(key, ":")
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
 	return slices.Contains(s.opts.Insecure, key) || slices.Contains(s.opts.Insecure, name)
 }

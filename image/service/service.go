@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
@@ -72,6 +73,9 @@ type Service struct {
 	// client is replaced at login and logout: a Client caches its
 	// authenticated transports.
 	client atomic.Pointer[registry.Client]
+	// regMu guards opts.Insecure and opts.Mirrors, which a daemon
+	// reload replaces.
+	regMu sync.Mutex
 }
 
 // Open opens (creating it if needed) the image state under root. Only one
@@ -116,11 +120,22 @@ func Open(root string, opts Options) (*Service, error) {
 // resetClient makes a new registry client, dropping cached transports (and
 // the credentials they hold).
 func (s *Service) resetClient() {
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
 	s.client.Store(registry.New(registry.Options{
 		Keychain: s.creds.Keychain(),
 		Insecure: s.opts.Insecure,
 		Mirrors:  s.opts.Mirrors,
 	}))
+}
+
+// SetRegistries replaces Options.Insecure and Options.Mirrors (a daemon
+// reload); pulls already running finish with the old ones.
+func (s *Service) SetRegistries(insecure, mirrors []string) {
+	s.regMu.Lock()
+	s.opts.Insecure, s.opts.Mirrors = slices.Clone(insecure), slices.Clone(mirrors)
+	s.regMu.Unlock()
+	s.resetClient()
 }
 
 // Root is the state root directory.

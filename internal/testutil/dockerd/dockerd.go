@@ -50,6 +50,9 @@ type Daemon struct {
 // hostPaths are written by dockerd whatever its roots are.
 var hostPaths = []string{"/run/docker", "/run/containerd", "/etc/docker/key.json"}
 
+// PID is dockerd's process id.
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
 // Launch starts a daemon and waits until it answers.
 func Launch(opts Options) (*Daemon, error) {
 	if opts.StorageDriver == "" {
