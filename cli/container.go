@@ -27,7 +27,7 @@ func (c *Cli) containerCommands() []command {
 		{"logs", c.newLogsCmd}, {"exec", c.newExecCmd}, {"attach", c.newAttachCmd}, {"inspect", c.newInspectCmd},
 		{"top", c.newTopCmd}, {"stats", c.newStatsCmd}, {"wait", c.newWaitCmd}, {"rename", c.newRenameCmd},
 		{"pause", c.newPauseCmd}, {"unpause", c.newUnpauseCmd}, {"cp", c.newCpCmd}, {"export", c.newExportCmd},
-		{"commit", c.newCommitCmd}, {"update", c.newUpdateCmd}, {"port", c.newPortCmd},
+		{"commit", c.newCommitCmd}, {"update", c.newUpdateCmd}, {"port", c.newPortCmd}, {"diff", c.newDiffCmd},
 		{"container", c.containerGroup},
 	}
 }
@@ -43,7 +43,7 @@ func (c *Cli) containerGroup() *cobra.Command {
 		c.newKillCmd(), rm, ls, c.newLogsCmd(), c.newExecCmd(), c.newAttachCmd(), c.newContainerInspectCmd(),
 		c.newTopCmd(), c.newStatsCmd(), c.newWaitCmd(), c.newRenameCmd(), c.newPauseCmd(), c.newUnpauseCmd(),
 		c.newCpCmd(), c.newExportCmd(), c.newCommitCmd(), c.newContainerPruneCmd(), c.newUpdateCmd(),
-		c.newPortCmd())
+		c.newPortCmd(), c.newDiffCmd())
 	return g
 }
 
@@ -355,6 +355,28 @@ func (c *Cli) newUnpauseCmd() *cobra.Command {
 				_, err := api.ContainerUnpause(ctx, n, client.ContainerUnpauseOptions{})
 				return err
 			})
+		},
+	}
+}
+
+func (c *Cli) newDiffCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "diff CONTAINER",
+		Short: "Inspect changes to files or directories on a container's filesystem",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.Client()
+			if err != nil {
+				return err
+			}
+			res, err := api.ContainerDiff(context.Background(), args[0], client.ContainerDiffOptions{})
+			if err != nil {
+				return err
+			}
+			for _, ch := range res.Changes {
+				fmt.Fprintf(c.Out, "%s %s\n", ch.Kind, ch.Path)
+			}
+			return nil
 		},
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,4 +182,38 @@ func testTopUpdateEventsAsDockerd(t *testing.T) {
 	if want := "create\nstart\ntop\nupdate\n"; out != want {
 		t.Errorf("events on %s: %q, want (dockerd 20.10's) %q", cur.name, out, want)
 	}
+}
+
+// TestDiffAsDocker: `diff` lists a container's added, changed and deleted
+// paths as docker does, and names a missing container the same way.
+func TestDiffAsDocker(t *testing.T) { both(t, testDiffAsDocker) }
+
+func testDiffAsDocker(t *testing.T) {
+	setup(t)
+	name := container(t, "", "busybox", "sh", "-c", "mkdir /newdir && touch /newdir/f && rm /bin/true && echo x >> /etc/passwd && sleep 600")
+	waitFor := time.Now().Add(10 * time.Second)
+	for {
+		if out, _ := berthRun(nil, "diff", name); strings.Contains(out.stdout, "/etc/passwd") || time.Now().After(waitFor) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// dockerd's order changes from call to call (map order): compare sorted.
+	sorted := func(o output) string {
+		ls := strings.Split(strings.TrimSuffix(o.stdout, "\n"), "\n")
+		slices.Sort(ls)
+		return strings.Join(ls, "\n") + "\n"
+	}
+	b, bc := berthRun(nil, "diff", name)
+	d, dc := dockerRun(nil, "diff", name)
+	out := sorted(b)
+	if bc != 0 || dc != 0 || out != sorted(d) {
+		t.Fatalf("diff on %s: berth (exit %d):\n%s\ndocker (exit %d):\n%s", cur.name, bc, b.stdout+b.stderr, dc, d.stdout+d.stderr)
+	}
+	for _, want := range []string{"A /newdir\n", "A /newdir/f\n", "D /bin/true\n", "C /etc/passwd\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("diff on %s lacks %q:\n%s", cur.name, want, out)
+		}
+	}
+	sameErr(t, "diff", "no-such-container-here")
 }
