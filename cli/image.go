@@ -42,7 +42,7 @@ func (c *Cli) imageGroup() *cobra.Command {
 	rm := c.newRmiCmd("rm")
 	rm.Aliases = []string{"remove"}
 	g.AddCommand(c.newPullCmd(), c.newPushCmd(), ls, rm, c.newTagCmd(), c.newSaveCmd(), c.newLoadCmd(),
-		c.newImportCmd(), c.newHistoryCmd(), c.newImageInspectCmd(), c.newImagePruneCmd())
+		c.newImportCmd(), c.newHistoryCmd(), c.newImageInspectCmd(), c.newImagePruneCmd(), c.newBuildCmd())
 	return g
 }
 
