@@ -330,11 +330,13 @@ func lookup(tx *bolt.Tx, refOrID string) (Image, *reference.Named, error) {
 		}
 		return img, nil, nil
 	}
+	what := refOrID
 	if n, err := reference.Parse(refOrID); err == nil {
 		if v := tx.Bucket(bucketNames).Get([]byte(n.String())); v != nil {
 			img, err := getRecord(tx, digest.Digest(v))
 			return img, &n, err
 		}
+		what = reference.FamiliarString(n) // dockerd names the tag: "No such image: nosuch:latest"
 	}
 	if isHexPrefix(refOrID) {
 		var found []digest.Digest
@@ -353,7 +355,7 @@ func lookup(tx *bolt.Tx, refOrID string) (Image, *reference.Named, error) {
 				refOrID, len(found), ShortID(found[0]), ShortID(found[1]), errdefs.ErrInvalidArgument)
 		}
 	}
-	return Image{}, nil, fmt.Errorf("No such image: %s: %w", refOrID, errdefs.ErrNotFound)
+	return Image{}, nil, fmt.Errorf("No such image: %s: %w", what, errdefs.ErrNotFound)
 }
 
 func isHexPrefix(s string) bool {

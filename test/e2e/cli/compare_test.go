@@ -77,6 +77,10 @@ func testRunOutputAndExitCodesAsDocker(t *testing.T) {
 	if code != 125 || !strings.Contains(stderr, "Error response from daemon: No such image: nosuchimage:1") {
 		t.Fatalf("missing image: exit %d, %q", code, stderr)
 	}
+	// A missing image is named with its tag, as dockerd names it.
+	for _, args := range [][]string{{"rmi", "nosuch"}, {"history", "nosuch"}, {"tag", "nosuch", "x"}, {"rmi", "0123abc"}, {"rmi", "sha256:0123"}} {
+		sameErr(t, args...)
+	}
 	if _, code := sameErr(t, "run", "--bogus-flag", "busybox"); code != 125 {
 		t.Fatalf("bad flag exited %d", code)
 	}
