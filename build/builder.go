@@ -77,6 +77,20 @@ func New(cfg Config) (*Builder, error) {
 	return &Builder{cfg: cfg, cache: c}, nil
 }
 
+// PruneCache is `docker builder prune`. The cache maps build steps to the
+// images they made, which stay images (image prune and rmi reclaim their
+// space): pruning forgets steps, so that later builds run them again.
+// With all it forgets every step, else those whose image is gone.
+func (b *Builder) PruneCache(ctx context.Context, all bool) ([]string, error) {
+	return b.cache.prune(func(_, id string) bool {
+		if all {
+			return true
+		}
+		_, err := b.cfg.Images.Get(ctx, id)
+		return errdefs.IsNotFound(err)
+	})
+}
+
 // Close closes the cache.
 func (b *Builder) Close() error { return b.cache.close() }
 

@@ -70,6 +70,36 @@ func (c *cache) put(key, id string) error {
 
 func (c *cache) close() error { return c.db.Close() }
 
+// prune deletes the entries drop chooses (given a key and its image id)
+// and returns their keys. drop runs outside the write transaction.
+func (c *cache) prune(drop func(key, id string) bool) ([]string, error) {
+	var keys []string
+	err := c.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(stepsBucket).ForEach(func(k, v []byte) error {
+			if drop(string(k), string(v)) {
+				keys = append(keys, string(k))
+			}
+			return nil
+		})
+	})
+	if err != nil || len(keys) == 0 {
+		return nil, err
+	}
+	err = c.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(stepsBucket)
+		for _, k := range keys {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("prune build cache: %w", err)
+	}
+	return keys, nil
+}
+
 // stepKey chains a step onto its parent's key: every part is hashed in
 // order, so a change anywhere above a step changes its key.
 func stepKey(parent string, parts ...any) string {

@@ -44,3 +44,7 @@ func (bb buildBackend) Build(ctx context.Context, o server.BuildOptions, body io
 }
 
 func (buildBackend) ExitCode(err error) int { return build.ExitCode(err) }
+
+func (bb buildBackend) PruneCache(ctx context.Context, all bool) ([]string, error) {
+	return bb.b.PruneCache(ctx, all)
+}

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/moby/moby/api/types/build"
+
 	"github.com/berth-dev/berth/errdefs"
 )
 
@@ -19,6 +21,9 @@ type BuildBackend interface {
 	// code a failed RUN carried (0 for other errors).
 	Build(ctx context.Context, opts BuildOptions, body io.Reader, out io.Writer) (string, error)
 	ExitCode(err error) int
+	// PruneCache forgets cached build steps: all of them, or only those
+	// whose image is gone; it returns the steps forgotten.
+	PruneCache(ctx context.Context, all bool) ([]string, error)
 }
 
 // BuildOptions are POST /build's parameters.
@@ -122,4 +127,35 @@ func (s *streamWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// buildPrune is POST /build/prune (`docker builder prune`, and the last
+// step of `docker system prune`). The cache's steps name images, whose
+// space image prune reclaims, so none is reclaimed here. Filters and
+// storage limits cannot select steps (they record no time, size or
+// label): with any of them only steps whose image is gone are pruned, as
+// also without all.
+func (s *Server) buildPrune(w http.ResponseWriter, r *http.Request) error {
+	if s.b.Build == nil {
+		return fmt.Errorf("build: not available in this berthd: %w", errdefs.ErrNotImplemented)
+	}
+	f, err := filtersOf(r)
+	if err != nil {
+		return err
+	}
+	limited := len(f) > 0
+	for _, p := range []string{"keep-storage", "reserved-space", "max-used-space", "min-free-space"} {
+		if v := r.FormValue(p); v != "" && v != "0" {
+			limited = true
+		}
+	}
+	deleted, err := s.b.Build.PruneCache(r.Context(), boolValue(r, "all") && !limited)
+	if err != nil {
+		return err
+	}
+	if deleted == nil {
+		deleted = []string{}
+	}
+	writeJSON(w, http.StatusOK, build.CachePruneReport{CachesDeleted: deleted})
+	return nil
 }

@@ -41,6 +41,7 @@ func (s *Server) routes() http.Handler {
 	h("DELETE /images/{rest...}", s.imageDelete)
 	h("POST /commit", s.commit)
 	h("POST /build", s.build)
+	h("POST /build/prune", s.buildPrune)
 
 	// Containers.
 	h("POST /containers/create", s.containerCreate)

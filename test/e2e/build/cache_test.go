@@ -54,3 +54,35 @@ func TestBuildCacheSurvivesRestartAndCacheFrom(t *testing.T) {
 		t.Errorf("run: %q", got)
 	}
 }
+
+// TestBuilderPrune: `docker builder prune` forgets cached steps (all with
+// -a, else only those whose image is gone), and `docker system prune`,
+// whose last step it is, succeeds on berthd.
+func TestBuilderPrune(t *testing.T) {
+	d := withBusybox(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo one > /one\nRUN echo two > /two\n"})
+	d.Must(t, "build", "-t", "pruned:1", dir)
+	// Without -a, with every step's image there: nothing to forget.
+	if out := d.Must(t, "builder", "prune", "-f"); out != "Total reclaimed space: 0B\n" {
+		t.Errorf("builder prune with the images there: %q", out)
+	}
+	if out := d.Must(t, "build", dir); strings.Count(out, "Using cache") != 2 {
+		t.Errorf("the cache was lost:\n%s", out)
+	}
+	// An intermediate image removed: its step (and only it) is stale.
+	d.Must(t, "rmi", "pruned:1") // the last step's image; the first's is its parent, still there
+	out := d.Must(t, "builder", "prune", "-f")
+	if !strings.HasPrefix(out, "Deleted build cache objects:\n") || strings.Count(out, "\n") != 4 {
+		t.Errorf("builder prune after rmi:\n%s", out)
+	}
+	out = d.Must(t, "builder", "prune", "-af")
+	if !strings.HasPrefix(out, "Deleted build cache objects:\n") || strings.Count(out, "\n") != 4 {
+		t.Errorf("builder prune -a:\n%s", out)
+	}
+	if out := d.Must(t, "build", dir); strings.Contains(out, "Using cache") {
+		t.Errorf("after builder prune -a the cache was used:\n%s", out)
+	}
+	if out := d.Must(t, "system", "prune", "-f"); !strings.Contains(out, "Total reclaimed space:") {
+		t.Errorf("system prune:\n%s", out)
+	}
+}
