@@ -1,6 +1,8 @@
 package network
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -568,9 +570,11 @@ func (m *Manager) Registered(id string) bool {
 	return ok
 }
 
-// sandboxID is a stable id for a container's sandbox.
+// sandboxID is a stable id for a container's sandbox: 64 hex digits,
+// as dockerd's, derived from the container's id.
 func sandboxID(containerID string) string {
-	return fmt.Sprintf("%x", []byte(containerID[:32]))[:64]
+	sum := sha256.Sum256([]byte("sandbox " + containerID))
+	return hex.EncodeToString(sum[:])
 }
 
 // SandboxKey is container id's namespace file while it runs ("" else):
