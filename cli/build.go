@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/csv"
@@ -26,6 +27,8 @@ import (
 	"github.com/moby/patternmatcher/ignorefile"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/cli/runopts"
 )
 
 // buildFlags are `berth build`'s options.
@@ -36,6 +39,7 @@ type buildFlags struct {
 	platform                           string
 	network                            string
 	noCache, pull, quiet               bool
+	rm, forceRm, compress, noTrust     bool
 }
 
 func (c *Cli) newBuildCmd() *cobra.Command {
@@ -64,10 +68,19 @@ func (c *Cli) newBuildCmd() *cobra.Command {
 	fs.StringArrayVar(&f.secrets, "secret", nil, `Secret to expose to the build (format: "id=mysecret[,src=/local/secret]" or "id=mysecret,env=VAR")`)
 	fs.StringVar(&f.platform, "platform", os.Getenv("DOCKER_DEFAULT_PLATFORM"), `Set the target platform for the build ("os/arch[/variant]")`)
 	fs.StringArrayVar(&f.ssh, "ssh", nil, "SSH agent socket or keys to expose to the build (not supported)")
+	// The classic builder's intermediate containers: berthd's builder
+	// makes none, so both ask for what always happens.
+	fs.BoolVar(&f.rm, "rm", true, "Remove intermediate containers after a successful build")
+	fs.BoolVar(&f.forceRm, "force-rm", false, "Always remove intermediate containers")
+	fs.BoolVar(&f.compress, "compress", false, "Compress the build context using gzip")
+	fs.BoolVar(&f.noTrust, "disable-content-trust", runopts.ContentTrustDefault(), "Skip image verification")
 	return cmd
 }
 
 func (c *Cli) runBuild(f buildFlags, src string) error {
+	if !f.noTrust {
+		return runopts.ErrContentTrust
+	}
 	switch f.progress {
 	case "auto", "plain", "tty":
 	default:
@@ -78,7 +91,7 @@ func (c *Cli) runBuild(f buildFlags, src string) error {
 	}
 	opts := client.ImageBuildOptions{
 		Tags: f.tags, Dockerfile: f.file, Target: f.target, NoCache: f.noCache, PullParent: f.pull,
-		SuppressOutput: f.quiet, CacheFrom: f.cacheFrom, NetworkMode: f.network, Remove: true,
+		SuppressOutput: f.quiet, CacheFrom: f.cacheFrom, NetworkMode: f.network, Remove: f.rm, ForceRemove: f.forceRm,
 		Version: build.BuilderV1, BuildArgs: map[string]*string{}, Labels: map[string]string{},
 	}
 	for _, a := range f.buildArgs {
@@ -121,6 +134,9 @@ func (c *Cli) runBuild(f buildFlags, src string) error {
 		return err
 	}
 	opts.Dockerfile = dockerfile
+	if f.compress {
+		body = gzipped(body)
+	}
 	var api *client.Client
 	if secrets != nil {
 		// The secrets travel as a tar ahead of the context, announced by
@@ -571,4 +587,19 @@ func tarDir(tw *tar.Writer, dir string, pm *patternmatcher.PatternMatcher, docke
 		}
 		return writeTarEntry(tw, p, rel, fi)
 	})
+}
+
+// gzipped compresses r as it is read (--compress: a smaller upload to a
+// remote daemon; berthd takes a plain or compressed context).
+func gzipped(r io.Reader) io.Reader {
+	pr, pw := io.Pipe()
+	go func() {
+		zw := gzip.NewWriter(pw)
+		_, err := io.Copy(zw, r)
+		if cerr := zw.Close(); err == nil {
+			err = cerr
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/berth-dev/berth/cli/format"
 )
@@ -117,7 +118,7 @@ func (c *Cli) newStopCmd() *cobra.Command {
 				return err
 			}
 			o := client.ContainerStopOptions{Signal: signal}
-			if cmd.Flags().Changed("time") {
+			if cmd.Flags().Changed("timeout") || cmd.Flags().Changed("time") {
 				o.Timeout = &timeout
 			}
 			return c.forEach(args, func(ctx context.Context, n string) error {
@@ -126,7 +127,7 @@ func (c *Cli) newStopCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "Seconds to wait for stop before killing it")
+	timeoutFlags(cmd.Flags(), &timeout)
 	cmd.Flags().StringVarP(&signal, "signal", "s", "", "Signal to send to the container")
 	return cmd
 }
@@ -144,7 +145,7 @@ func (c *Cli) newRestartCmd() *cobra.Command {
 				return err
 			}
 			o := client.ContainerRestartOptions{Signal: signal}
-			if cmd.Flags().Changed("time") {
+			if cmd.Flags().Changed("timeout") || cmd.Flags().Changed("time") {
 				o.Timeout = &timeout
 			}
 			return c.forEach(args, func(ctx context.Context, n string) error {
@@ -153,7 +154,7 @@ func (c *Cli) newRestartCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "Seconds to wait for stop before killing the container")
+	timeoutFlags(cmd.Flags(), &timeout)
 	cmd.Flags().StringVarP(&signal, "signal", "s", "", "Signal to send to the container")
 	return cmd
 }
@@ -489,4 +490,13 @@ func (c *Cli) pruneContainers(f client.Filters) (uint64, string, error) {
 		b.WriteString("\n")
 	}
 	return res.Report.SpaceReclaimed, b.String(), nil
+}
+
+// timeoutFlags are stop's and restart's -t: --timeout, and --time, its
+// older name, hidden as docker hides it. Unset, the daemon uses the
+// container's --stop-timeout (default 10 s).
+func timeoutFlags(fs *pflag.FlagSet, timeout *int) {
+	fs.IntVarP(timeout, "timeout", "t", 0, "Seconds to wait before killing the container")
+	fs.IntVar(timeout, "time", 0, "Seconds to wait before killing the container (deprecated: use --timeout)")
+	_ = fs.MarkHidden("time")
 }

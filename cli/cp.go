@@ -45,6 +45,8 @@ func (c *Cli) newCpCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&follow, "follow-link", "L", false, "Always follow symbol link in SRC_PATH")
 	cmd.Flags().BoolVarP(&archive, "archive", "a", false, "Archive mode (copy all uid/gid information)")
+	// berth prints no copy progress, so -q has nothing to silence; scripts pass it.
+	cmd.Flags().BoolP("quiet", "q", false, "Suppress progress output during copy")
 	return cmd
 }
 

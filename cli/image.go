@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/cli/format"
+	"github.com/berth-dev/berth/cli/runopts"
 	"github.com/berth-dev/berth/image/progress"
 )
 
@@ -94,13 +95,16 @@ func (c *Cli) pullImage(ctx context.Context, ref, platform string, all, quiet bo
 }
 
 func (c *Cli) newPullCmd() *cobra.Command {
-	var all, quiet bool
+	var all, quiet, noTrust bool
 	var platform string
 	cmd := &cobra.Command{
 		Use:   "pull [OPTIONS] NAME[:TAG|@DIGEST]",
 		Short: "Pull an image or a repository from a registry",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !noTrust {
+				return runopts.ErrContentTrust
+			}
 			named, err := reference.ParseNormalizedNamed(args[0])
 			if err != nil {
 				return err
@@ -124,17 +128,20 @@ func (c *Cli) newPullCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Download all tagged images in the repository")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
 	cmd.Flags().StringVar(&platform, "platform", "", "Set platform if server is multi-platform capable")
-	cmd.Flags().Bool("disable-content-trust", true, "Skip image verification")
+	cmd.Flags().BoolVar(&noTrust, "disable-content-trust", runopts.ContentTrustDefault(), "Skip image verification")
 	return cmd
 }
 
 func (c *Cli) newPushCmd() *cobra.Command {
-	var all, quiet bool
+	var all, quiet, noTrust bool
 	cmd := &cobra.Command{
 		Use:   "push [OPTIONS] NAME[:TAG]",
 		Short: "Push an image or a repository to a registry",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !noTrust {
+				return runopts.ErrContentTrust
+			}
 			named, err := reference.ParseNormalizedNamed(args[0])
 			if err != nil {
 				return err
@@ -170,7 +177,7 @@ func (c *Cli) newPushCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Push all tagged images in the repository")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
-	cmd.Flags().Bool("disable-content-trust", true, "Skip image signing")
+	cmd.Flags().BoolVar(&noTrust, "disable-content-trust", runopts.ContentTrustDefault(), "Skip image signing")
 	return cmd
 }
 

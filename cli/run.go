@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"syscall"
@@ -85,6 +86,9 @@ func (c *Cli) runError(verb string, err error, withHelp bool) error {
 // createContainer creates the container, pulling its image first when
 // --pull says so or when it is missing.
 func (c *Cli) createContainer(ctx context.Context, cfg *runopts.Config, ro *runopts.Options) (string, error) {
+	if !ro.DisableContentTrust {
+		return "", runopts.ErrContentTrust
+	}
 	api, err := c.Client()
 	if err != nil {
 		return "", err
@@ -109,7 +113,11 @@ func (c *Cli) createContainer(ctx context.Context, cfg *runopts.Config, ro *runo
 		}
 	}
 	pull := func() error {
-		return c.pullImage(ctx, cfg.Config.Image, ro.Platform, false, false, c.Err)
+		var out io.Writer = c.Err
+		if ro.Quiet {
+			out = io.Discard
+		}
+		return c.pullImage(ctx, cfg.Config.Image, ro.Platform, false, false, out)
 	}
 	if ro.Pull == "always" {
 		if err := pull(); err != nil {
@@ -129,7 +137,9 @@ func (c *Cli) createContainer(ctx context.Context, cfg *runopts.Config, ro *runo
 		NetworkingConfig: cfg.Network, Platform: platform, Name: ro.Name}
 	resp, err := api.ContainerCreate(ctx, opts)
 	if err != nil && isNotFound(err) && named != nil && ro.Pull == "missing" {
-		fmt.Fprintf(c.Err, "Unable to find image '%s' locally\n", reference.FamiliarString(named))
+		if !ro.Quiet {
+			fmt.Fprintf(c.Err, "Unable to find image '%s' locally\n", reference.FamiliarString(named))
+		}
 		if err := pull(); err != nil {
 			return "", err
 		}

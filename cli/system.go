@@ -22,7 +22,60 @@ import (
 
 func (c *Cli) systemCommands() []command {
 	return []command{{"info", c.newInfoCmd}, {"version", c.newVersionCmd}, {"events", c.newEventsCmd},
-		{"system", c.systemGroup}, {"volume", c.volumeGroup}, {"network", c.networkGroup}}
+		{"system", c.systemGroup}, {"volume", c.volumeGroup}, {"network", c.networkGroup}, {"builder", c.builderGroup}}
+}
+
+func (c *Cli) builderGroup() *cobra.Command {
+	g := &cobra.Command{Use: "builder", Short: "Manage builds", Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() }}
+	g.AddCommand(c.newBuilderPruneCmd())
+	return g
+}
+
+func (c *Cli) newBuilderPruneCmd() *cobra.Command {
+	var all, force bool
+	var keep opts.MemBytes
+	filter := opts.NewFilterOpt()
+	cmd := &cobra.Command{
+		Use:   "prune",
+		Short: "Remove build cache",
+		Args:  noArgsCmd,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			warning := "WARNING! This will remove all dangling build cache."
+			if all {
+				warning = "WARNING! This will remove all build cache."
+			}
+			if !force && !c.confirm(warning) {
+				return nil
+			}
+			space, err := c.pruneBuildCache(all, filter.Value(), keep.Value())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.Out, "Total reclaimed space:", units.HumanSize(float64(space)))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "Remove all unused build cache, not just dangling ones")
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
+	cmd.Flags().Var(&filter, "filter", "Provide filter values (e.g. 'until=24h')")
+	cmd.Flags().Var(&keep, "keep-storage", "Amount of disk space to keep for cache")
+	return cmd
+}
+
+// pruneBuildCache prunes the build cache, prints what went and returns
+// the bytes reclaimed.
+func (c *Cli) pruneBuildCache(all bool, f client.Filters, keep int64) (uint64, error) {
+	api, err := c.Client()
+	if err != nil {
+		return 0, err
+	}
+	res, err := api.BuildCachePrune(context.Background(), client.BuildCachePruneOptions{All: all, Filters: f, ReservedSpace: keep})
+	if err != nil {
+		return 0, err
+	}
+	c.printDeleted("Deleted build cache objects:", res.Report.CachesDeleted)
+	return res.Report.SpaceReclaimed, nil
 }
 
 func (c *Cli) systemGroup() *cobra.Command {
@@ -378,6 +431,10 @@ func (c *Cli) newSystemPruneCmd() *cobra.Command {
 			}
 			total += space
 			fmt.Fprint(c.Out, out)
+			if space, err = c.pruneBuildCache(all, filter.Value(), 0); err != nil {
+				return err
+			}
+			total += space
 			fmt.Fprintln(c.Out, "Total reclaimed space:", units.HumanSize(float64(total)))
 			return nil
 		},

@@ -71,6 +71,11 @@ type Options struct {
 	Interactive, TTY bool
 	// CIDFile is --cidfile.
 	CIDFile string
+	// Quiet is -q: no pull output.
+	Quiet bool
+	// DisableContentTrust is --disable-content-trust (see
+	// ContentTrustDefault).
+	DisableContentTrust bool
 
 	user, workdir, entrypoint, hostname, domainname, restart string
 	stopSignal, logDriver, network, ip, ip6, macAddress      string
@@ -187,6 +192,8 @@ func AddFlags(fs *pflag.FlagSet) *Options {
 	fs.BoolVarP(&o.Interactive, "interactive", "i", false, "Keep STDIN open even if not attached")
 	fs.BoolVarP(&o.TTY, "tty", "t", false, "Allocate a pseudo-TTY")
 	fs.StringVar(&o.CIDFile, "cidfile", "", "Write the container ID to the file")
+	fs.BoolVarP(&o.Quiet, "quiet", "q", false, "Suppress the pull output")
+	fs.BoolVar(&o.DisableContentTrust, "disable-content-trust", ContentTrustDefault(), "Skip image verification")
 	o.extra.addFlags(fs)
 	return o
 }
@@ -621,3 +628,14 @@ func ports(publish, expose []string) (network.PortSet, network.PortMap, error) {
 	}
 	return exposed, bindings, nil
 }
+
+// ContentTrustDefault is --disable-content-trust's default, as docker's:
+// true unless DOCKER_CONTENT_TRUST asks for signed images.
+func ContentTrustDefault() bool {
+	on, _ := strconv.ParseBool(os.Getenv("DOCKER_CONTENT_TRUST"))
+	return !on
+}
+
+// ErrContentTrust refuses a request for signed images: berth verifies no
+// signatures, and must not pretend to.
+var ErrContentTrust = errors.New("content trust (DOCKER_CONTENT_TRUST=1 or --disable-content-trust=false) is not supported: berth does not verify image signatures")

@@ -119,3 +119,20 @@ func TestBuildBerthCLI(t *testing.T) {
 		t.Errorf("failing RUN: exit %d\n%s", code, out)
 	}
 }
+
+// TestBuildBerthCLIDockerFlags: the classic builder's flags scripts pass
+// to docker build (--rm, --force-rm, --compress) work with berth build,
+// and content trust, which berth cannot give, is refused.
+func TestBuildBerthCLIDockerFlags(t *testing.T) {
+	d := withBusybox(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nCOPY f /f\n", "f": "compressed context\n"})
+	if out, code := berthCLI(t, d, nil, "build", "--rm", "--force-rm", "--compress", "--no-cache", "-t", "flags:1", dir); code != 0 {
+		t.Fatalf("berth build --rm --force-rm --compress: exit %d\n%s", code, out)
+	}
+	if got := d.Must(t, "run", "--rm", "flags:1", "cat", "/f"); got != "compressed context\n" {
+		t.Errorf("the compressed context's file: %q", got)
+	}
+	if out, code := berthCLI(t, d, nil, "build", "--disable-content-trust=false", dir); code == 0 || !strings.Contains(out, "content trust") {
+		t.Errorf("build with content trust: exit %d\n%s", code, out)
+	}
+}

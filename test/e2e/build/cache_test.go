@@ -75,14 +75,21 @@ func TestBuilderPrune(t *testing.T) {
 	if !strings.HasPrefix(out, "Deleted build cache objects:\n") || strings.Count(out, "\n") != 4 {
 		t.Errorf("builder prune after rmi:\n%s", out)
 	}
-	out = d.Must(t, "builder", "prune", "-af")
-	if !strings.HasPrefix(out, "Deleted build cache objects:\n") || strings.Count(out, "\n") != 4 {
-		t.Errorf("builder prune -a:\n%s", out)
+	// Our CLI, as docker's.
+	out, code := berthCLI(t, d, nil, "builder", "prune", "-af")
+	if code != 0 || !strings.HasPrefix(out, "Deleted build cache objects:\n") || strings.Count(out, "\n") != 4 {
+		t.Errorf("berth builder prune -a: exit %d\n%s", code, out)
 	}
 	if out := d.Must(t, "build", dir); strings.Contains(out, "Using cache") {
 		t.Errorf("after builder prune -a the cache was used:\n%s", out)
 	}
 	if out := d.Must(t, "system", "prune", "-f"); !strings.Contains(out, "Total reclaimed space:") {
 		t.Errorf("system prune:\n%s", out)
+	}
+	// berth system prune prunes the build cache last, as docker's.
+	d.Must(t, "build", dir)
+	d.Must(t, "rmi", "-f", strings.TrimSpace(d.Must(t, "build", "-q", dir)))
+	if out, code := berthCLI(t, d, nil, "system", "prune", "-f"); code != 0 || !strings.Contains(out, "Deleted build cache objects:\n") {
+		t.Errorf("berth system prune: exit %d\n%s", code, out)
 	}
 }

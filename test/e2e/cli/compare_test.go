@@ -178,6 +178,10 @@ func testLifecycleVerbs(t *testing.T) {
 	if state() != "running" {
 		t.Fatalf("restart: state %s", state())
 	}
+	// --timeout is -t's name, --time its older one (docker 28's flags).
+	berth(t, "restart", "--timeout", "0", name)
+	berth(t, "stop", "--time", "0", name)
+	berth(t, "start", name)
 	berth(t, "kill", "-s", "TERM", name)
 	berth(t, "kill", name)
 	berth(t, "wait", name)

@@ -350,6 +350,27 @@ func TestRegistryMirror(t *testing.T) {
 	if out := d.Must(t, "run", "--rm", "--network", "none", "busybox", "echo", "mirrored"); out != "mirrored\n" {
 		t.Errorf("run of the mirrored image: %q", out)
 	}
+	// berth run pulls through the mirrors too, telling on stderr unless -q.
+	if out, errOut, code := d.Berth(t, "", "run", "--rm", "--pull", "always", "--network", "none", "busybox", "echo", "loud"); code != 0 || out != "loud\n" || !strings.Contains(errOut, "Pulling from library/busybox") {
+		t.Errorf("berth run --pull always: exit %d, %q, stderr %q", code, out, errOut)
+	}
+	if out, errOut, code := d.Berth(t, "", "run", "-q", "--rm", "--pull", "always", "--network", "none", "busybox", "echo", "quiet"); code != 0 || out != "quiet\n" || errOut != "" {
+		t.Errorf("berth run -q: exit %d, %q, stderr %q", code, out, errOut)
+	}
+	// Signed images are asked for: refused, not silently unverified.
+	for _, args := range [][]string{
+		{"pull", "--disable-content-trust=false", "busybox"},
+		{"run", "--disable-content-trust=false", "--rm", "busybox", "true"},
+	} {
+		if _, errOut, code := d.Berth(t, "", args...); code == 0 || !strings.Contains(errOut, "content trust") {
+			t.Errorf("berth %s: exit %d, stderr %q", strings.Join(args, " "), code, errOut)
+		}
+	}
+	t.Setenv("DOCKER_CONTENT_TRUST", "1")
+	if _, errOut, code := d.Berth(t, "", "create", "busybox"); code == 0 || !strings.Contains(errOut, "content trust") {
+		t.Errorf("berth create with DOCKER_CONTENT_TRUST=1: exit %d, stderr %q", code, errOut)
+	}
+	os.Unsetenv("DOCKER_CONTENT_TRUST")
 
 	// A mirror that is no http(s) URL stops the daemon, with dockerd's words.
 	launchFails(t, `invalid mirror: unsupported scheme "ftp" in "ftp://m.example.com"`, "--registry-mirror", "ftp://m.example.com")
