@@ -251,7 +251,7 @@ func (c *Cli) newLogsCmd() *cobra.Command {
 }
 
 func (c *Cli) newTopCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "top CONTAINER [ps OPTIONS]",
 		Short: "Display the running processes of a container",
 		Args:  requiresMinArgs(1),
@@ -272,6 +272,8 @@ func (c *Cli) newTopCmd() *cobra.Command {
 			return w.Flush()
 		},
 	}
+	cmd.Flags().SetInterspersed(false) // what follows the container is ps's: top c -o pid,comm
+	return cmd
 }
 
 func (c *Cli) newWaitCmd() *cobra.Command {

@@ -129,6 +129,7 @@ func testPsInspectLogsAsDocker(t *testing.T) {
 		{"logs", "-t", exited},
 		{"logs", "--details", exited},
 		{"top", running},
+		{"top", running, "-o", "pid,comm"}, // ps options after the container
 	} {
 		same(t, args...)
 	}
