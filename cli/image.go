@@ -253,10 +253,13 @@ func (c *Cli) newRmiCmd(use string) *cobra.Command {
 				return err
 			}
 			var errs []string
+			fatal := false
 			for _, img := range args {
 				res, err := api.ImageRemove(context.Background(), img, client.ImageRemoveOptions{Force: force, PruneChildren: !noPrune})
 				if isNotFound(err) {
 					err = fmt.Errorf("Error: No such image: %s", img)
+				} else if err != nil {
+					fatal = true
 				}
 				if err != nil {
 					errs = append(errs, err.Error())
@@ -271,7 +274,12 @@ func (c *Cli) newRmiCmd(use string) *cobra.Command {
 				}
 			}
 			if len(errs) > 0 {
-				return errors.New(strings.Join(errs, "\n"))
+				msg := strings.Join(errs, "\n")
+				if !force || fatal {
+					return errors.New(msg)
+				}
+				// -f: images already gone are reported, not a failure.
+				fmt.Fprintln(c.Err, msg)
 			}
 			return nil
 		},
@@ -292,6 +300,10 @@ func (c *Cli) newTagCmd() *cobra.Command {
 				return err
 			}
 			_, err = api.ImageTag(context.Background(), client.ImageTagOptions{Source: args[0], Target: args[1]})
+			if err != nil && strings.HasPrefix(err.Error(), "error parsing reference") {
+				// docker's words: the client library lowercased them.
+				return errors.New("E" + strings.TrimPrefix(err.Error(), "e"))
+			}
 			return err
 		},
 	}

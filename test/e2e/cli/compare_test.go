@@ -78,8 +78,15 @@ func testRunOutputAndExitCodesAsDocker(t *testing.T) {
 		t.Fatalf("missing image: exit %d, %q", code, stderr)
 	}
 	// A missing image is named with its tag, as dockerd names it.
-	for _, args := range [][]string{{"rmi", "nosuch"}, {"history", "nosuch"}, {"tag", "nosuch", "x"}, {"rmi", "0123abc"}, {"rmi", "sha256:0123"}} {
+	// rmi -f reports images already gone but does not fail.
+	for _, args := range [][]string{{"rmi", "nosuch"}, {"history", "nosuch"}, {"tag", "nosuch", "x"}, {"rmi", "0123abc"}, {"rmi", "sha256:0123"},
+		{"rmi", "-f", "nosuch"}} {
 		sameErr(t, args...)
+	}
+	// A bad name: docker's first words (its detail differs between 20.10
+	// and 28; berth's is 28's).
+	if b, code := berthRun(nil, "tag", "busybox", "Bad"); code != 1 || !strings.HasPrefix(b.stderr, `Error parsing reference: "Bad" is not a valid repository/tag`) {
+		t.Fatalf("tag to a bad name: exit %d, %q", code, b.stderr)
 	}
 	if _, code := sameErr(t, "run", "--bogus-flag", "busybox"); code != 125 {
 		t.Fatalf("bad flag exited %d", code)
