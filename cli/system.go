@@ -85,6 +85,21 @@ func (c *Cli) systemGroup() *cobra.Command {
 	return g
 }
 
+// clientVersion is the Client of `version --format`, with docker's field
+// names (templates say .Client.APIVersion; JSON says ApiVersion). berth
+// has no contexts: the context is always "default".
+type clientVersion struct {
+	Version           string
+	APIVersion        string `json:"ApiVersion"`
+	DefaultAPIVersion string `json:"DefaultAPIVersion,omitempty"`
+	GitCommit         string
+	GoVersion         string
+	Os                string
+	Arch              string
+	BuildTime         string `json:",omitempty"`
+	Context           string
+}
+
 func (c *Cli) newVersionCmd() *cobra.Command {
 	var fmtStr string
 	cmd := &cobra.Command{
@@ -96,12 +111,12 @@ func (c *Cli) newVersionCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			clientInfo := map[string]any{"Version": Version, "ApiVersion": client.MaxAPIVersion,
-				"DefaultAPIVersion": client.MaxAPIVersion, "GitCommit": GitCommit, "GoVersion": runtime.Version(),
-				"Os": runtime.GOOS, "Arch": runtime.GOARCH}
+			clientInfo := clientVersion{Version: Version, APIVersion: client.MaxAPIVersion,
+				DefaultAPIVersion: client.MaxAPIVersion, GitCommit: GitCommit, GoVersion: runtime.Version(),
+				Os: runtime.GOOS, Arch: runtime.GOARCH, Context: "default"}
 			sv, serr := api.ServerVersion(context.Background(), client.ServerVersionOptions{})
 			if serr == nil {
-				clientInfo["ApiVersion"] = api.ClientVersion()
+				clientInfo.APIVersion = api.ClientVersion()
 			}
 			if fmtStr != "" {
 				v := map[string]any{"Client": clientInfo}
@@ -116,7 +131,7 @@ func (c *Cli) newVersionCmd() *cobra.Command {
 			}
 			w := tabwriter.NewWriter(c.Out, 20, 1, 1, ' ', 0)
 			fmt.Fprintf(w, "Client:\n Version:\t%s\n API version:\t%s\n Go version:\t%s\n Git commit:\t%s\n OS/Arch:\t%s/%s\n",
-				Version, clientInfo["ApiVersion"], runtime.Version(), GitCommit, runtime.GOOS, runtime.GOARCH)
+				Version, clientInfo.APIVersion, runtime.Version(), GitCommit, runtime.GOOS, runtime.GOARCH)
 			if serr != nil {
 				w.Flush()
 				return serr

@@ -260,6 +260,10 @@ func testStatsAndSystem(t *testing.T) {
 	}
 	same(t, "system", "df")
 	same(t, "info", "--format", "{{.Containers}} {{.Images}} {{.Driver}}")
+	// docker's template names for the client's part (JSON says ApiVersion).
+	if out := berth(t, "version", "--format", "{{.Client.APIVersion}} {{.Client.Context}} {{.Client.Os}}"); !strings.HasSuffix(out, " default linux\n") || !strings.HasPrefix(out, "1.") {
+		t.Fatalf("version --format .Client: %q", out)
+	}
 	out = berth(t, "version")
 	if !strings.Contains(out, "Server: ") || !strings.Contains(out, "API version:") {
 		t.Fatalf("version:\n%s", out)
