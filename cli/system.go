@@ -14,6 +14,7 @@ import (
 	"github.com/docker/cli/opts"
 	units "github.com/docker/go-units"
 	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/api/types/system"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
@@ -100,6 +101,27 @@ type clientVersion struct {
 	Context           string
 }
 
+func (c *Cli) clientVersion(apiVersion string) clientVersion {
+	return clientVersion{Version: Version, APIVersion: apiVersion, DefaultAPIVersion: client.MaxAPIVersion,
+		GitCommit: GitCommit, GoVersion: runtime.Version(), Os: runtime.GOOS, Arch: runtime.GOARCH, Context: "default"}
+}
+
+// infoView is what `info --format` templates see, as docker's: the
+// daemon's Info and the client's part (berth has no CLI plugins).
+type infoView struct {
+	*system.Info
+	ServerErrors []string    `json:",omitempty"`
+	ClientInfo   *clientInfo `json:",omitempty"`
+	ClientErrors []string    `json:",omitempty"`
+}
+
+type clientInfo struct {
+	Debug bool
+	clientVersion
+	Plugins  []any
+	Warnings []string
+}
+
 func (c *Cli) newVersionCmd() *cobra.Command {
 	var fmtStr string
 	cmd := &cobra.Command{
@@ -111,9 +133,7 @@ func (c *Cli) newVersionCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			clientInfo := clientVersion{Version: Version, APIVersion: client.MaxAPIVersion,
-				DefaultAPIVersion: client.MaxAPIVersion, GitCommit: GitCommit, GoVersion: runtime.Version(),
-				Os: runtime.GOOS, Arch: runtime.GOARCH, Context: "default"}
+			clientInfo := c.clientVersion(client.MaxAPIVersion)
 			sv, serr := api.ServerVersion(context.Background(), client.ServerVersionOptions{})
 			if serr == nil {
 				clientInfo.APIVersion = api.ClientVersion()
@@ -177,7 +197,9 @@ func (c *Cli) newInfoCmd() *cobra.Command {
 			}
 			i := res.Info
 			if fmtStr != "" {
-				if err := format.Template(c.Out, fmtStr, i); err != nil {
+				v := infoView{Info: &i, ClientInfo: &clientInfo{Debug: c.debug, clientVersion: c.clientVersion(api.ClientVersion()),
+					Plugins: []any{}, Warnings: []string{}}}
+				if err := format.Template(c.Out, fmtStr, v); err != nil {
 					return err
 				}
 				fmt.Fprintln(c.Out)

@@ -260,6 +260,7 @@ func testStatsAndSystem(t *testing.T) {
 	}
 	same(t, "system", "df")
 	same(t, "info", "--format", "{{.Containers}} {{.Images}} {{.Driver}}")
+	same(t, "info", "--format", "{{.ClientInfo.Context}} {{.ClientInfo.Debug}} {{.ServerErrors}}")
 	// docker's template names for the client's part (JSON says ApiVersion).
 	if out := berth(t, "version", "--format", "{{.Client.APIVersion}} {{.Client.Context}} {{.Client.Os}}"); !strings.HasSuffix(out, " default linux\n") || !strings.HasPrefix(out, "1.") {
 		t.Fatalf("version --format .Client: %q", out)
