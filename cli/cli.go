@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fvbommel/sortorder"
 	"io"
 	"os"
 	"path/filepath"
@@ -374,3 +375,15 @@ func (c *Cli) openOutput(name, what string) (io.WriteCloser, error) {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
+
+// naturalCmp orders names as docker's ls commands do: "v2" before "v10"
+// (sortorder's natural order, the docker CLI's).
+func naturalCmp(a, b string) int {
+	switch {
+	case sortorder.NaturalLess(a, b):
+		return -1
+	case sortorder.NaturalLess(b, a):
+		return 1
+	}
+	return 0
+}

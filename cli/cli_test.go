@@ -97,3 +97,12 @@ func TestRunWithLazyRoot(t *testing.T) {
 		t.Errorf("typo: exit %d\n%s", code, out)
 	}
 }
+
+// TestNaturalCmp: volume and network lists sort as docker's do.
+func TestNaturalCmp(t *testing.T) {
+	names := []string{"v10", "b", "v2", "91b0", "253e", "a"}
+	slices.SortFunc(names, naturalCmp)
+	if want := []string{"91b0", "253e", "a", "b", "v2", "v10"}; !slices.Equal(names, want) {
+		t.Errorf("sorted %v, want %v", names, want)
+	}
+}

@@ -204,6 +204,7 @@ func (c *Cli) newNetworkLsCmd() *cobra.Command {
 			case fmtStr == "" || fmtStr == format.TableKey:
 				fmtStr = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
 			}
+			slices.SortFunc(res.Items, func(a, b network.Summary) int { return naturalCmp(a.Name, b.Name) })
 			rows := make([]format.Context, 0, len(res.Items))
 			for _, n := range res.Items {
 				rows = append(rows, networkRow{n: n, noTrunc: noTrunc})

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/docker/cli/opts"
 	units "github.com/docker/go-units"
+	"github.com/moby/moby/api/types/volume"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
@@ -85,6 +87,8 @@ func (c *Cli) newVolumeLsCmd() *cobra.Command {
 			case fmtStr == "" || fmtStr == format.TableKey:
 				fmtStr = format.VolumesTable
 			}
+			// docker's order: by name, numbers in names compared as numbers.
+			slices.SortFunc(res.Items, func(a, b volume.Volume) int { return naturalCmp(a.Name, b.Name) })
 			rows := make([]format.Context, 0, len(res.Items))
 			for _, v := range res.Items {
 				rows = append(rows, format.Volume{V: v})
