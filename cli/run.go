@@ -48,7 +48,7 @@ func (c *Cli) newCreateCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := ro.Parse(cmd.Flags(), args)
 			if err != nil {
-				return c.runError("create", err, true)
+				return c.optionError("create", err)
 			}
 			id, err := c.createContainer(context.Background(), cfg, ro)
 			if err != nil {
@@ -61,6 +61,13 @@ func (c *Cli) newCreateCmd() *cobra.Command {
 	}
 	ro = runopts.AddFlags(cmd.Flags())
 	return cmd
+}
+
+// optionError reports a bad run/create option as docker does: exit 125,
+// whatever the message says (an --env-file that does not exist is no
+// missing command).
+func (c *Cli) optionError(verb string, err error) error {
+	return StatusError{Status: "berth: " + strings.TrimSuffix(err.Error(), ".") + ".\nSee 'berth " + verb + " --help'.", Code: 125}
 }
 
 // runError reports an error of run/create as Docker does ("berth: <err>."
@@ -162,17 +169,17 @@ func (c *Cli) createContainer(ctx context.Context, cfg *runopts.Config, ro *runo
 func (c *Cli) run(fs *pflag.FlagSet, ro *runopts.Options, args []string, detach, sigProxy bool, detachKeys string) error {
 	cfg, err := ro.Parse(fs, args)
 	if err != nil {
-		return c.runError("run", err, true)
+		return c.optionError("run", err)
 	}
 	config := cfg.Config
 	if detach {
 		if fs.Changed("attach") {
-			return c.runError("run", errors.New("Conflicting options: -a and -d"), true)
+			return StatusError{Status: "Conflicting options: -a and -d", Code: 1} // docker's words and code
 		}
 		config.AttachStdin, config.AttachStdout, config.AttachStderr, config.StdinOnce = false, false, false, false
 	} else {
 		if config.AttachStdin && config.Tty && !c.InIsTerminal() {
-			return c.runError("run", errors.New("the input device is not a TTY"), false)
+			return StatusError{Status: "the input device is not a TTY", Code: 1} // docker's words and code
 		}
 		if config.OpenStdin && config.AttachStdin {
 			config.StdinOnce = true

@@ -88,6 +88,21 @@ func testRunOutputAndExitCodesAsDocker(t *testing.T) {
 	if b, code := berthRun(nil, "tag", "busybox", "Bad"); code != 1 || !strings.HasPrefix(b.stderr, `Error parsing reference: "Bad" is not a valid repository/tag`) {
 		t.Fatalf("tag to a bad name: exit %d, %q", code, b.stderr)
 	}
+	// Option errors: docker's words and exit codes (a missing --env-file
+	// is 125, not a missing command's 127).
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"run", "--rm", "--env-file", "/nonexistent-env", "busybox", "true"}, 125},
+		{[]string{"create", "--env-file", "/nonexistent-env", "busybox"}, 125},
+		{[]string{"run", "-d", "-a", "stdout", "busybox", "true"}, 1},
+		{[]string{"run", "-it", "busybox", "true"}, 1}, // stdin is no terminal here
+	} {
+		if _, code := sameErr(t, c.args...); code != c.code {
+			t.Fatalf("%v exited %d, want %d", c.args, code, c.code)
+		}
+	}
 	if _, code := sameErr(t, "run", "--bogus-flag", "busybox"); code != 125 {
 		t.Fatalf("bad flag exited %d", code)
 	}
