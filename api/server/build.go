@@ -133,8 +133,8 @@ func (s *streamWriter) Write(p []byte) (int, error) {
 // step of `docker system prune`). The cache's steps name images, whose
 // space image prune reclaims, so none is reclaimed here. Filters and
 // storage limits cannot select steps (they record no time, size or
-// label): with any of them only steps whose image is gone are pruned, as
-// also without all.
+// label): with any of them, as without all, only the steps whose image is
+// gone are pruned.
 func (s *Server) buildPrune(w http.ResponseWriter, r *http.Request) error {
 	if s.b.Build == nil {
 		return fmt.Errorf("build: not available in this berthd: %w", errdefs.ErrNotImplemented)
