@@ -105,7 +105,10 @@ func (r *reader) nextFile(cur *logFile) (*logFile, error) {
 	// cur was rotated. If it is still among the rotated files, the next
 	// one is the file after it; if it was already deleted, every file
 	// left is newer than it and the oldest comes next.
-	files := r.openRotated()
+	files, err := r.openFiles()
+	if err != nil {
+		return nil, err
+	}
 	defer func() {
 		for _, f := range files {
 			f.f.Close()
@@ -134,48 +137,6 @@ func (r *reader) nextFile(cur *logFile) (*logFile, error) {
 	next := files[pick]
 	files = append(files[:pick], files[pick+1:]...)
 	return next, nil
-}
-
-// openRotated opens the rotated files and the live one, oldest first. A
-// writer rotating meanwhile shifts every name by one: a listing that
-// straddles that opened one file twice and skipped another, so it is
-// taken again until every name still holds the file opened under it.
-func (r *reader) openRotated() []*logFile {
-	for attempt := 0; ; attempt++ {
-		var files []*logFile
-		var names []string
-		for _, p := range r.rotatedPaths() {
-			f, err := os.Open(p)
-			if err != nil {
-				continue
-			}
-			ino, _, err := inode(f)
-			if err != nil {
-				f.Close()
-				continue
-			}
-			files, names = append(files, &logFile{f: f, ino: ino}), append(names, p)
-		}
-		stable := true
-		for i, p := range names {
-			st, err := os.Lstat(p)
-			if err != nil {
-				stable = false
-				break
-			}
-			if sys, ok := st.Sys().(*syscall.Stat_t); !ok || sys.Ino != files[i].ino {
-				stable = false
-				break
-			}
-		}
-		if stable || attempt == 100 {
-			return files
-		}
-		for _, f := range files {
-			f.f.Close()
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // watcher wakes a follower when anything in the log's directory changes.

@@ -130,30 +130,41 @@ func inode(f *os.File) (uint64, int64, error) {
 }
 
 // openAll opens every file now, so rotations while reading cannot pull
-// one away; a file seen twice (rotated between two opens) counts once.
+// one away.
 func (r *reader) openAll() error {
-	seen := map[uint64]bool{}
+	files, err := r.openFiles()
+	r.files = files
+	return err
+}
+
+// openFiles opens the rotated files and the live one, oldest first, each
+// file once: the writer cannot rotate meanwhile (lockDir).
+func (r *reader) openFiles() ([]*logFile, error) {
+	unlock := lockDir(r.path, syscall.LOCK_SH)
+	defer unlock()
+	var files []*logFile
+	fail := func(err error) ([]*logFile, error) {
+		for _, f := range files {
+			f.f.Close()
+		}
+		return nil, err
+	}
 	for _, p := range r.rotatedPaths() {
 		f, err := os.Open(p)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				continue
+				continue // a log not created yet
 			}
-			return fmt.Errorf("open log %s: %w", p, err)
+			return fail(fmt.Errorf("open log %s: %w", p, err))
 		}
 		ino, size, err := inode(f)
 		if err != nil {
 			f.Close()
-			return fmt.Errorf("stat log %s: %w", p, err)
+			return fail(fmt.Errorf("stat log %s: %w", p, err))
 		}
-		if seen[ino] {
-			f.Close()
-			continue
-		}
-		seen[ino] = true
-		r.files = append(r.files, &logFile{f: f, ino: ino, end: size})
+		files = append(files, &logFile{f: f, ino: ino, end: size})
 	}
-	return nil
+	return files, nil
 }
 
 func (r *reader) closeAll() {

@@ -1,83 +1,78 @@
 package logs
 
 import (
-	"os"
+	"bufio"
+	"encoding/json"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
 
-// TestOpenRotatedDuringRotations: while a writer rotates as fast as it
-// can (every name shifting by one each time), each listing a follower
-// takes holds every file once, oldest first — a listing that straddled a
-// rotation used to open one file twice and skip the next.
-func TestOpenRotatedDuringRotations(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "c-json.log")
+// TestOpenFilesDuringRotations: while the writer rotates before every
+// entry (each file holds one numbered entry, every name shifting by one
+// each time), each listing a reader takes holds every file once, oldest
+// first — a listing that straddled a rotation used to open one file twice
+// or skip one.
+func TestOpenFilesDuringRotations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c-json.log")
 	const maxFile = 40
-	var mu sync.Mutex
-	seq := map[uint64]int{} // inode -> creation order
-	// A new live file is numbered before it appears under the live name.
-	create := func(n int) {
-		tmp := filepath.Join(dir, "new")
-		f, err := os.Create(tmp)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		var st syscall.Stat_t
-		syscall.Fstat(int(f.Fd()), &st)
-		f.Close()
-		mu.Lock()
-		seq[st.Ino] = n
-		mu.Unlock()
-		os.Rename(tmp, path)
+	w, err := Create(path, Options{MaxSize: 1, MaxFile: maxFile})
+	if err != nil {
+		t.Fatal(err)
 	}
-	create(0)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for n := 1; ; n++ {
+		for n := 0; ; n++ {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			for i := maxFile - 1; i > 1; i-- {
-				os.Rename(path+"."+strconv.Itoa(i-1), path+"."+strconv.Itoa(i))
+			if err := w.Entry("stdout", []byte(strconv.Itoa(n)+"\n"), time.Now()); err != nil {
+				t.Error(err)
+				return
 			}
-			os.Rename(path, path+".1")
-			create(n)
 		}
 	}()
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
 	r := &reader{path: path}
-	deadline := time.Now().Add(500 * time.Millisecond)
-	for lists := 0; time.Now().Before(deadline); lists++ {
-		files := r.openRotated()
-		mu.Lock()
+	rotations := 0
+	for lists := 0; lists < 100 || rotations < 2*maxFile; lists++ {
+		files, err := r.openFiles()
+		if err != nil {
+			t.Fatal(err)
+		}
 		last := -1
-		for _, f := range files {
-			n, ok := seq[f.ino]
-			if !ok || n <= last {
-				t.Errorf("listing %d: files out of order or repeated (creation order %d after %d)", lists, n, last)
-			} else if last >= 0 && n != last+1 && len(files) < maxFile {
-				t.Errorf("listing %d: a file skipped between creation %d and %d", lists, last, n)
+		for i, f := range files {
+			sc := bufio.NewScanner(f.f)
+			if !sc.Scan() {
+				if i == len(files)-1 {
+					break // the live file, before its entry
+				}
+				t.Fatalf("listing %d: rotated file %d of %d is empty", lists, i, len(files))
+			}
+			var e struct{ Log string }
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				t.Fatal(err)
+			}
+			n, _ := strconv.Atoi(strings.TrimSuffix(e.Log, "\n"))
+			if last >= 0 && n != last+1 {
+				t.Fatalf("listing %d: entry %d follows entry %d (a file repeated or skipped)", lists, n, last)
 			}
 			last = n
 		}
-		mu.Unlock()
 		for _, f := range files {
 			f.f.Close()
 		}
-		if t.Failed() {
-			break
-		}
+		rotations = last
 	}
-	close(stop)
-	wg.Wait()
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -112,6 +113,8 @@ func (l *File) rotate() {
 		l.f = nil
 	}
 	if l.opts.MaxFile > 1 {
+		unlock := lockDir(l.path, syscall.LOCK_EX)
+		defer unlock()
 		for i := l.opts.MaxFile - 1; i > 1; i-- {
 			err := os.Rename(l.path+"."+strconv.Itoa(i-1), l.path+"."+strconv.Itoa(i))
 			if err != nil && !errors.Is(err, fs.ErrNotExist) && l.err == nil {
