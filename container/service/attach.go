@@ -38,7 +38,11 @@ func (s *Service) Attach(ctx context.Context, name string, o AttachOptions) (*ne
 	c := s.ctr(rec.ID)
 	opts := client.AttachOptions{Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr}
 	c.mu.Lock()
-	if sh := c.shim; sh != nil {
+	sh := c.shim
+	if sh == nil {
+		sh = c.launched
+	}
+	if sh != nil {
 		c.mu.Unlock()
 		conn, err := sh.Attach(ctx, opts)
 		return conn, rec, err

@@ -92,7 +92,11 @@ type ctr struct {
 	exited  chan struct{} // closed when the current run ends; nil when not running
 	changed chan struct{} // closed and replaced at every state change
 	pending []*pendingAttach
-	removed bool
+	// launched is the shim of the start under way once it connects the
+	// pending attaches: a later attach goes straight to it, not to a
+	// pending list nobody reads until the next start.
+	launched *client.Shim
+	removed  bool
 	// final is the record as it was removed: a waiter that saw no change
 	// between the exit and the removal (they can follow each other
 	// closely) answers from it.

@@ -367,14 +367,7 @@ func TestExec(t *testing.T) {
 // been recorded yet. A runtime that lingers after `start` holds that window
 // open.
 func TestKillWhileStarting(t *testing.T) {
-	e := newEnv(t)
-	slow := filepath.Join(t.TempDir(), "slow-runtime")
-	script := "#!/bin/sh\n\"" + bins.Runtime + "\" \"$@\"; rc=$?\nfor a; do [ \"$a\" = start ] && sleep 1; done\nexit $rc\n"
-	if err := os.WriteFile(slow, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	e.opts.Runtime = slow
-	e.open()
+	e := newSlowStartEnv(t)
 	ctx := context.Background()
 	id := e.create(&container.Config{Cmd: []string{"sh", "-c",
 		"trap 'echo got-term; exit 42' TERM; echo started; while true; do sleep 0.1; done"}}, nil)
@@ -408,6 +401,74 @@ func TestKillWhileStarting(t *testing.T) {
 	if r := e.wait(id, container.WaitConditionNotRunning); r.StatusCode != 42 {
 		t.Errorf("exit code %d, want the trap's 42", r.StatusCode)
 	}
+}
+
+// newSlowStartEnv is an env whose runtime's start (or run, for a deferred
+// create) returns a second after the container's process began: a start
+// stays under way meanwhile.
+func newSlowStartEnv(t *testing.T) *env {
+	e := newEnv(t)
+	slow := filepath.Join(t.TempDir(), "slow-runtime")
+	script := "#!/bin/sh\n\"" + bins.Runtime + "\" \"$@\"; rc=$?\nfor a; do case \"$a\" in start|run) sleep 1;; esac; done\nexit $rc\n"
+	if err := os.WriteFile(slow, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.opts.Runtime = slow
+	e.open()
+	return e
+}
+
+// TestAttachWhileStarting: an attach that arrives while a start is under
+// way, after the start connected the attaches waiting for it, gets the
+// container's output (`docker run`'s attach can reach berthd after its
+// start request; it used to wait for the next start, forever).
+func TestAttachWhileStarting(t *testing.T) {
+	e := newSlowStartEnv(t)
+	ctx := context.Background()
+	token := fmt.Sprintf("attach-while-starting-%d", time.Now().UnixNano())
+	id := e.create(&container.Config{Cmd: []string{"sh", "-c", "while true; do echo tick; sleep 0.1; done # " + token}}, nil)
+	started := make(chan error, 1)
+	go func() { started <- e.svc.Start(ctx, id) }()
+	// The process runs while the runtime's start has not returned.
+	for deadline := time.Now().Add(30 * time.Second); !running(token); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the container's process never ran")
+		}
+	}
+	actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	conn, _, err := e.svc.Attach(actx, id, service.AttachOptions{Stdout: true})
+	if err != nil {
+		t.Fatalf("attach while starting: %v", err)
+	}
+	defer conn.Close()
+	select {
+	case err := <-started:
+		t.Fatalf("the start returned (%v) before the attach: the test proves nothing", err)
+	default:
+	}
+	hdr := make([]byte, 8+len("tick\n"))
+	if _, err := io.ReadFull(conn, hdr); err != nil || string(hdr[8:]) != "tick\n" {
+		t.Fatalf("attached output %q: %v", hdr, err)
+	}
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Kill(ctx, id, "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	e.wait(id, container.WaitConditionNotRunning)
+}
+
+// running reports whether a process on the host has token in its command line.
+func running(token string) bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), token) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestOrphanSnapshots: a container snapshot whose create never wrote the

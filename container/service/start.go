@@ -71,7 +71,7 @@ func (s *Service) start(ctx context.Context, c *ctr, rec *store.Container, byUse
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		c.starting = nil
+		c.starting, c.launched = nil, nil
 		c.mu.Unlock()
 		close(starting)
 	}()
@@ -288,7 +288,7 @@ func (s *Service) takePeerNames(r *store.Container) {
 func (s *Service) connectPending(ctx context.Context, c *ctr, sh *client.Shim) {
 	c.mu.Lock()
 	pending := c.pending
-	c.pending = nil
+	c.pending, c.launched = nil, sh
 	c.mu.Unlock()
 	for _, p := range pending {
 		conn, err := sh.Attach(ctx, p.opts)
@@ -355,6 +355,15 @@ func (s *Service) onExit(c *ctr, st shim.ExitStatus, exited chan struct{}) {
 		stoppedHealth(&r.State)
 		return nil
 	})
+	// die is told before anyone waiting for the exit wakes (a stop
+	// answers then, and its stop event must come after), as dockerd does
+	// under its container lock.
+	if err == nil {
+		if st.OOMKilled {
+			s.publish(rec, events.ActionOOM, nil)
+		}
+		s.publish(rec, events.ActionDie, map[string]string{"exitCode": fmt.Sprint(st.ExitCode)})
+	}
 	c.mu.Lock()
 	c.shim, c.exited = nil, nil
 	stopping, restarting := c.stopping, c.restarting
@@ -368,10 +377,6 @@ func (s *Service) onExit(c *ctr, st shim.ExitStatus, exited chan struct{}) {
 		s.opts.Logf("container %s: record the exit: %v", c.id, err)
 		return
 	}
-	if st.OOMKilled {
-		s.publish(rec, events.ActionOOM, nil)
-	}
-	s.publish(rec, events.ActionDie, map[string]string{"exitCode": fmt.Sprint(st.ExitCode)})
 	if !stopping && shouldRestart(rec) {
 		go s.restartLater(c, rec)
 		return

@@ -67,7 +67,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// waitPids waits until the container's cgroup holds n processes.
+// waitPids waits until the container's cgroup holds n processes, each
+// running its own program.
 func waitPids(t *testing.T, c running, n int) []int {
 	t.Helper()
 	var pids []int
@@ -77,7 +78,12 @@ func waitPids(t *testing.T, c running, n int) []int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return len(pids) == n
+		// A child forked but not yet exec'd has its parent's cmdline.
+		cmds := map[string]bool{}
+		for _, p := range pids {
+			cmds[cmdline(p)] = true
+		}
+		return len(pids) == n && len(cmds) == n
 	})
 	return pids
 }
@@ -191,9 +197,11 @@ func TestCPUUsageRises(t *testing.T) {
 	if sysDelta <= 0 {
 		t.Fatalf("system usage did not grow: %d -> %d", s1.CPUStats.SystemUsage, s2.CPUStats.SystemUsage)
 	}
-	// docker stats' CPU %: a busy loop keeps about one CPU busy.
+	// docker stats' CPU %: a busy loop keeps about one CPU busy (wide
+	// bounds: a loaded host starves it, and the two clocks of a sample are
+	// not read at one instant; two CPUs or none would be wrong).
 	percent := cpuDelta / sysDelta * float64(s2.CPUStats.OnlineCPUs) * 100
-	if percent < 40 || percent > 110 {
+	if percent < 25 || percent > 150 {
 		t.Errorf("CPU %% of a busy loop: %.1f (cpu delta %.0f ns, system delta %.0f ns)", percent, cpuDelta, sysDelta)
 	}
 	if s2.CPUStats.CPUUsage.UsageInUsermode <= s1.CPUStats.CPUUsage.UsageInUsermode {
@@ -214,7 +222,7 @@ func TestCPUUsageRises(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := float64(b.CPUStats.CPUUsage.TotalUsage-a.CPUStats.CPUUsage.TotalUsage) / float64(b.CPUStats.SystemUsage-a.CPUStats.SystemUsage)
-		if p := d * float64(b.CPUStats.OnlineCPUs) * 100; p < 40 || p > 110 {
+		if p := d * float64(b.CPUStats.OnlineCPUs) * 100; p < 25 || p > 150 {
 			t.Errorf("CPU %% from the unified hierarchy's cpu.stat: %.1f", p)
 		}
 	}

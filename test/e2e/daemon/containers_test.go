@@ -134,8 +134,15 @@ func TestLiveRestore(t *testing.T) {
 	d.Must(t, "run", "-d", "--name", "ticker", "busybox", "sh", "-c", "trap 'exit 0' TERM; while true; do echo tick; sleep 0.2; done")
 	d.Must(t, "run", "-d", "--name", "brief", "busybox", "sh", "-c", "sleep 1; exit 4")
 	pid := strings.TrimSpace(d.Must(t, "inspect", "-f", "{{.State.Pid}}", "ticker"))
+	var briefPid int
+	fmt.Sscan(d.Must(t, "inspect", "-f", "{{.State.Pid}}", "brief"), &briefPid)
 	d.Crash()
-	time.Sleep(1500 * time.Millisecond) // brief ends while no daemon runs
+	// brief ends while no daemon runs (its shim reaps it).
+	for deadline := time.Now().Add(20 * time.Second); briefPid > 0 && syscall.Kill(briefPid, 0) == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("brief (pid %d) still runs", briefPid)
+		}
+	}
 	var p int
 	if _, err := fmt.Sscan(pid, &p); err != nil || syscall.Kill(p, 0) != nil {
 		t.Fatalf("the container's process %s did not survive the daemon: %v", pid, err)
@@ -168,9 +175,10 @@ func TestLiveRestore(t *testing.T) {
 // out of reach of rm -f.
 func TestKillZeroStaysInside(t *testing.T) {
 	d := withBusybox(t)
-	d.Must(t, "run", "-d", "--name", "k0", "busybox", "sh", "-c", "sleep 1; kill -HUP 0; sleep 1; echo survived")
+	// The kill waits for the exec below, however slow the machine.
+	d.Must(t, "run", "-d", "--name", "k0", "busybox", "sh", "-c", "until [ -e /go ]; do sleep 0.1; done; kill -HUP 0; sleep 1; echo survived")
 	// Fields 1, 5 and 6 of stat: pid, process group, session.
-	out := d.Must(t, "exec", "k0", "sh", "-c", "cut -d' ' -f1,5,6 /proc/1/stat /proc/$$/stat")
+	out := d.Must(t, "exec", "k0", "sh", "-c", "cut -d' ' -f1,5,6 /proc/1/stat /proc/$$/stat; touch /go")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 2 || lines[0] != "1 1 1" {
 		t.Errorf("init's pid, process group and session: %q, want 1 1 1", out)
@@ -189,8 +197,13 @@ func TestKillZeroStaysInside(t *testing.T) {
 // export through the docker CLI.
 func TestContainerFiles(t *testing.T) {
 	d := withBusybox(t)
-	d.Must(t, "run", "-d", "--name", "box", "-m", "64m", "busybox", "sh", "-c", "echo hi > /new; rm /bin/vi; sleep 1000")
-	time.Sleep(300 * time.Millisecond)
+	d.Must(t, "run", "-d", "--name", "box", "-m", "64m", "busybox", "sh", "-c", "echo hi > /new; rm /bin/vi; exec sleep 1000")
+	// The shell has made its changes once it is replaced by the sleep.
+	for deadline := time.Now().Add(20 * time.Second); strings.Contains(d.Must(t, "top", "box"), "sh -c"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("box never reached its sleep")
+		}
+	}
 	if out := d.Must(t, "top", "box"); !strings.Contains(out, "PID") || !strings.Contains(out, "sleep 1000") {
 		t.Errorf("top: %q", out)
 	}

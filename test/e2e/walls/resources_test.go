@@ -79,11 +79,12 @@ func TestPidsLimitStopsForkBomb(t *testing.T) {
 		t.Errorf("host slow during the fork bomb: %v, %v", time.Since(start), err)
 	}
 	for _, c := range clis {
-		out, code := c.run(t, d, "stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.MemUsage}}", "bomb")
-		f := strings.Fields(out)
-		if code != 0 || len(f) < 3 || f[0] != "bomb" || !nearLimit(f[1]) || !strings.HasSuffix(strings.Join(f[2:], " "), "/ 64MiB") || strings.HasPrefix(f[2], "0B") {
-			t.Errorf("%s stats: %q (exit %d)", c.name, out, code)
-		}
+		// A sample may catch the count off the limit (it hovers).
+		eventually(t, 20*time.Second, c.name+" stats at the limit", func() (bool, string) {
+			out, code := c.run(t, d, "stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.MemUsage}}", "bomb")
+			f := strings.Fields(out)
+			return code == 0 && len(f) >= 3 && f[0] == "bomb" && nearLimit(f[1]) && strings.HasSuffix(strings.Join(f[2:], " "), "/ 64MiB") && !strings.HasPrefix(f[2], "0B"), out
+		})
 	}
 	d.Must(t, "rm", "-f", "bomb")
 }
