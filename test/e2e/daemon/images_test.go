@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,7 +30,10 @@ type eventLog struct {
 func watchEvents(t *testing.T, c *client.Client, f client.Filters) *eventLog {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	res := c.Events(ctx, client.EventsListOptions{Filters: f})
+	// Since now: what happens before the subscription is in place comes
+	// from the daemon's history (to the nanosecond, so nothing earlier).
+	now := time.Now()
+	res := c.Events(ctx, client.EventsListOptions{Filters: f, Since: fmt.Sprintf("%d.%09d", now.Unix(), now.Nanosecond())})
 	l := &eventLog{}
 	go func() {
 		for m := range res.Messages {
@@ -38,9 +42,6 @@ func watchEvents(t *testing.T, c *client.Client, f client.Filters) *eventLog {
 			l.mu.Unlock()
 		}
 	}()
-	// The subscription is in place once the daemon sent the header;
-	// give the request a moment.
-	time.Sleep(200 * time.Millisecond)
 	return l
 }
 
