@@ -138,11 +138,7 @@ func TestLiveRestore(t *testing.T) {
 	fmt.Sscan(d.Must(t, "inspect", "-f", "{{.State.Pid}}", "brief"), &briefPid)
 	d.Crash()
 	// brief ends while no daemon runs (its shim reaps it).
-	for deadline := time.Now().Add(20 * time.Second); briefPid > 0 && syscall.Kill(briefPid, 0) == nil; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("brief (pid %d) still runs", briefPid)
-		}
-	}
+	waitFor(t, "brief's process to end", func() bool { return briefPid <= 0 || syscall.Kill(briefPid, 0) != nil })
 	var p int
 	if _, err := fmt.Sscan(pid, &p); err != nil || syscall.Kill(p, 0) != nil {
 		t.Fatalf("the container's process %s did not survive the daemon: %v", pid, err)
@@ -199,11 +195,7 @@ func TestContainerFiles(t *testing.T) {
 	d := withBusybox(t)
 	d.Must(t, "run", "-d", "--name", "box", "-m", "64m", "busybox", "sh", "-c", "echo hi > /new; rm /bin/vi; exec sleep 1000")
 	// The shell has made its changes once it is replaced by the sleep.
-	for deadline := time.Now().Add(20 * time.Second); strings.Contains(d.Must(t, "top", "box"), "sh -c"); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("box never reached its sleep")
-		}
-	}
+	waitFor(t, "box's shell to exec its sleep", func() bool { return !strings.Contains(d.Must(t, "top", "box"), "sh -c") })
 	if out := d.Must(t, "top", "box"); !strings.Contains(out, "PID") || !strings.Contains(out, "sleep 1000") {
 		t.Errorf("top: %q", out)
 	}
